@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny random-weight chat models built once per test session (about a second).
+
+Tests load them like any hub model: `AutoModelForCausalLM.from_pretrained(tiny_model_dir)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.tiny import build_tiny_model
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "math"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Qwen2ForCausalLM (hidden 64, 2 layers, tied embeddings) with a Qwen3-style chat template."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_qwen2"), arch="qwen2")
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny model as a LlamaForCausalLM, for code that must not assume Qwen."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny_llama"), arch="llama")
+
+
+@pytest.fixture(scope="session")
+def math_eval_dir() -> Path:
+    """The shared evaluation parquet files (aime24, aime25, amc23, math500)."""
+    path = SHARED_DATA / "evaluation"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found (the shared math data sits beside the repository)")
+    return path
