@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -45,6 +46,113 @@ def version() -> None:
 
     for name, value in library_versions().items():
         print(f"{name}\t{value}")
+
+
+@app.command()
+def train(
+    recipe: Path = typer.Argument(..., help="A training recipe (recipes/organism/*.yaml, recipes/models/*/*.yaml)."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. steps=10 sdpo.alpha=1.0 output_dir=runs/x"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in output_dir from its last checkpoint."),
+    force: bool = typer.Option(False, "--force", help="Delete an existing output_dir and start over."),
+    show_teacher: int = typer.Option(None, "--show-teacher", help="Print the first N SDPO teacher inputs (audit)."),
+) -> None:
+    """Train with GRPO, SDPO or SFT; writes metrics, samples, checkpoints and summary.json to output_dir."""
+    from sdlab.train import run_training
+    from sdlab.train_config import load_train_config
+
+    config = load_train_config(recipe, overrides or [])
+    summary = run_training(config, resume=resume, force=force, show_teacher=show_teacher)
+    final = summary.get("final") or {}
+    shown = {k: final[k] for k in ("step", "reward", "completion_tokens", "markers_per_response") if k in final}
+    print(f"{config.output_dir}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s; final {shown}")
+
+
+@app.command()
+def validate(
+    recipe: Path = typer.Argument(..., help="A training recipe to check without running it."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides to check with it."),
+) -> None:
+    """Check a training recipe (schema, data files, model path) without running anything."""
+    from sdlab.train_config import load_train_config
+
+    config = load_train_config(recipe, overrides or [])
+    shape = "" if config.method == "sft" else f", {config.batch} prompts x {config.rollouts} rollouts, {config.updates_per_step} update(s)/step"
+    print(f"{recipe}: ok ({config.method}, model {config.model}, {config.steps} steps{shape}, output {config.output_dir})")
+
+
+@app.command("sft-data")
+def sft_data(
+    model: str = typer.Option(..., "--model", help="Model dir, hub id or `organism`."),
+    data: str = typer.Option(..., "--data", help="Problem source: parquet/JSONL path, datasets dir or organism:FAMILY:N."),
+    mode: str = typer.Option("unguided", "--mode", help="unguided (D_ug: no context) or guided (D_sg: solution in context, dropped for training)."),
+    n_correct: int = typer.Option(800, "--n-correct", min=1, help="Correct traces to collect (one per problem)."),
+    out: Path = typer.Option(..., "--out", help="Output chat JSONL; an existing file is resumed."),
+    max_attempts: int = typer.Option(8, "--max-attempts", min=1, help="Samples per problem before giving up on it."),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
+    temperature: float = typer.Option(0.6, "--temperature", min=0.0),
+    backend: str = typer.Option("auto", "--backend", help="auto, transformers or vllm."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Collect correct traces for off-policy SFT (the study's D_ug / D_sg)."""
+    from sdlab.sft import MODES, collect_sft_data
+    from sdlab.train import resolve_model
+
+    if mode not in MODES:
+        raise SdlabError(f"--mode {mode!r}: allowed values are {', '.join(MODES)}")
+    count = collect_sft_data(
+        model=resolve_model(model), data=data, mode=mode, n_correct=n_correct, out=out,
+        max_attempts=max_attempts, max_new_tokens=max_new_tokens, temperature=temperature, backend=backend, seed=seed,
+    )
+    print(f"{out}: {count} correct {mode} traces")
+
+
+@app.command("eval")
+def eval_command(
+    model: str = typer.Option(..., "--model", help="Model directory or hub id (loaded without remote code)."),
+    data: list[str] = typer.Option(..., "--data", help="Problem file (verl parquet, JSONL) or data set spec; repeat for several."),
+    k: int = typer.Option(16, "--k", min=1, help="Samples per problem: avg@k and pass@k."),
+    out: Path = typer.Option(..., "--out", help="Run directory for config.yaml, metrics.json and samples_<dataset>.jsonl."),
+    max_new_tokens: int = typer.Option(1024, "--max-new-tokens", min=1, help="Longest reply; longer ones are cut and count as truncated."),
+    temperature: float = typer.Option(0.6, "--temperature", min=0.0, help="Sampling temperature; 0 is greedy."),
+    top_p: float = typer.Option(0.95, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (1 switches it off)."),
+    top_k: int = typer.Option(20, "--top-k", min=0, help="Top-k filter (0 switches it off)."),
+    thinking: bool = typer.Option(None, "--thinking/--no-thinking", help="Pass enable_thinking to the chat template (Qwen3); default: the template's own default."),
+    backend: str = typer.Option("auto", "--backend", help="auto (vLLM when installed and a GPU is present), transformers or vllm."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Evaluate only the first N problems of each data set."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Prompts per generation call (each with k samples); lower it if memory runs out."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    force: bool = typer.Option(False, "--force", help="Delete an existing --out directory and start over."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out, skipping finished problems."),
+) -> None:
+    """Sample k replies per problem and report avg@k (95% CI), pass@k, reply length and epistemic markers."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from sdlab.config import build_config
+    from sdlab.evaluate import EvalConfig, run_eval
+
+    config = build_config(EvalConfig, dict(
+        model=model, data=data, k=k, out=str(out), max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+        enable_thinking=thinking, backend=backend, limit=limit, batch_size=batch_size, seed=seed,
+    ), source="sdlab eval options")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("problems"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_progress(dataset: str, done: int, total: int) -> None:
+            if dataset not in tasks:
+                tasks[dataset] = progress.add_task(dataset, total=total)
+            progress.update(tasks[dataset], completed=done)
+
+        metrics = run_eval(config, force=force, resume=resume, on_progress=on_progress)
+    table = Table(title=f"{model}: {k} samples per problem")
+    for column in ("dataset", f"avg@{k} (95% CI)", f"pass@{k}", "tokens", "markers", "truncated"):
+        table.add_column(column, justify="left" if column == "dataset" else "right")
+    for name, m in metrics.items():
+        ci = f" [{m['avg@k_ci95'][0]:.3f}, {m['avg@k_ci95'][1]:.3f}]" if m["avg@k_ci95"] else ""
+        table.add_row(name, f"{m['avg@k']:.3f}{ci}", f"{m['pass@k']:.3f}", f"{m['mean_response_tokens']:.0f}", f"{m['mean_markers_paper']:.1f}", f"{m['truncated_fraction']:.0%}")
+    Console().print(table)
+    print(f"{out}/metrics.json")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,163 @@
+"""Off-policy SFT data (the study's D_ug and D_sg) and the TRL SFT trainer that trains on it.
+
+    sdlab sft-data --model organism --data organism:add:2000 --mode guided --n-correct 800 --out d_sg.jsonl
+
+D_ug: correct responses sampled from the question alone. D_sg: correct responses sampled with a
+correct solution in context (the study's hint template); the context is dropped from the
+training example, so SFT teaches the model to answer the bare question the way it answers
+when it already knows the solution. The solution is the problem's reference solution when
+it has one, else one of the model's own correct unguided responses.
+
+Rows are chat-format JSONL (`messages` = the problem's prompt + one assistant turn) written as
+they are found; a `.progress.json` beside the file records which problems were tried, so an
+interrupted collection resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from sdlab import SdlabError
+from sdlab.data import Problem
+from sdlab.rundir import append_jsonl, read_jsonl, write_json
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["unguided", "guided"]
+MODES = ("unguided", "guided")
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def progress_path(out: Path) -> Path:
+    return out.with_name(out.name + ".progress.json")
+
+
+def sft_example(problem: Problem, response: str, *, mode: Mode) -> dict[str, Any]:
+    """One training row: the bare prompt (no context, whatever the mode) + the response."""
+    return {
+        "messages": [*problem.messages, {"role": "assistant", "content": response}],
+        "id": problem.id,
+        "answer": problem.answer,
+        "mode": mode,
+    }
+
+
+def first_correct(responses: Sequence[str], verdicts: Sequence[bool]) -> str | None:
+    return next((text for text, ok in zip(responses, verdicts) if ok), None)
+
+
+def collect_sft_data(
+    *,
+    model: str,
+    data: str,
+    mode: Mode,
+    n_correct: int,
+    out: str | Path,
+    max_attempts: int = 8,
+    max_new_tokens: int = 256,
+    temperature: float = 0.6,
+    problems_per_batch: int = 8,
+    backend: str = "auto",
+    seed: int = 0,
+    show_progress: bool = True,
+) -> int:
+    """Append correct traces to `out` until it holds `n_correct` (one per problem); returns the count.
+
+    Each problem gets up to `max_attempts` samples; guided mode first finds a solution (reference,
+    else an own correct unguided sample), then samples with it in context."""
+    from rich.progress import Progress
+
+    from sdlab.contexts import build_teacher_messages
+    from sdlab.data import load_problems
+    from sdlab.generation import SamplingParams, make_generator, with_seed
+    from sdlab.grading import grade_many
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state_file = progress_path(out)
+    tried: set[str] = set(json.loads(state_file.read_text())["tried"]) if state_file.exists() else set()
+    have = len(read_jsonl(out))
+    if have >= n_correct:
+        return have
+    problems = [p for p in load_problems(data) if p.id not in tried]
+    generator = make_generator(model, backend=backend, batch_size=problems_per_batch * max_attempts)
+    params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, n=max_attempts)
+
+    with Progress(disable=not show_progress, transient=True) as bar:
+        task = bar.add_task(f"collecting {mode} traces", total=n_correct, completed=have)
+        for chunk in _chunks(problems, problems_per_batch):
+            if have >= n_correct:
+                break
+            # Seeded by how many problems were tried before: a resumed collection samples the same.
+            params = with_seed(params, seed + len(tried))
+            solutions: list[str | None] = [p.solution for p in chunk]
+            if mode == "unguided" or any(s is None for s in solutions):
+                unguided = _sample_correct(generator, [p.messages for p in chunk], chunk, params, grade_many)
+            if mode == "unguided":
+                found = unguided
+            else:
+                solutions = [s if s is not None else own for s, own in zip(solutions, unguided)]
+                guided_idx = [i for i, s in enumerate(solutions) if s is not None]
+                prompts = [build_teacher_messages(chunk[i].messages, solutions[i]) for i in guided_idx]
+                guided = _sample_correct(generator, prompts, [chunk[i] for i in guided_idx], params, grade_many)
+                found = [None] * len(chunk)
+                for i, response in zip(guided_idx, guided):
+                    found[i] = response
+            for problem, response in zip(chunk, found):
+                tried.add(problem.id)
+                if response is not None and have < n_correct:
+                    append_jsonl(out, sft_example(problem, response, mode=mode))
+                    have += 1
+            write_json(state_file, {"tried": sorted(tried)})
+            bar.update(task, completed=have)
+    if have < n_correct:
+        logger.warning("%s: only %d of %d correct traces; every problem of %s was tried", out, have, n_correct, data)
+    return have
+
+
+def _sample_correct(generator, prompts, problems, params, grade_many) -> list[str | None]:
+    """Sample `params.n` responses per prompt; the first correct one per problem, or None."""
+    groups = generator.generate([list(m) for m in prompts], params)
+    texts = [c.text for group in groups for c in group]
+    truths = [p.answer for p, group in zip(problems, groups) for _ in group]
+    verdicts = grade_many(texts, truths)
+    found, start = [], 0
+    for group in groups:
+        found.append(first_correct(texts[start : start + len(group)], verdicts[start : start + len(group)]))
+        start += len(group)
+    return found
+
+
+def load_sft_dataset(path: str | Path):
+    """Chat JSONL -> a `datasets.Dataset` in TRL's conversational prompt-completion format.
+
+    Splitting `messages` into prompt (all but the last turn) and completion (the assistant
+    turn) makes TRL mask the prompt out of the loss with any chat template; TRL's
+    `assistant_only_loss` instead needs `{% generation %}` markers that most templates
+    (and the organism's) lack."""
+    from datasets import Dataset
+
+    rows = read_jsonl(path)
+    if not rows:
+        raise SdlabError(f"{path}: no SFT examples; collect them with `sdlab sft-data`")
+    for line, row in enumerate(rows, 1):
+        messages = row.get("messages")
+        if not isinstance(messages, list) or len(messages) < 2 or messages[-1].get("role") != "assistant":
+            raise SdlabError(f"{path}: line {line}: `messages` must be a list of turns ending with an assistant turn")
+    return Dataset.from_list([{"prompt": row["messages"][:-1], "completion": row["messages"][-1:]} for row in rows])
+
+
+def build_sft_trainer(*, model: str, dataset, args: dict[str, Any], callbacks: list):
+    """TRL SFTTrainer with the loss on the assistant turn only (prompt tokens masked)."""
+    from trl import SFTConfig, SFTTrainer
+
+    sft_args = SFTConfig(**args, completion_only_loss=True, assistant_only_loss=False, packing=False)
+    return SFTTrainer(model=model, args=sft_args, train_dataset=dataset, callbacks=callbacks)

@@ -1,0 +1,251 @@
+"""`sdlab train`: one recipe -> one run directory with metrics, samples, checkpoints and a summary.
+
+    sdlab train recipes/organism/sdpo_solution.yaml steps=60 --force
+    accelerate launch --config_file recipes/accelerate/zero3.yaml -m sdlab.cli train recipes/models/qwen3-8b/sdpo.yaml
+
+This module only orchestrates: the trainers come from `sdlab.sdpo` (TRL's GRPOTrainer for the
+GRPO baseline, sdlab's SDPOTrainer subclass for self-distillation) and `sdlab.sft` (TRL's
+SFTTrainer); the per-step epistemic metrics from `sdlab.callbacks.EpistemicMonitor`.
+
+Run directory: `config.yaml` (resolved), `versions.json`, `metrics.jsonl` (one row per logged
+step), `eval.jsonl` (periodic ID/OOD evaluation), `samples.jsonl`, `checkpoints/checkpoint-N`
+(safetensors + optimizer + RNG state, what `--resume` continues from), `model/` (final
+weights), `summary.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from sdlab import SdlabError
+from sdlab.config import dump_config
+from sdlab.rundir import prepare_run_dir, read_jsonl, write_json, write_run_header
+from sdlab.train_config import ORGANISM, TrainConfig
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+STEP_LOGS = ("metrics.jsonl", "eval.jsonl", "samples.jsonl")
+
+
+def resolve_model(spec: str) -> str:
+    """`organism` -> the default organism's directory (built once, then cached)."""
+    if spec != ORGANISM:
+        return spec
+    from sdlab.organism.build import build_organism
+
+    return str(build_organism())
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def batch_layout(*, completions_per_update: int, micro_batch: int | None, processes: int) -> tuple[int, int]:
+    """(per-device micro-batch, gradient-accumulation steps) so that one optimizer update sees
+    exactly `completions_per_update` sequences over all processes."""
+    micro = micro_batch or max(1, completions_per_update // processes)
+    if completions_per_update % (micro * processes):
+        raise SdlabError(
+            f"runtime.micro_batch={micro} x {processes} process(es) does not divide the {completions_per_update} sequences of one update; pick a divisor"
+        )
+    return micro, completions_per_update // (micro * processes)
+
+
+def common_args(config: TrainConfig, *, output_dir: Path, max_steps: int) -> dict[str, Any]:
+    """TrainingArguments shared by every method (TRL's GRPO/SDPO/SFT configs all take them)."""
+    runtime = config.runtime
+    return dict(
+        output_dir=str(output_dir),
+        max_steps=max_steps,
+        learning_rate=config.lr,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=config.logging.logging_steps,
+        report_to=[] if config.logging.report_to == "none" else [config.logging.report_to],
+        save_strategy="steps",
+        # In generation batches, so a checkpoint never falls between the updates of one batch
+        # (TRL keeps that batch in memory only; resuming mid-batch could not be exact).
+        save_steps=config.save_steps * config.updates_per_step,
+        save_total_limit=config.save_total_limit,
+        save_safetensors=True,
+        bf16=runtime.bf16,
+        gradient_checkpointing=runtime.gradient_checkpointing,
+        use_cpu=runtime.use_cpu,
+        dataloader_num_workers=runtime.dataloader_num_workers,
+        disable_tqdm=False,
+    )
+
+
+def rollout_args(config: TrainConfig, *, processes: int) -> dict[str, Any]:
+    """GRPO/SDPO generation settings: `batch` prompts x `rollouts` per step, split into
+    `batch // mini_batch` optimizer updates."""
+    completions_per_update = (config.mini_batch or config.batch) * config.rollouts
+    micro, accumulation = batch_layout(completions_per_update=completions_per_update, micro_batch=config.runtime.micro_batch, processes=processes)
+    vllm = config.runtime.vllm
+    args = dict(
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=accumulation,
+        steps_per_generation=accumulation * config.updates_per_step,
+        num_generations=config.rollouts,
+        max_prompt_length=config.max_prompt_length,
+        max_completion_length=config.max_completion_length,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=config.top_k,
+        use_vllm=vllm.enabled,
+    )
+    if config.enable_thinking is not None:
+        args["chat_template_kwargs"] = {"enable_thinking": config.enable_thinking}
+    if vllm.enabled:
+        args.update(
+            vllm_mode=vllm.mode,
+            vllm_gpu_memory_utilization=vllm.gpu_memory_utilization,
+            vllm_tensor_parallel_size=vllm.tensor_parallel_size,
+            vllm_server_base_url=vllm.server_base_url,
+            vllm_max_model_length=vllm.max_model_length,
+            vllm_enable_sleep_mode=vllm.enable_sleep_mode,
+        )
+    return args
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = run_dir / CHECKPOINTS
+    found = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    return Path(found) if found else None
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[1])
+
+
+def truncate_step_logs(run_dir: Path, *, after_step: int) -> None:
+    """Drop rows logged after the checkpoint a run resumes from: the resumed run logs them again."""
+    import json
+
+    for name in STEP_LOGS:
+        path = run_dir / name
+        rows = read_jsonl(path)
+        kept = [row for row in rows if row.get("step", 0) <= after_step]
+        if len(kept) != len(rows):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+            tmp.replace(path)
+
+
+def check_resumable(run_dir: Path, config: TrainConfig) -> Path | None:
+    """The checkpoint to resume from; the recipe must match the one the run started with."""
+    saved = run_dir / "config.yaml"
+    if saved.exists() and saved.read_text() != dump_config(config):
+        raise SdlabError(f"{saved}: --resume with a different config; rerun with the same recipe and overrides (diff it against {saved})")
+    checkpoint = last_checkpoint(run_dir)
+    if checkpoint is None:
+        logger.warning("%s: no checkpoint yet; starting from step 0", run_dir)
+    return checkpoint
+
+
+def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callbacks: list, show_teacher: int):
+    """The TRL trainer for `config.method`, writing checkpoints under `run_dir/checkpoints`."""
+    output_dir = run_dir / CHECKPOINTS
+    if config.method == "sft":
+        from sdlab.sft import build_sft_trainer, load_sft_dataset
+
+        dataset = load_sft_dataset(config.sft.dataset)
+        micro, accumulation = batch_layout(completions_per_update=config.batch, micro_batch=config.runtime.micro_batch, processes=world_size())
+        max_steps = sft_max_steps(steps=config.steps, epochs=config.sft.epochs, examples=len(dataset), batch=config.batch)
+        args = common_args(config, output_dir=output_dir, max_steps=max_steps) | dict(
+            per_device_train_batch_size=micro, gradient_accumulation_steps=accumulation, max_length=config.sft.max_length
+        )
+        return build_sft_trainer(model=model_path, dataset=dataset, args=args, callbacks=callbacks)
+    from sdlab.data import load_problems
+    from sdlab.sdpo import build_grpo_trainer, build_sdpo_trainer
+
+    problems = load_problems(config.data.train, limit=config.data.limit)
+    args = common_args(config, output_dir=output_dir, max_steps=config.optimizer_steps) | rollout_args(config, processes=world_size())
+    if config.method == "grpo":
+        return build_grpo_trainer(model=model_path, problems=problems, args=args, callbacks=callbacks)
+    sd = config.sdpo
+    return build_sdpo_trainer(
+        model=model_path,
+        problems=problems,
+        args=args,
+        callbacks=callbacks,
+        context=sd.context,
+        teacher=sd.teacher,
+        ema_rate=sd.ema_rate,
+        distillation=sd.distillation,
+        topk=sd.topk,
+        tail=sd.tail,
+        alpha=sd.alpha,
+        success_threshold=sd.success_threshold,
+        grpo_blend=sd.grpo_blend,
+        is_clip=sd.is_clip,
+        max_teacher_prompt_length=sd.max_teacher_prompt_length,
+        show_teacher=show_teacher,
+    )
+
+
+def run_training(config: TrainConfig, *, resume: bool = False, force: bool = False, show_teacher: int | None = None, extra_callbacks: list | None = None) -> dict[str, Any]:
+    """Train `config` into `config.output_dir`; returns (and writes) the run summary."""
+    from transformers import set_seed
+
+    from sdlab.callbacks import EpistemicMonitor
+    from sdlab.evaluate_callback import PeriodicEval
+
+    run_dir = prepare_run_dir(config.output_dir, force=force, resume=resume)
+    checkpoint = check_resumable(run_dir, config) if resume else None
+    if checkpoint is not None:
+        truncate_step_logs(run_dir, after_step=checkpoint_step(checkpoint))
+    write_run_header(run_dir, config)
+    set_seed(config.seed)
+    if config.method == "sft" and config.sft.collect is not None and not Path(config.sft.dataset).is_file():
+        from sdlab.sft import collect_sft_data
+
+        collect = config.sft.collect
+        collect_sft_data(
+            model=resolve_model(config.model), data=collect.data, mode=collect.mode, n_correct=collect.n_correct, out=config.sft.dataset,
+            max_attempts=collect.max_attempts, max_new_tokens=collect.max_new_tokens, temperature=collect.temperature, seed=config.seed,
+        )
+    model_path = resolve_model(config.model)
+    monitor = EpistemicMonitor(run_dir)
+    callbacks = [monitor, *(extra_callbacks or [])]
+    if config.eval.every:
+        callbacks.append(PeriodicEval(config.eval, run_dir=run_dir))
+    trainer = build_trainer(config, model_path=model_path, run_dir=run_dir, callbacks=callbacks, show_teacher=config.sdpo.show_teacher if show_teacher is None else show_teacher)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    wall = time.perf_counter() - started
+    trainer.save_model(str(run_dir / "model"))
+    summary = summarize(run_dir, wall_time_s=wall, resumed_from=checkpoint, early_warning_step=getattr(monitor, "early_warning_step", None))
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def summarize(run_dir: Path, *, wall_time_s: float, resumed_from: Path | None, early_warning_step: int | None) -> dict[str, Any]:
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    evals = read_jsonl(run_dir / "eval.jsonl")
+    return {
+        "steps": rows[-1].get("step") if rows else 0,
+        "wall_time_s": round(wall_time_s, 2),
+        "resumed_from": resumed_from.name if resumed_from else None,
+        "early_warning_step": early_warning_step,
+        "first": rows[0] if rows else None,
+        "final": rows[-1] if rows else None,
+        "final_eval": evals[-1] if evals else None,
+    }
+
+
+def sft_max_steps(*, steps: int, epochs: float, examples: int, batch: int) -> int:
+    """SFT stops at `steps` updates or after `epochs` passes over the data, whichever is first."""
+    return max(1, min(steps, math.ceil(epochs * examples / batch)))

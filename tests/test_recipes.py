@@ -1,0 +1,58 @@
+"""Every shipped recipe loads through TrainConfig, and its data paths resolve from the repo root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sdlab.train_config import TrainConfig, check_paths, load_train_config
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_RECIPES = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if "accelerate" not in p.parts)
+ACCELERATE_CONFIGS = sorted((REPO / "recipes" / "accelerate").glob("*.yaml"))
+
+
+def test_the_expected_recipes_are_shipped():
+    names = {str(p.relative_to(REPO / "recipes")) for p in TRAIN_RECIPES}
+    for method in ("grpo", "sdpo_solution", "sdpo_solution_nothink", "sdpo_regenerated", "sdpo_ema", "sft_unguided", "sft_guided"):
+        assert f"organism/{method}.yaml" in names
+    for model in ("qwen3-8b", "deepseek-r1-distill-qwen-7b", "olmo3-7b-instruct"):
+        assert {f"models/{model}/grpo.yaml", f"models/{model}/sdpo.yaml"} <= names
+    assert {p.name for p in ACCELERATE_CONFIGS} == {"zero3.yaml", "fsdp.yaml"}
+
+
+@pytest.mark.parametrize("recipe", TRAIN_RECIPES, ids=lambda p: str(p.relative_to(REPO / "recipes")))
+def test_recipe_validates_from_the_repo_root(recipe, monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = load_train_config(recipe)
+    check_paths(config)
+    assert config.output_dir.startswith("runs/")
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes" / "models").rglob("*.yaml")), ids=lambda p: p.parent.name + "/" + p.name)
+def test_model_recipes_carry_the_studys_settings(recipe):
+    config = TrainConfig.model_validate(yaml.safe_load(recipe.read_text()))
+    assert (config.batch, config.mini_batch, config.rollouts, config.max_completion_length) == (256, 128, 8, 20480)
+    assert config.updates_per_step == 2 and config.runtime.bf16 and config.runtime.vllm.enabled
+    if config.method == "grpo":
+        assert config.lr == 1e-6
+    else:
+        sd = config.sdpo
+        assert (config.lr, sd.alpha, sd.topk, sd.tail, sd.is_clip, sd.success_threshold) == (1e-5, 0.5, 100, True, 2.0, 0.5)
+        assert sd.max_teacher_prompt_length == 22528 and sd.distillation == "topk" and sd.context == "solution"
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes" / "organism").glob("*.yaml")), ids=lambda p: p.name)
+def test_organism_recipes_use_the_cpu_settings(recipe):
+    config = TrainConfig.model_validate(yaml.safe_load(recipe.read_text()))
+    runtime = config.runtime
+    assert runtime.use_cpu and not runtime.bf16 and not runtime.gradient_checkpointing and runtime.dataloader_num_workers == 0
+    assert config.logging.report_to == "none" and config.model == "organism"
+
+
+@pytest.mark.parametrize("config_file", ACCELERATE_CONFIGS, ids=lambda p: p.name)
+def test_accelerate_configs_parse(config_file):
+    data = yaml.safe_load(config_file.read_text())
+    assert data["distributed_type"] in {"DEEPSPEED", "FSDP"} and data["mixed_precision"] == "bf16"
