@@ -1,0 +1,291 @@
+"""Evaluation as the study does it: k samples per problem, avg@k and pass@k, response length
+and epistemic markers, averaged per problem first and then over problems.
+
+    sdlab eval --model runs/organism/model --data ../shared/data/math/evaluation/aime24.parquet --k 16 --out runs/eval
+
+Writes `metrics.json` ({dataset: metrics}) and `samples_<dataset>.jsonl` (one line per
+sample, appended as each batch of problems finishes, so an interruption loses at most one
+batch and `resume=True` skips the problems already complete).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from statistics import fmean, stdev
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+
+from sdlab import SdlabError
+from sdlab.config import StrictModel
+from sdlab.generation import Generator, SamplingParams, make_generator
+from sdlab.rundir import append_jsonl, prepare_run_dir, write_json, write_run_header
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, int, int], None]  # (dataset, problems done, problems in total)
+
+# Two-sided 95% Student-t critical values for 1..9 degrees of freedom; from 10 on the
+# Cornish-Fisher expansion below is within 1e-3 of the exact quantile.
+_T95_SMALL_DF = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262)
+_Z975 = 1.959964
+
+
+class EvalConfig(StrictModel):
+    """What `sdlab eval` runs; recipes mirror these keys."""
+
+    model: str = Field(description="local model directory or hub id")
+    data: list[str] = Field(min_length=1, description="problem files / data set specs, one metrics entry each")
+    k: int = Field(16, ge=1, description="samples per problem")
+    out: str = Field(description="run directory")
+    max_new_tokens: int = Field(1024, ge=1)
+    temperature: float = Field(0.6, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    top_k: int = Field(20, ge=0, description="0 switches top-k filtering off")
+    enable_thinking: bool | None = Field(None, description="passed to the chat template when set (Qwen3)")
+    backend: Literal["auto", "transformers", "vllm"] = "auto"
+    limit: int | None = Field(None, ge=1, description="first N problems of each data set")
+    batch_size: int = Field(8, ge=1, description="prompts per generation call (x k samples)")
+    seed: int = 0
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, max_new_tokens=self.max_new_tokens, n=self.k, seed=self.seed)
+
+
+# Keys that may change when a run is resumed: they do not change what a finished sample is.
+RESUMABLE_KEYS = {"data", "limit", "batch_size", "backend", "out"}
+
+
+# ---------------------------------------------------------------- pure metrics
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k of Chen et al. (2021): 1 - C(n-c, k) / C(n, k), with n samples of
+    which c are correct, computed as a product so large n does not overflow."""
+    if not (0 <= c <= n and 1 <= k <= n):
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def avg_at_k(correct: Sequence[bool]) -> float:
+    """Mean correctness over one problem's k samples (avg@k before averaging over problems)."""
+    if not correct:
+        raise ValueError("avg_at_k needs at least one sample")
+    return sum(map(bool, correct)) / len(correct)
+
+
+def t_critical_95(df: int) -> float:
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if df <= len(_T95_SMALL_DF):
+        return _T95_SMALL_DF[df - 1]
+    z = _Z975
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2) + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
+
+
+def mean_and_ci95(values: Sequence[float]) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t 95% interval of the mean, treating values as independent.
+
+    Pass per-problem scores, not samples: a problem's samples are correlated, so the problem
+    is the unit. With fewer than two values the interval is unknown (nan, nan).
+    """
+    if not values:
+        raise ValueError("mean_and_ci95 needs at least one value")
+    mean = fmean(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = t_critical_95(len(values) - 1) * stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def problem_mean(values_per_problem: Sequence[Sequence[float]]) -> float:
+    """Average within each problem, then over problems (how the study reports lengths and markers)."""
+    if not values_per_problem or not all(values_per_problem):
+        raise ValueError("problem_mean needs at least one problem and one value per problem")
+    return fmean(fmean(values) for values in values_per_problem)
+
+
+def summarize(samples_per_problem: Sequence[Sequence[dict[str, Any]]], k: int) -> dict[str, Any]:
+    """Metrics of one data set from its sample records (each with correct, num_tokens,
+    finished, markers_paper, markers_word). Fractions in [0, 1]."""
+    counts = [sum(bool(s["correct"]) for s in samples) for samples in samples_per_problem]
+    avg, low, high = mean_and_ci95([c / k for c in counts])
+    curve = [fmean(pass_at_k(k, c, j) for c in counts) for j in range(1, k + 1)]
+    all_samples = [s for samples in samples_per_problem for s in samples]
+    return {
+        "avg@k": avg,
+        "avg@k_ci95": None if math.isnan(low) else [low, high],
+        "pass@k": curve[-1],
+        "pass_curve": curve,
+        "mean_response_tokens": problem_mean([[s["num_tokens"] for s in samples] for samples in samples_per_problem]),
+        "mean_markers_paper": problem_mean([[s["markers_paper"] for s in samples] for samples in samples_per_problem]),
+        "mean_markers_word": problem_mean([[s["markers_word"] for s in samples] for samples in samples_per_problem]),
+        "truncated_fraction": fmean(not s["finished"] for s in all_samples),
+        "n_problems": len(samples_per_problem),
+        "k": k,
+    }
+
+
+# ---------------------------------------------------------------- samples on disk
+
+
+def dataset_name(source: str | Path) -> str:
+    """`.../aime24.parquet` -> `aime24`; other specs are made file-name safe."""
+    text = str(source)
+    name = Path(text).stem if Path(text).suffix else text
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "data"
+
+
+def load_finished(path: Path, k: int) -> dict[int, list[dict[str, Any]]]:
+    """Complete problems in a samples file, keyed by problem index; the file is rewritten
+    without partial problems and without a line cut short by an interruption."""
+    by_index: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            logger.warning("%s:%d: dropping an unreadable line (interrupted write)", path, line_number)
+            continue
+        if record["sample"] >= k:
+            raise SdlabError(f"{path}:{line_number}: sample {record['sample']} but k={k}; resume with the k of the original run or start a new run")
+        by_index[record["index"]].append(record)
+    finished = {i: sorted(records, key=lambda r: r["sample"]) for i, records in by_index.items() if len({r["sample"] for r in records}) == k}
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for i in sorted(finished) for r in finished[i]))
+    tmp.replace(path)
+    return finished
+
+
+def sample_record(index: int, problem, sample: int, completion, correct: bool) -> dict[str, Any]:
+    from sdlab.epistemic import count_markers
+    from sdlab.grading import extract_answer
+
+    return {
+        "index": index,
+        "problem_id": problem.id,
+        "sample": sample,
+        "text": completion.text,
+        "num_tokens": completion.num_tokens,
+        "finished": completion.finished,
+        "answer": extract_answer(completion.text),
+        "ground_truth": problem.answer,
+        "correct": correct,
+        "markers_paper": count_markers(completion.text, mode="paper"),
+        "markers_word": count_markers(completion.text, mode="word"),
+    }
+
+
+# ---------------------------------------------------------------- the evaluation loop
+
+
+def evaluate_dataset(generator: Generator, problems: Sequence, samples_path: Path | None, *, sampling: SamplingParams, enable_thinking: bool | None, batch_size: int, resume: bool, on_progress: Callable[[int, int], None] | None = None) -> list[list[dict[str, Any]]]:
+    """Sample, grade and count markers for every problem; returns records per problem in order."""
+    from sdlab.grading import grade_many
+
+    k = sampling.n
+    done = load_finished(samples_path, k) if resume and samples_path is not None and samples_path.exists() else {}
+    todo = [i for i in range(len(problems)) if i not in done]
+    if on_progress:
+        on_progress(len(done), len(problems))
+    for batch_number, start in enumerate(range(0, len(todo), batch_size)):
+        indices = todo[start : start + batch_size]
+        seed = None if sampling.seed is None else sampling.seed + batch_number
+        completions = generator.generate([problems[i].messages for i in indices], replace(sampling, seed=seed), enable_thinking=enable_thinking)
+        flat = [(i, j, c) for i, group in zip(indices, completions) for j, c in enumerate(group)]
+        correct = grade_many([c.text for _, _, c in flat], [problems[i].answer for i, _, _ in flat])
+        for (i, j, completion), ok in zip(flat, correct):
+            record = sample_record(i, problems[i], j, completion, ok)
+            done.setdefault(i, []).append(record)
+            if samples_path is not None:
+                append_jsonl(samples_path, record)
+        if on_progress:
+            on_progress(len(done), len(problems))
+    return [done[i] for i in range(len(problems))]
+
+
+def evaluate(
+    model: str | Path | Generator,
+    data_sources: Sequence[str | Path],
+    *,
+    k: int = 16,
+    sampling: SamplingParams | None = None,
+    out_dir: str | Path | None = None,
+    enable_thinking: bool | None = None,
+    backend: str = "auto",
+    limit: int | None = None,
+    batch_size: int = 8,
+    resume: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Evaluate a model (path / hub id, or a ready generator such as one over a model being
+    trained) on each data source; returns {dataset: metrics} and, with `out_dir`, writes
+    `metrics.json` and `samples_<dataset>.jsonl` there. `sampling.n` is replaced by `k`."""
+    from sdlab.data import load_problems
+
+    sampling = replace(sampling or SamplingParams(), n=k)
+    names = [dataset_name(source) for source in data_sources]
+    if len(set(names)) != len(names):
+        raise SdlabError(f"data sets must have distinct names, got {names}; rename the files")
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    problems_per_source = [load_problems(source, limit=limit) for source in data_sources]
+    generator = make_generator(model, backend=backend, batch_size=batch_size) if isinstance(model, (str, Path)) else model
+    metrics: dict[str, dict[str, Any]] = {}
+    for name, problems in zip(names, problems_per_source):
+        if not problems:
+            raise SdlabError(f"{name}: no problems loaded; check the file")
+        samples_path = out / f"samples_{name}.jsonl" if out is not None else None
+        if samples_path is not None and samples_path.exists() and not resume:
+            raise SdlabError(f"{samples_path}: samples exist; resume the run or use a new output directory")
+        progress = (lambda done, total, name=name: on_progress(name, done, total)) if on_progress else None
+        records = evaluate_dataset(generator, problems, samples_path, sampling=sampling, enable_thinking=enable_thinking, batch_size=batch_size, resume=resume, on_progress=progress)
+        metrics[name] = summarize(records, k)
+        logger.info("%s: avg@%d %.3f, pass@%d %.3f", name, k, metrics[name]["avg@k"], k, metrics[name]["pass@k"])
+        if out is not None:
+            write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def check_resumable(out: Path, config: EvalConfig) -> None:
+    """A resumed run must sample exactly as the original did (same model, k, sampling)."""
+    saved_path = out / "config.yaml"
+    if not saved_path.exists():
+        return
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    current = config.model_dump(mode="json")
+    changed = sorted(key for key in current.keys() - RESUMABLE_KEYS if saved.get(key) != current[key])
+    if changed:
+        details = ", ".join(f"{key}: {saved.get(key)!r} -> {current[key]!r}" for key in changed)
+        raise SdlabError(f"{saved_path}: cannot resume with different settings ({details}); use a new --out or --force")
+
+
+def run_eval(config: EvalConfig, *, force: bool = False, resume: bool = False, on_progress: ProgressCallback | None = None) -> dict[str, dict[str, Any]]:
+    """`sdlab eval`: a run directory with config.yaml, versions.json, metrics and samples."""
+    out = prepare_run_dir(config.out, force=force, resume=resume)
+    if resume:
+        check_resumable(out, config)
+    write_run_header(out, config)
+    return evaluate(
+        config.model,
+        config.data,
+        k=config.k,
+        sampling=config.sampling(),
+        out_dir=out,
+        enable_thinking=config.enable_thinking,
+        backend=config.backend,
+        limit=config.limit,
+        batch_size=config.batch_size,
+        resume=resume,
+        on_progress=on_progress,
+    )
