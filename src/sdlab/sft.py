@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,50 +67,59 @@ def collect_sft_data(
     temperature: float = 0.6,
     problems_per_batch: int = 8,
     backend: str = "auto",
+    enable_thinking: bool | None = None,
     seed: int = 0,
     show_progress: bool = True,
 ) -> int:
-    """Append correct traces to `out` until it holds `n_correct` (one per problem); returns the count.
+    """Load the model and problems, then `collect_traces`; returns the number of traces in `out`."""
+    from sdlab.data import load_problems
+    from sdlab.generation import SamplingParams, make_generator
 
-    Each problem gets up to `max_attempts` samples; guided mode first finds a solution (reference,
-    else an own correct unguided sample), then samples with it in context."""
+    if len(read_jsonl(out)) >= n_correct:
+        return len(read_jsonl(out))
+    generator = make_generator(model, backend=backend, batch_size=problems_per_batch * max_attempts)
+    sampling = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, n=max_attempts)
+    return collect_traces(
+        generator, load_problems(data), mode=mode, n_correct=n_correct, out=out, sampling=sampling,
+        problems_per_batch=problems_per_batch, enable_thinking=enable_thinking, seed=seed, show_progress=show_progress,
+    )
+
+
+def collect_traces(generator, problems: Sequence[Problem], *, mode: Mode, n_correct: int, out: str | Path, sampling, problems_per_batch: int = 8, enable_thinking: bool | None = None, seed: int = 0, show_progress: bool = False) -> int:
+    """Append correct traces to `out` until it holds `n_correct` (at most one per problem).
+
+    Each problem gets `sampling.n` samples; guided mode first finds a solution (the reference,
+    else an own correct unguided sample), then samples with it in context and keeps a correct
+    response under the bare prompt. Problems already tried (per the progress file) are skipped."""
     from rich.progress import Progress
 
     from sdlab.contexts import build_teacher_messages
-    from sdlab.data import load_problems
-    from sdlab.generation import SamplingParams, make_generator, with_seed
-    from sdlab.grading import grade_many
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     state_file = progress_path(out)
     tried: set[str] = set(json.loads(state_file.read_text())["tried"]) if state_file.exists() else set()
     have = len(read_jsonl(out))
-    if have >= n_correct:
-        return have
-    problems = [p for p in load_problems(data) if p.id not in tried]
-    generator = make_generator(model, backend=backend, batch_size=problems_per_batch * max_attempts)
-    params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, n=max_attempts)
+    pending = [p for p in problems if p.id not in tried]
+
+    def sample_correct(prompts, chunk):
+        return first_correct_per_prompt(generator, prompts, [p.answer for p in chunk], replace(sampling, seed=seed + len(tried)), enable_thinking)
 
     with Progress(disable=not show_progress, transient=True) as bar:
         task = bar.add_task(f"collecting {mode} traces", total=n_correct, completed=have)
-        for chunk in _chunks(problems, problems_per_batch):
+        for chunk in _chunks(pending, problems_per_batch):
             if have >= n_correct:
                 break
-            # Seeded by how many problems were tried before: a resumed collection samples the same.
-            params = with_seed(params, seed + len(tried))
-            solutions: list[str | None] = [p.solution for p in chunk]
-            if mode == "unguided" or any(s is None for s in solutions):
-                unguided = _sample_correct(generator, [p.messages for p in chunk], chunk, params, grade_many)
+            solutions = [p.solution for p in chunk]
+            if mode == "unguided" or None in solutions:
+                unguided = sample_correct([p.messages for p in chunk], chunk)
+                solutions = [s if s is not None else own for s, own in zip(solutions, unguided)]
             if mode == "unguided":
                 found = unguided
             else:
-                solutions = [s if s is not None else own for s, own in zip(solutions, unguided)]
-                guided_idx = [i for i, s in enumerate(solutions) if s is not None]
-                prompts = [build_teacher_messages(chunk[i].messages, solutions[i]) for i in guided_idx]
-                guided = _sample_correct(generator, prompts, [chunk[i] for i in guided_idx], params, grade_many)
+                solvable = [i for i, s in enumerate(solutions) if s is not None]
+                guided = sample_correct([build_teacher_messages(chunk[i].messages, solutions[i]) for i in solvable], [chunk[i] for i in solvable])
                 found = [None] * len(chunk)
-                for i, response in zip(guided_idx, guided):
+                for i, response in zip(solvable, guided):
                     found[i] = response
             for problem, response in zip(chunk, found):
                 tried.add(problem.id)
@@ -119,16 +129,19 @@ def collect_sft_data(
             write_json(state_file, {"tried": sorted(tried)})
             bar.update(task, completed=have)
     if have < n_correct:
-        logger.warning("%s: only %d of %d correct traces; every problem of %s was tried", out, have, n_correct, data)
+        logger.warning("%s: %d of %d correct traces after trying every problem", out, have, n_correct)
     return have
 
 
-def _sample_correct(generator, prompts, problems, params, grade_many) -> list[str | None]:
-    """Sample `params.n` responses per prompt; the first correct one per problem, or None."""
-    groups = generator.generate([list(m) for m in prompts], params)
+def first_correct_per_prompt(generator, prompts, answers: Sequence[str], sampling, enable_thinking: bool | None) -> list[str | None]:
+    """Sample `sampling.n` responses per prompt; the first correct one per prompt, or None."""
+    from sdlab.grading import grade_many
+
+    if not prompts:
+        return []
+    groups = generator.generate([list(m) for m in prompts], sampling, enable_thinking=enable_thinking)
     texts = [c.text for group in groups for c in group]
-    truths = [p.answer for p, group in zip(problems, groups) for _ in group]
-    verdicts = grade_many(texts, truths)
+    verdicts = grade_many(texts, [answer for answer, group in zip(answers, groups) for _ in group])
     found, start = [], 0
     for group in groups:
         found.append(first_correct(texts[start : start + len(group)], verdicts[start : start + len(group)]))

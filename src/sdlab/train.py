@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
 from sdlab import SdlabError
 from sdlab.config import dump_config
 from sdlab.rundir import prepare_run_dir, read_jsonl, write_json, write_run_header
@@ -31,6 +33,45 @@ logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 STEP_LOGS = ("metrics.jsonl", "eval.jsonl", "samples.jsonl")
+
+
+class PeriodicEval(TrainerCallback):
+    """Evaluates the live model on ID/OOD sources every `every` optimizer updates and appends one
+    row per source to eval.jsonl: accuracy curves, not only end points. Sampling runs under a
+    forked, seeded RNG so that evaluating does not change the training trajectory."""
+
+    def __init__(self, *, path: Path, sources: list[str], every: int, at_start: bool, k: int, max_new_tokens: int, temperature: float, limit: int | None, enable_thinking: bool | None, seed: int):
+        self.path, self.sources, self.every, self.at_start = path, sources, every, at_start
+        self.k, self.limit, self.enable_thinking, self.seed = k, limit, enable_thinking, seed
+        self.sampling = dict(temperature=temperature, max_new_tokens=max_new_tokens)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.at_start and state.global_step == 0:
+            self._evaluate(state.global_step, **kwargs)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0:
+            self._evaluate(state.global_step, **kwargs)
+
+    def _evaluate(self, step: int, *, model, processing_class, **_):
+        import torch
+
+        from sdlab.evaluate import evaluate
+        from sdlab.generation import SamplingParams, make_generator
+        from sdlab.rundir import append_jsonl
+
+        tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+                generator = make_generator(model, tokenizer, backend="transformers", batch_size=32)
+                sampling = SamplingParams(**self.sampling, seed=self.seed + step)
+                results = evaluate(generator, self.sources, k=self.k, sampling=sampling, limit=self.limit, enable_thinking=self.enable_thinking)
+        finally:
+            model.train(was_training)
+        for name, metrics in results.items():
+            append_jsonl(self.path, {"step": step, "dataset": name, **metrics})
 
 
 def resolve_model(spec: str) -> str:
@@ -201,7 +242,6 @@ def run_training(config: TrainConfig, *, resume: bool = False, force: bool = Fal
     from transformers import set_seed
 
     from sdlab.callbacks import EpistemicMonitor
-    from sdlab.evaluate_callback import PeriodicEval
 
     run_dir = prepare_run_dir(config.output_dir, force=force, resume=resume)
     checkpoint = check_resumable(run_dir, config) if resume else None
@@ -221,7 +261,13 @@ def run_training(config: TrainConfig, *, resume: bool = False, force: bool = Fal
     monitor = EpistemicMonitor(run_dir)
     callbacks = [monitor, *(extra_callbacks or [])]
     if config.eval.every:
-        callbacks.append(PeriodicEval(config.eval, run_dir=run_dir))
+        if world_size() > 1:
+            raise SdlabError("eval.every: periodic evaluation runs the live model in one process; with several processes set eval.every=0 and evaluate the checkpoints with `sdlab eval` (docs/training.md)")
+        ev = config.eval
+        callbacks.append(PeriodicEval(
+            path=run_dir / "eval.jsonl", sources=ev.sources, every=ev.every * config.updates_per_step, at_start=ev.at_start, k=ev.k,
+            max_new_tokens=ev.max_new_tokens, temperature=ev.temperature, limit=ev.limit, enable_thinking=config.enable_thinking, seed=config.seed,
+        ))
     trainer = build_trainer(config, model_path=model_path, run_dir=run_dir, callbacks=callbacks, show_teacher=config.sdpo.show_teacher if show_teacher is None else show_teacher)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
