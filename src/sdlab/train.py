@@ -35,6 +35,22 @@ CHECKPOINTS = "checkpoints"
 STEP_LOGS = ("metrics.jsonl", "eval.jsonl", "samples.jsonl")
 
 
+class SampleWriter(TrainerCallback):
+    """Appends the first `per_batch` rollouts of every generation batch to samples.jsonl
+    (listens to the `on_rollouts` event the sdlab trainers send)."""
+
+    def __init__(self, path: Path, *, per_batch: int):
+        self.path, self.per_batch = path, per_batch
+
+    def on_rollouts(self, args, state, control, *, completions, rewards, answers, **_):
+        from sdlab.rundir import append_jsonl
+
+        if not state.is_world_process_zero:
+            return
+        for index, (text, reward, answer) in enumerate(list(zip(completions, rewards, answers))[: self.per_batch]):
+            append_jsonl(self.path, {"step": state.global_step + 1, "index": index, "reward": reward, "answer": answer, "completion": text})
+
+
 class PeriodicEval(TrainerCallback):
     """Evaluates the live model on ID/OOD sources every `every` optimizer updates and appends one
     row per source to eval.jsonl: accuracy curves, not only end points. Sampling runs under a
@@ -138,7 +154,6 @@ def rollout_args(config: TrainConfig, *, processes: int) -> dict[str, Any]:
         gradient_accumulation_steps=accumulation,
         steps_per_generation=accumulation * config.updates_per_step,
         num_generations=config.rollouts,
-        max_prompt_length=config.max_prompt_length,
         max_completion_length=config.max_completion_length,
         temperature=config.temperature,
         top_p=config.top_p,
@@ -217,6 +232,7 @@ def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callba
     if config.method == "grpo":
         return build_grpo_trainer(model=model_path, problems=problems, args=args, callbacks=callbacks)
     sd = config.sdpo
+    args["max_prompt_length"] = config.max_prompt_length  # TRL 1.16's GRPOConfig has no prompt truncation
     return build_sdpo_trainer(
         model=model_path,
         problems=problems,
@@ -258,8 +274,10 @@ def run_training(config: TrainConfig, *, resume: bool = False, force: bool = Fal
             max_attempts=collect.max_attempts, max_new_tokens=collect.max_new_tokens, temperature=collect.temperature, seed=config.seed,
         )
     model_path = resolve_model(config.model)
-    monitor = EpistemicMonitor(run_dir)
+    monitor = EpistemicMonitor(run_dir, success_threshold=config.sdpo.success_threshold)
     callbacks = [monitor, *(extra_callbacks or [])]
+    if config.logging.samples_per_step and config.method != "sft":
+        callbacks.append(SampleWriter(run_dir / "samples.jsonl", per_batch=config.logging.samples_per_step))
     if config.eval.every:
         if world_size() > 1:
             raise SdlabError("eval.every: periodic evaluation runs the live model in one process; with several processes set eval.every=0 and evaluate the checkpoints with `sdlab eval` (docs/training.md)")
