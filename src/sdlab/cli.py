@@ -61,7 +61,7 @@ def train(
     from sdlab.train_config import load_train_config
 
     config = load_train_config(recipe, overrides or [])
-    summary = run_training(config, resume=resume, force=force, show_teacher=show_teacher)
+    summary = run_training(config, resume=resume, force=force, show_teacher=show_teacher, on_teacher_audit=print if show_teacher else None)
     final = summary.get("final") or {}
     shown = {k: final[k] for k in ("step", "reward", "completion_tokens", "markers_per_response") if k in final}
     print(f"{config.output_dir}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s; final {shown}")
@@ -153,6 +153,47 @@ def eval_command(
         table.add_row(name, f"{m['avg@k']:.3f}{ci}", f"{m['pass@k']:.3f}", f"{m['mean_response_tokens']:.0f}", f"{m['mean_markers_paper']:.1f}", f"{m['truncated_fraction']:.0%}")
     Console().print(table)
     print(f"{out}/metrics.json")
+
+
+@app.command()
+def probe(
+    recipe: Path = typer.Argument(None, help="Optional probe recipe (recipes/organism/probe.yaml); options below override it."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. alpha=1.0 entropy_under=model"),
+    model: str = typer.Option(None, "--model", help="Model directory, hub id or `organism`."),
+    data: str = typer.Option(None, "--data", help="Problems: parquet/JSONL path, datasets dir or organism:FAMILY:N."),
+    contexts: str = typer.Option(None, "--contexts", help="Comma-separated: none, solution, solution_nothink, regenerated, partial:F, hint."),
+    n: int = typer.Option(None, "--n", min=1, help="Samples per problem and context (study: 8)."),
+    out: Path = typer.Option(None, "--out", help="Output directory (probe.json, probe.md, samples.jsonl, heatmap.html)."),
+    limit_problems: int = typer.Option(None, "--limit-problems", min=1, help="Stop once this many problems are in the band (study: 100)."),
+    band: str = typer.Option(None, "--band", help="lo,hi: keep problems solved lo to hi times of n unguided (study: 1,4)."),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", min=1),
+    seed: int = typer.Option(None, "--seed"),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out directory."),
+) -> None:
+    """Context-richness probe: score, length and epistemic words per teacher context (the study's Table 1),
+    the information gap H(y|x) - H(y|x,c), the student/teacher divergence split by marker tokens, and a token heatmap."""
+    import logging
+
+    from sdlab.config import apply_overrides, build_config, read_yaml
+    from sdlab.probe import ProbeConfig, run_probe
+    from sdlab.probe_report import format_tables
+    from sdlab.train import resolve_model
+
+    values = read_yaml(recipe) if recipe else {}
+    apply_overrides(values, overrides or [])
+    options = dict(model=model, data=data, contexts=contexts, n=n, out=str(out) if out else None, limit_problems=limit_problems, max_new_tokens=max_new_tokens, seed=seed)
+    values.update({key: value for key, value in options.items() if value is not None})
+    if band is not None:
+        try:
+            values["band"] = [int(x) for x in band.split(",")]
+        except ValueError:
+            raise SdlabError(f"--band {band!r}: give two integers lo,hi such as 1,4") from None
+    config = build_config(ProbeConfig, values, source=str(recipe) if recipe else "sdlab probe options")
+    config.model = resolve_model(config.model)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    summary = run_probe(config, force=force)
+    print(format_tables(summary))
+    print(f"\n{config.out}: probe.json, probe.md, samples.jsonl, heatmap.html ({summary['wall_time_s']:.0f} s)")
 
 
 if __name__ == "__main__":
