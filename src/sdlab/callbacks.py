@@ -1,0 +1,215 @@
+"""`EpistemicMonitor`: per logging step, how the policy's reasoning style moves while it trains.
+
+    trainer = build_sdpo_trainer(..., callbacks=[EpistemicMonitor(run_dir)])
+
+Each logged step appends one row to `run_dir/metrics.jsonl`: TRL's own numbers (loss, learning
+rate, ...) plus sdlab's fields (docs/algorithms.md lists them): reward and accuracy, response
+length, epistemic markers per response and per 1,000 tokens, student/teacher entropy, answer
+diversity within each rollout group, and for self-distillation the per-token divergence split
+into marker and non-marker tokens. When marker density falls by more than `drop_fraction` of
+its starting value (mean of the first `baseline_logs` rows), it logs a warning once and records
+`early_warning_step` in that row and every later one.
+
+The trainers (`sdlab.grpo.SdlabGRPOTrainer`, `sdlab.sdpo.SdlabSDPOTrainer`) feed it through
+two events sent with `dispatch`, the same mechanism TRL's SDPO uses for its own events:
+`on_rollouts` (one generation batch) and `on_token_stats` (one loss computation).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+
+from sdlab.losses import split_by_mask
+from sdlab.rundir import append_jsonl, read_jsonl
+
+logger = logging.getLogger(__name__)
+
+MONITOR_FIELDS = (
+    "reward_mean",
+    "accuracy",
+    "response_tokens_mean",
+    "markers_per_response",
+    "markers_per_1k_tokens",
+    "distinct_answers_per_group",
+    "entropy_student",
+    "entropy_teacher",
+    "divergence_mean",
+    "divergence_marker_mean",
+    "divergence_other_mean",
+    "divergence_marker_ratio",
+    "divergence_marker_share",
+    "divergence_marker_tokens",
+    "early_warning_step",
+)
+
+
+def dispatch(trainer: Any, event: str, **payload: Any) -> None:
+    """Call `event` on every callback of `trainer` that defines it (extra events beyond HF's)."""
+    for callback in trainer.callback_handler.callbacks:
+        handler = getattr(callback, event, None)
+        if handler is not None:
+            handler(args=trainer.args, state=trainer.state, control=trainer.control, processing_class=trainer.processing_class, **payload)
+
+
+def rollout_payload(*, completions: list[str], completion_ids: list[list[int]], rewards: list[float], inputs: list[dict], group_size: int) -> dict[str, Any]:
+    """The `on_rollouts` event's arguments, from what a trainer has after scoring a generation batch."""
+    return {
+        "completions": list(completions),
+        "completion_ids": [list(ids) for ids in completion_ids],
+        "rewards": [float(r) for r in rewards],
+        "answers": [row.get("answer") for row in inputs],
+        "group_size": int(group_size),
+    }
+
+
+def _mean(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(values) / len(values) if values else None
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and (math.isnan(value) or math.isinf(value)) else value
+
+
+def rollout_metrics(*, completions: list[str], num_tokens: list[int], rewards: list[float], group_size: int, success_threshold: float, marker_mode: str) -> dict[str, float | None]:
+    """Reward, accuracy, length, marker counts and in-group answer diversity of some rollouts."""
+    from sdlab.epistemic import count_markers
+    from sdlab.grading import extract_answer
+
+    markers = [count_markers(text, mode=marker_mode) for text in completions]
+    answers = [extract_answer(text) for text in completions]
+    groups = [answers[i : i + group_size] for i in range(0, len(answers), max(1, group_size))]
+    total_tokens = sum(num_tokens)
+    return {
+        "reward_mean": _mean(rewards),
+        "accuracy": _mean([float(r >= success_threshold) for r in rewards]),
+        "response_tokens_mean": _mean([float(n) for n in num_tokens]),
+        "markers_per_response": _mean([float(m) for m in markers]),
+        # pooled over the step (total markers / total tokens), so long responses weigh by their length
+        "markers_per_1k_tokens": 1000.0 * sum(markers) / total_tokens if total_tokens else None,
+        "distinct_answers_per_group": _mean([float(len(set(group))) for group in groups]),
+    }
+
+
+def marker_mask_for(completion_ids: torch.Tensor, token_mask: torch.Tensor, tokenizer: Any) -> torch.Tensor:
+    """[B, T] ids and mask -> [B, T] bool: True on tokens overlapping an epistemic marker."""
+    from sdlab.epistemic import token_marker_mask
+
+    mask = torch.zeros_like(token_mask, dtype=torch.bool)
+    for row in range(completion_ids.size(0)):
+        active = token_mask[row].bool()
+        ids = completion_ids[row][active].tolist()
+        if ids:
+            mask[row, active] = torch.tensor(token_marker_mask(ids, tokenizer), dtype=torch.bool)
+    return mask
+
+
+class EpistemicMonitor(TrainerCallback):
+    """Writes one `metrics.jsonl` row per logging step; see the module docstring."""
+
+    def __init__(self, run_dir: str | Path, *, drop_fraction: float = 0.5, baseline_logs: int = 3, success_threshold: float = 0.5, marker_mode: str = "paper", filename: str = "metrics.jsonl"):
+        self.path = Path(run_dir) / filename
+        self.drop_fraction = drop_fraction
+        self.baseline_logs = baseline_logs
+        self.success_threshold = success_threshold
+        self.marker_mode = marker_mode
+        self.early_warning_step: int | None = None
+        self.densities: list[float] = []
+        self._rollouts: list[dict[str, Any]] = []
+        self._token_stats: list[dict[str, torch.Tensor]] = []
+
+    # -- events from the trainers -------------------------------------------------------------
+    def on_rollouts(self, args, state, control, *, processing_class=None, **payload):
+        self._rollouts.append(payload)
+
+    def on_token_stats(self, args, state, control, *, processing_class=None, **stats):
+        if "divergence" in stats:  # marker masks are computed now, while the tokenizer is at hand
+            stats["marker_mask"] = marker_mask_for(stats["completion_ids"], stats["distill_mask"], processing_class)
+        self._token_stats.append(stats)
+
+    # -- HF callback hooks ----------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, **kwargs):
+        """On resume, earlier rows set the marker-density baseline and any warning already given."""
+        for row in read_jsonl(self.path):
+            if row.get("markers_per_1k_tokens") is not None:
+                self.densities.append(row["markers_per_1k_tokens"])
+            if row.get("early_warning_step") is not None:
+                self.early_warning_step = row["early_warning_step"]
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "train_runtime" in logs or any(key.startswith("eval_") for key in logs):
+            return  # the end-of-training summary and evaluation rows belong elsewhere
+        row: dict[str, Any] = {"step": state.global_step}
+        row.update({key: _finite(float(value)) for key, value in logs.items() if isinstance(value, (int, float)) and not isinstance(value, bool)})
+        row.update(self._drain())
+        self._check_early_warning(row, state.global_step)
+        row["early_warning_step"] = self.early_warning_step
+        if state.is_world_process_zero:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            append_jsonl(self.path, row)
+
+    # -- computation --------------------------------------------------------------------------
+    def _drain(self) -> dict[str, Any]:
+        metrics: dict[str, Any] = {name: None for name in MONITOR_FIELDS}
+        if self._rollouts:
+            metrics.update(
+                rollout_metrics(
+                    completions=[c for batch in self._rollouts for c in batch["completions"]],
+                    num_tokens=[len(ids) for batch in self._rollouts for ids in batch["completion_ids"]],
+                    rewards=[r for batch in self._rollouts for r in batch["rewards"]],
+                    group_size=self._rollouts[0]["group_size"],
+                    success_threshold=self.success_threshold,
+                    marker_mode=self.marker_mode,
+                )
+            )
+        if self._token_stats:
+            metrics.update(self._token_metrics(self._token_stats))
+        self._rollouts, self._token_stats = [], []
+        return {key: _finite(value) for key, value in metrics.items()}
+
+    @staticmethod
+    def _token_metrics(batches: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
+        def pooled(name: str, mask_name: str) -> float | None:
+            parts = [b[name][b[mask_name].bool()].float() for b in batches if b.get(name) is not None]
+            values = torch.cat(parts) if parts else torch.empty(0)
+            return float(values.mean()) if values.numel() else None
+
+        metrics = {"entropy_student": pooled("student_entropy", "token_mask"), "entropy_teacher": pooled("teacher_entropy", "distill_mask")}
+        with_divergence = [b for b in batches if b.get("divergence") is not None]
+        if with_divergence:
+            values = torch.cat([b["divergence"][b["distill_mask"].bool()].float() for b in with_divergence])
+            markers = torch.cat([b["marker_mask"][b["distill_mask"].bool()] for b in with_divergence])
+            if values.numel():
+                split = split_by_mask(values, torch.ones_like(markers), markers)
+                metrics.update(
+                    divergence_mean=float(values.mean()),
+                    divergence_marker_mean=split["marker_mean"],
+                    divergence_other_mean=split["other_mean"],
+                    divergence_marker_ratio=split["ratio"],
+                    divergence_marker_share=split["marker_share"],
+                    divergence_marker_tokens=split["marker_tokens"],
+                )
+        return metrics
+
+    def _check_early_warning(self, row: dict[str, Any], step: int) -> None:
+        density = row.get("markers_per_1k_tokens")
+        if density is None:
+            return
+        self.densities.append(density)
+        if self.early_warning_step is not None or len(self.densities) <= self.baseline_logs:
+            return
+        baseline = sum(self.densities[: self.baseline_logs]) / self.baseline_logs
+        if baseline > 0 and density < (1.0 - self.drop_fraction) * baseline:
+            self.early_warning_step = step
+            logger.warning(
+                "step %d: epistemic marker density %.2f per 1k tokens is below %.0f%% of its starting %.2f; "
+                "the policy is dropping its hedges (the study's early sign of degradation)",
+                step, density, 100 * (1 - self.drop_fraction), baseline,
+            )

@@ -1,0 +1,418 @@
+"""Self-distillation on TRL's experimental SDPOTrainer: the one place where sdlab subclasses and fixes it.
+
+    trainer = build_sdpo_trainer(model="runs/organism/model", problems=problems, args={"output_dir": "out", "max_steps": 3})
+    trainer.train()
+
+The student answers x; the teacher (the same model: fixed initial weights, or an EMA) scores the
+student's own response given x + c, where c is a successful sibling rollout (`solution`), the
+same without its think block (`solution_nothink`), the policy's own answer when shown that
+solution (`regenerated`), or environment feedback (`feedback`). The loss is a per-token
+divergence on the response (sdlab.losses). Defaults are the study's settings (fixed teacher,
+JSD alpha 0.5, top-100 + tail, success threshold 0.5, no reprompt on a rollout's own success).
+
+What differs from plain TRL (trl==1.16.0; each in docs/decisions.md with the test that shows it):
+- the teacher prompt is sdlab's template (`sdlab.contexts`), and a prompt over `max_reprompt_len`
+  is shortened by cutting the middle of the *solution*, never the question (TRL keeps the last tokens);
+- the distillation loss reduction is chosen (`distillation_reduction`); TRL's averages per-sequence
+  means over all rows, including rows with no teacher context, which dilutes it;
+- `beta` (unused by TRL's SDPO) must be 0; the fixed/EMA teacher is checked to equal the student;
+- full-vocabulary distillation is computed in checkpointed chunks (same values, bounded memory);
+- rollouts, per-token divergences/entropies and a teacher-input audit are reported.
+The GRPO baseline is TRL's GRPOTrainer (`sdlab.grpo`), not this class with distillation weight 0:
+the two normalise the `dapo` loss differently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from trl.experimental.sdpo import SDPOConfig, SDPOTrainer
+from trl.experimental.sdpo.sdpo_trainer import SuccessfulRolloutTeacherContextBuilder, _extract_last_user_text
+
+from sdlab import SdlabError
+from sdlab.audit import audit_sample, render_audit
+from sdlab.callbacks import dispatch, rollout_payload
+from sdlab.contexts import DEFAULT_TEMPLATE, validate_template
+from sdlab.data import Problem
+from sdlab.grading import remove_think
+from sdlab.grpo import build_grpo_trainer, completion_text, make_config, math_reward, resolve_dataset
+from sdlab.losses import (
+    Reduction,
+    agg_loss,
+    chunked_full_vocab_divergence,
+    clipped_importance_weight,
+    entropy_from_logits,
+    masked_mean,
+    sampled_token_log_ratio,
+    sampled_token_loss,
+    token_log_probs,
+    topk_tail_divergence,
+)
+from sdlab.rundir import append_jsonl
+
+__all__ = ["SdlabSDPOConfig", "SdlabSDPOTrainer", "build_sdpo_trainer", "build_grpo_trainer", "format_teacher_prompt"]
+
+logger = logging.getLogger(__name__)
+
+CONTEXTS = ("solution", "solution_nothink", "regenerated", "feedback")
+FEEDBACK_TEMPLATE = "{question}\n\nFeedback on an earlier attempt: {feedback}\n\nCorrectly solve the original question."
+TRL_TEMPLATES = "trl"  # teacher_template value selecting TRL's own reprompt/solution/feedback templates
+ALIASES = {"fixed": "base", "full": "full_logits", "topk": "topk_logits", "sampled": "sampled_token"}
+CUT_MARK = "\n[...]\n"
+_TRL_DEFAULTS = {name: SDPOConfig.__dataclass_fields__[name].default for name in ("reprompt_template", "solution_template", "feedback_template")}
+
+
+def format_teacher_prompt(*, question: str, solution: str, feedback: str, template: str, feedback_template: str) -> str:
+    """The teacher's last user message. Empty `solution`/`feedback` mean none is available."""
+    if template == TRL_TEMPLATES:
+        return _TRL_DEFAULTS["reprompt_template"].format(
+            prompt=question,
+            solution=_TRL_DEFAULTS["solution_template"].format(successful_previous_attempt=solution) if solution else "",
+            feedback=_TRL_DEFAULTS["feedback_template"].format(feedback_raw=feedback) if feedback else "",
+        )
+    if solution:
+        return template.format(question=question, solution=solution)
+    return feedback_template.format(question=question, feedback=feedback) if feedback else question
+
+
+@dataclass
+class SdlabSDPOConfig(SDPOConfig):
+    """TRL's SDPOConfig with the study's defaults and sdlab's switches.
+
+    `context` owns TRL's `use_successful_as_teacher`, `include_environment_feedback`,
+    `remove_thinking_from_demonstration` and template fields; `teacher_model_kind` also takes
+    `fixed` (= TRL's `base`), `distillation_mode` also `full`/`topk`/`sampled`.
+    """
+
+    context: str = field(default="solution", metadata={"help": f"Teacher context: one of {', '.join(CONTEXTS)}."})
+    teacher_template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "Teacher prompt with {question} and {solution}, or 'trl' for TRL's templates."})
+    feedback_teacher_template: str = field(default=FEEDBACK_TEMPLATE, metadata={"help": "Teacher prompt with {question} and {feedback}."})
+    distillation_reduction: str = field(default="token_mean", metadata={"help": "token_mean, active_sequence_mean or all_sequence_mean (TRL's)."})
+    distillation_chunk_tokens: int = field(default=512, metadata={"help": "Positions per checkpointed chunk of the full-vocabulary divergence."})
+    show_teacher: int = field(default=2, metadata={"help": "Samples per generation batch written to teacher_audit.jsonl/.txt (0: none)."})
+    show_teacher_steps: int = field(default=1, metadata={"help": "How many generation batches are audited."})
+    monitor_entropy: bool = field(default=True, metadata={"help": "Compute student/teacher per-token entropy for EpistemicMonitor."})
+    teacher_model_kind: str = "base"
+    distillation_mode: str = "topk_logits"
+    distillation_topk: int | None = 100
+    distillation_add_tail: bool = True
+    distillation_alpha: float = 0.5
+    success_reward_threshold: float = 0.5
+
+    def __post_init__(self):
+        self.teacher_model_kind = ALIASES.get(self.teacher_model_kind, self.teacher_model_kind)
+        self.distillation_mode = ALIASES.get(self.distillation_mode, self.distillation_mode)
+        if self.beta != 0.0:
+            raise SdlabError(f"beta={self.beta}: TRL's SDPOTrainer stores beta but applies no KL-to-reference penalty; set beta=0 (sdlab does not add one)")
+        if self.context not in CONTEXTS:
+            raise SdlabError(f"context={self.context!r}: allowed {', '.join(CONTEXTS)}")
+        if self.teacher_model_kind not in ("base", "ema", "live"):
+            raise SdlabError(f"teacher_model_kind={self.teacher_model_kind!r}: allowed fixed (= base), ema, live")
+        if self.distillation_mode == "topk_logits" and not self.distillation_topk:
+            raise SdlabError("distillation_mode=topk needs distillation_topk (the study: 100)")
+        try:
+            Reduction(self.distillation_reduction)
+        except ValueError:
+            raise SdlabError(f"distillation_reduction={self.distillation_reduction!r}: allowed {', '.join(r.value for r in Reduction)}") from None
+        if self.teacher_template != TRL_TEMPLATES:
+            validate_template(self.teacher_template)
+        # sdlab formats the teacher prompt itself (format_teacher_prompt); TRL hands it raw pieces.
+        self.use_successful_as_teacher = self.context != "feedback"
+        self.include_environment_feedback = self.context == "feedback"
+        self.remove_thinking_from_demonstration = False
+        self.solution_template, self.feedback_template = "{successful_previous_attempt}", "{feedback_raw}"
+        super().__post_init__()
+
+
+class QuestionSafeContextBuilder(SuccessfulRolloutTeacherContextBuilder):
+    """TRL's context builder (which sibling is the demonstration, which rows are active), with
+    sdlab's prompt text, the `regenerated` round, and over-long prompts shortened inside the solution."""
+
+    def build(self, output, prompts, rewards, feedbacks=None):
+        self._pieces: dict[str, tuple[str, str, str]] = {}
+        self._counts = {"cut": 0, "regenerated": 0, "regenerated_correct": 0}
+        result = super().build(output, prompts, rewards, feedbacks)
+        rows = max(1, len(prompts))
+        self.last_metrics["sdlab/solution_cut_fraction"] = self._counts["cut"] / rows
+        if self.trainer.args.context == "regenerated":
+            self.last_metrics["sdlab/regenerated_correct_fraction"] = self._counts["regenerated_correct"] / max(1, self._counts["regenerated"])
+        return result
+
+    def _build_reprompt_text(self, prompt_text: str, solution_text: str, feedback_text: str) -> str:
+        args = self.trainer.args
+        if args.context == "solution_nothink" and solution_text:
+            solution_text = remove_think(solution_text)
+        text = format_teacher_prompt(question=prompt_text, solution=solution_text, feedback=feedback_text, template=args.teacher_template, feedback_template=args.feedback_teacher_template)
+        self._pieces[text] = (prompt_text, solution_text, feedback_text)
+        return text
+
+    def _tokenize_teacher_messages(self, teacher_messages_list):
+        messages = [self._fit(m) for m in teacher_messages_list]
+        if self.trainer.args.context == "regenerated":
+            messages = [self._fit(m) for m in self._regenerate(messages)]
+        return super()._tokenize_teacher_messages(messages)
+
+    @staticmethod
+    def _text(message: Any) -> str:
+        return message[-1]["content"] if isinstance(message, list) else message
+
+    @staticmethod
+    def _with_text(message: Any, text: str) -> Any:
+        return [*message[:-1], {**message[-1], "content": text}] if isinstance(message, list) else text
+
+    def _length(self, message: Any) -> int:
+        return len(self.trainer._tokenize_prompts_untruncated([message])[0])
+
+    def _fit(self, message: Any) -> Any:
+        """Shorten the solution (cutting its middle: the start and the final answer stay) until the
+        teacher prompt fits `max_reprompt_len`; the question is never cut."""
+        limit, pieces = self.trainer.args.max_reprompt_len, self._pieces.get(self._text(message))
+        length = self._length(message)
+        if length <= limit or pieces is None:
+            return message
+        question, solution, feedback = pieces
+        tokenizer = self.trainer.processing_class
+        tokens = tokenizer(solution, add_special_tokens=False)["input_ids"] if solution else []
+        keep = len(tokens) - (length - limit)
+        while True:
+            if keep <= 0:
+                raise SdlabError(
+                    f"teacher prompt: the question and template leave no room for the context within max_reprompt_len={limit} tokens; "
+                    "raise the teacher prompt limit (max_teacher_prompt_length) or drop such long questions"
+                )
+            cut = tokenizer.decode(tokens[: keep - keep // 2]) + CUT_MARK + tokenizer.decode(tokens[len(tokens) - keep // 2 :])
+            text = self._build_reprompt_text(question, cut, feedback)
+            length = self._length(self._with_text(message, text))
+            if length <= limit:
+                self._counts["cut"] += 1
+                return self._with_text(message, text)
+            keep -= length - limit
+
+    def _regenerate(self, messages: list[Any]) -> list[Any]:
+        """`regenerated`: the policy answers once given (x, s); a correct answer y~ replaces s, else s stays."""
+        targets: dict[str, list[int]] = {}
+        for index, message in enumerate(messages):
+            pieces = self._pieces.get(self._text(message))
+            if pieces is not None and pieces[1]:
+                targets.setdefault(self._text(message), []).append(index)
+        if not targets:
+            return messages
+        firsts = [indices[0] for indices in targets.values()]
+        prompt_ids = self.trainer._tokenize_prompts_untruncated([messages[i] for i in firsts])
+        completion_ids = self.trainer.generate_once(prompt_ids)
+        texts = self.trainer.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
+        rows = [self.trainer._batch_inputs[i] for i in firsts]
+        correct = self.trainer.score_completions(rows, texts, completion_ids)
+        out = list(messages)
+        for (key, indices), text, ok in zip(targets.items(), texts, correct):
+            self._counts["regenerated"] += len(indices)
+            if ok:
+                self._counts["regenerated_correct"] += len(indices)
+                question, _, feedback = self._pieces[key]
+                new_text = self._build_reprompt_text(question, text, feedback)
+                for index in indices:
+                    out[index] = self._with_text(messages[index], new_text)
+        return out
+
+
+class SdlabSDPOTrainer(SDPOTrainer):
+    """TRL's SDPOTrainer with sdlab's fixes and reporting (module docstring); takes `SdlabSDPOConfig`."""
+
+    config_cls = SdlabSDPOConfig
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.args, SdlabSDPOConfig):
+            raise TypeError(f"SdlabSDPOTrainer needs an SdlabSDPOConfig, got {type(self.args).__name__}")
+        self.teacher_context_builder = QuestionSafeContextBuilder(self)
+        self._batch_inputs: list[dict] = []
+        self._audited_batches = 0
+        if self.args.distillation_weight == 0.0:
+            logger.warning("distillation_weight=0 is TRL's SDPO policy loss, not GRPOTrainer (different dapo normalisation); use sdlab.grpo.build_grpo_trainer for the GRPO baseline")
+
+    # -- teacher ------------------------------------------------------------------------------
+    def _setup_teacher_model(self) -> None:
+        """TRL rebuilds a fixed/EMA teacher from `config._name_or_path`: make sure that is the student."""
+        source = getattr(self.model.config, "_name_or_path", "")
+        try:
+            super()._setup_teacher_model()
+        except OSError as err:
+            raise SdlabError(f"the {self.args.teacher_model_kind} teacher is rebuilt from the student's path {source!r}, which could not be loaded ({err}); save the student with save_pretrained and pass that directory") from None
+        if self.teacher_model is self.model or self.is_deepspeed_enabled or self.is_fsdp_enabled:
+            return
+        teacher_state = self.accelerator.unwrap_model(self.teacher_model).state_dict()
+        for name, value in self.accelerator.unwrap_model(self.model).state_dict().items():
+            other = teacher_state.get(name)
+            if other is None or not torch.equal(value, other.to(value.device, value.dtype)):
+                raise SdlabError(
+                    f"the {self.args.teacher_model_kind} teacher was rebuilt from {source!r} but its weights differ from the student's ({name}); "
+                    "the student must be exactly what is saved there: save it with save_pretrained and pass that directory as the model"
+                )
+
+    # -- rollouts, regenerated contexts, audit ----------------------------------------------------
+    def _prepare_training_batch(self, inputs):
+        self._batch_inputs = inputs
+        batch = super()._prepare_training_batch(inputs)
+        if self.model.training:
+            ids = self._get_completion_ids_list(batch)
+            dispatch(
+                self,
+                "on_rollouts",
+                **rollout_payload(
+                    completions=self.processing_class.batch_decode(ids, skip_special_tokens=True),
+                    completion_ids=ids,
+                    rewards=batch["rewards"].tolist(),
+                    inputs=inputs,
+                    group_size=self.num_generations,
+                ),
+            )
+            self._write_audit(batch, inputs)
+        return batch
+
+    def generate_once(self, prompt_ids: list[list[int]]) -> list[list[int]]:
+        """One completion per prompt with the current policy (the `regenerated` round)."""
+        if self.use_vllm:
+            return self.vllm_generation.generate(prompts=prompt_ids, images=None, num_generations=1)[1]
+        return self._generate_transformers(prompt_ids)[1]
+
+    def score_completions(self, rows: list[dict], texts: list[str], completion_ids: list[list[int]]) -> list[bool]:
+        """Reward functions on completions of `rows`' prompts; True where the reward reaches the success threshold."""
+        prompts = [row["prompt"] for row in rows]
+        completions = [[{"role": "assistant", "content": t}] for t in texts] if isinstance(prompts[0], list) else texts
+        columns = {key: [row[key] for row in rows] for key in rows[0] if key not in ("prompt", "completion", "completion_ids")}
+        total = torch.zeros(len(rows))
+        for func, weight in zip(self.reward_funcs, self.reward_weights.tolist()):
+            if isinstance(func, torch.nn.Module):
+                raise SdlabError("context=regenerated grades y~ with the reward functions; a reward model is not supported, pass a reward function")
+            scores = func(prompts=prompts, completions=completions, completion_ids=completion_ids, trainer_state=self.state, **columns)
+            total += weight * torch.tensor([0.0 if s is None else float(s) for s in scores])
+        return (total >= self.args.success_reward_threshold).tolist()
+
+    def _write_audit(self, batch, inputs) -> None:
+        if self.args.show_teacher <= 0 or self._audited_batches >= self.args.show_teacher_steps or not self.accelerator.is_main_process:
+            return
+        self._audited_batches += 1
+        sd_mask = batch["self_distillation_mask"]
+        order = sorted(range(len(inputs)), key=lambda i: -float(sd_mask[i]))[: self.args.show_teacher]  # active rows first
+        out = Path(self.args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for i in order:
+            prompt = inputs[i]["prompt"]
+            record = audit_sample(
+                self.processing_class,
+                student_ids=torch.cat([batch["prompt_ids"][i], batch["completion_ids"][i]]).tolist(),
+                student_mask=torch.cat([batch["prompt_mask"][i], batch["completion_mask"][i]]).tolist(),
+                teacher_ids=batch["teacher_input_ids"][i].tolist(),
+                teacher_mask=batch["teacher_attention_mask"][i].tolist(),
+                loss_mask=(batch["completion_mask"][i] * sd_mask[i]).long().tolist(),
+                eos_token_ids=self.eos_token_ids,
+                question=_extract_last_user_text(prompt) if isinstance(prompt, list) else prompt,
+                max_teacher_prompt_length=self.args.max_reprompt_len,
+            )
+            record = {"step": self.state.global_step, "sample": i, **record}
+            append_jsonl(out / "teacher_audit.jsonl", record)
+            with open(out / "teacher_audit.txt", "a") as handle:
+                handle.write(render_audit(record) + "\n")
+            if not record["ok"]:
+                logger.warning("teacher audit, step %d sample %d: %s (see %s)", self.state.global_step, i, ", ".join(record["problems"]), out / "teacher_audit.txt")
+
+    # -- loss ---------------------------------------------------------------------------------
+    def _per_token_distillation(self, logits) -> tuple[torch.Tensor, torch.Tensor]:
+        """([B, T] loss terms, [B, T] divergence to monitor) for the configured distillation mode."""
+        args, student, teacher = self.args, logits.student_logits, logits.teacher_logits
+        if args.distillation_mode == "topk_logits":
+            terms = topk_tail_divergence(student, teacher, k=args.distillation_topk, alpha=args.distillation_alpha, add_tail=args.distillation_add_tail)
+            return terms, terms.detach()
+        if args.distillation_mode == "full_logits":
+            terms = chunked_full_vocab_divergence(student, teacher, alpha=args.distillation_alpha, chunk_tokens=args.distillation_chunk_tokens)
+            return terms, terms.detach()
+        return sampled_token_loss(student, teacher, logits.completion_ids), sampled_token_log_ratio(student.detach(), teacher, logits.completion_ids)
+
+    def _compute_self_distillation_loss(self, model, inputs, distillation_logits):
+        """TRL's loss with sdlab's reduction (`distillation_reduction`) and reporting."""
+        args, logits = self.args, distillation_logits
+        mode = "train" if model.training else "eval"
+        terms, divergence = self._per_token_distillation(logits)
+        old_logps = inputs.get("old_per_token_logps")
+        if args.distillation_is_clip is not None and old_logps is not None:
+            weight = clipped_importance_weight(token_log_probs(logits.student_logits, logits.completion_ids), old_logps, clip=args.distillation_is_clip)
+            terms = terms * weight
+            self._metrics[mode]["sdlab/is_weight_mean"].append(masked_mean(weight, logits.loss_mask))
+        loss = agg_loss(terms, logits.loss_mask, mode=args.distillation_reduction)
+        token_mean = agg_loss(terms.detach(), logits.loss_mask, mode=Reduction.TOKEN_MEAN)  # TRL's logged value
+        self._log_self_distillation_metric(mode, self.accelerator.gather(token_mean).mean().item())
+        self._metrics[mode]["sdlab/active_sequence_fraction"].append(float((logits.loss_mask.sum(-1) > 0).float().mean()))
+        if model.training:
+            entropy = (lambda x: entropy_from_logits(x).cpu()) if args.monitor_entropy else (lambda x: None)
+            dispatch(
+                self,
+                "on_token_stats",
+                completion_ids=logits.completion_ids.detach().cpu(),
+                token_mask=logits.completion_mask.detach().cpu(),
+                distill_mask=logits.loss_mask.detach().cpu(),
+                divergence=divergence.float().cpu(),
+                student_entropy=entropy(logits.student_logits),
+                teacher_entropy=entropy(logits.teacher_logits),
+            )
+        return loss
+
+
+def build_sdpo_trainer(
+    *,
+    model: str,
+    args: dict[str, Any] | SdlabSDPOConfig,
+    problems: Sequence[Problem] | None = None,
+    dataset: Dataset | None = None,
+    tokenizer: Any = None,
+    reward_funcs: Any = None,
+    callbacks: list | None = None,
+    context: str | None = None,
+    teacher: str | None = None,
+    ema_rate: float | None = None,
+    distillation: str | None = None,
+    topk: int | None = None,
+    tail: bool | None = None,
+    alpha: float | None = None,
+    success_threshold: float | None = None,
+    grpo_blend: float | None = None,
+    is_clip: float | None | str = "default",
+    max_teacher_prompt_length: int | None = None,
+    show_teacher: int | None = None,
+    reduction: str | None = None,
+) -> SdlabSDPOTrainer:
+    """Self-distillation from a saved model directory `model` (the fixed/EMA teacher is rebuilt from it).
+
+    `args`: an `SdlabSDPOConfig`, or a dict of its fields laid over `trainer_defaults()`. The
+    keyword settings (None = the study's default in SdlabSDPOConfig) map onto config fields:
+    teacher -> teacher_model_kind ('fixed' | 'ema'), ema_rate -> teacher_update_rate,
+    distillation -> distillation_mode ('full' | 'topk' | 'sampled'), topk, tail -> distillation_add_tail,
+    alpha, success_threshold, grpo_blend -> 1 - distillation_weight, is_clip -> distillation_is_clip
+    ("default": 2.0; None: off), max_teacher_prompt_length -> max_reprompt_len, reduction -> distillation_reduction.
+    """
+    settings = {
+        "context": context, "teacher_model_kind": teacher, "teacher_update_rate": ema_rate, "distillation_mode": distillation,
+        "distillation_topk": topk, "distillation_add_tail": tail, "distillation_alpha": alpha, "success_reward_threshold": success_threshold,
+        "distillation_weight": None if grpo_blend is None else 1.0 - grpo_blend, "max_reprompt_len": max_teacher_prompt_length,
+        "show_teacher": show_teacher, "distillation_reduction": reduction,
+    }
+    settings = {key: value for key, value in settings.items() if value is not None}
+    if is_clip != "default":
+        settings["distillation_is_clip"] = is_clip
+    if isinstance(args, dict):
+        args = {**settings, **args}
+    elif settings:
+        raise ValueError(f"args is a config object: set {', '.join(settings)} in it instead of as keywords")
+    return SdlabSDPOTrainer(
+        model=str(model),
+        reward_funcs=reward_funcs if reward_funcs is not None else math_reward,
+        args=make_config(SdlabSDPOConfig, args),
+        train_dataset=resolve_dataset(problems, dataset),
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )

@@ -1,0 +1,225 @@
+"""sdlab's SDPO subclass on a tiny random Qwen2: real training steps, and each fix shown against plain TRL."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+from trl.experimental.sdpo import SDPOTrainer  # noqa: E402
+from trl.experimental.sdpo.sdpo_trainer import DistillationLogits, SuccessfulRolloutTeacherContextBuilder  # noqa: E402
+
+from sdlab import SdlabError  # noqa: E402
+from sdlab.callbacks import EpistemicMonitor  # noqa: E402
+from sdlab.grpo import math_reward  # noqa: E402
+from sdlab.rundir import read_jsonl  # noqa: E402
+from sdlab.sdpo import CUT_MARK, SdlabSDPOConfig, SdlabSDPOTrainer, build_grpo_trainer, build_sdpo_trainer  # noqa: E402
+
+TINY_ARGS = dict(per_device_train_batch_size=4, num_generations=4, max_completion_length=8, max_steps=2, learning_rate=1e-2, seed=0)
+
+
+def odd_first_token(prompts, completions, completion_ids=None, **kwargs):
+    """Deterministic 0/1 reward: about half the rollouts 'succeed', so teacher contexts get built."""
+    return [float(ids[0] % 2) for ids in completion_ids]
+
+
+def dataset(n=4):
+    return Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {i} plus one?"}], "answer": str(i + 1)} for i in range(n)])
+
+
+class Recorder(TrainerCallback):
+    """Keeps what the trainers hand to callbacks, to compare with what the teacher saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.rollouts, self.token_stats = [], []
+
+    def on_rollouts(self, args, state, control, **payload):
+        self.rollouts.append(payload)
+
+    def on_token_stats(self, args, state, control, **payload):
+        self.token_stats.append(payload)
+
+
+def snapshot(model):
+    return {name: value.detach().clone() for name, value in model.named_parameters()}
+
+
+def changed(before, model):
+    return any(not torch.equal(before[name], value) for name, value in model.named_parameters())
+
+
+@pytest.fixture(scope="module")
+def sdpo_run(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sdpo_run")
+    recorder = Recorder()
+    trainer = build_sdpo_trainer(model=tiny_model_dir, dataset=dataset(), args={**TINY_ARGS, "output_dir": str(out)}, reward_funcs=odd_first_token, callbacks=[recorder, EpistemicMonitor(out)])
+    before = snapshot(trainer.model)
+    trainer.train()
+    return trainer, before, recorder, out
+
+
+def test_sdpo_trains_logs_distillation_and_builds_contexts(sdpo_run):
+    trainer, before, recorder, _ = sdpo_run
+    assert changed(before, trainer.model)
+    logs = [row for row in trainer.state.log_history if "loss" in row]
+    assert len(logs) == 2
+    assert all(row["self_distillation/distillation_loss"] > 0 for row in logs)
+    assert all(row["self_distillation/reprompt_sample_fraction"] > 0 for row in logs)
+    assert len(recorder.rollouts) == 2 and len(recorder.rollouts[0]["completions"]) == 4
+    stats = recorder.token_stats[0]
+    assert stats["divergence"].shape == stats["distill_mask"].shape == stats["student_entropy"].shape
+
+
+def test_teacher_context_is_a_successful_sibling_in_the_study_template(sdpo_run):
+    trainer, _, recorder, out = sdpo_run
+    audit = read_jsonl(out / "teacher_audit.jsonl")
+    assert len(audit) == trainer.args.show_teacher
+    first = audit[0]
+    assert first["ok"] and first["active"], first["problems"]
+    successes = [text for text, reward in zip(recorder.rollouts[0]["completions"], recorder.rollouts[0]["rewards"]) if reward >= 0.5]
+    assert "Correct solution: " in first["context"] and first["context"].endswith("Correctly solve the original question.")
+    assert any(text and text in first["context"] for text in successes)
+    assert (out / "teacher_audit.txt").read_text().startswith("== step 0 sample")
+
+
+def test_grpo_builder_trains_with_tiny_model(tiny_model_dir, tmp_path):
+    trainer = build_grpo_trainer(model=tiny_model_dir, dataset=dataset(), args={**TINY_ARGS, "output_dir": str(tmp_path)}, reward_funcs=odd_first_token)
+    before = snapshot(trainer.model)
+    trainer.train()
+    assert changed(before, trainer.model)
+    assert not trainer.args.bf16 and not trainer.args.gradient_checkpointing and trainer.args.use_cpu
+
+
+def test_math_reward_uses_the_answer_column():
+    completions = [[{"role": "assistant", "content": "so \\boxed{4}"}], [{"role": "assistant", "content": "\\boxed{5}"}], "plain \\boxed{4}"]
+    assert math_reward(prompts=[None] * 3, completions=completions, answer=["4", "4", "4"]) == [1.0, 0.0, 1.0]
+
+
+def fake_logits(trainer, *, inactive_rows=(2,)):
+    """Random student/teacher logits for 3 rows x 5 positions; `inactive_rows` have no teacher context."""
+    torch.manual_seed(0)
+    vocab = trainer.model.config.vocab_size
+    completion_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]])
+    sd_mask = torch.ones(3)
+    sd_mask[list(inactive_rows)] = 0
+    logits = DistillationLogits(
+        completion_ids=torch.randint(0, vocab, (3, 5)),
+        completion_mask=completion_mask,
+        loss_mask=completion_mask * sd_mask.unsqueeze(1),
+        student_logits=torch.randn(3, 5, vocab, requires_grad=True),
+        teacher_logits=torch.randn(3, 5, vocab),
+    )
+    return {"self_distillation_mask": sd_mask}, logits
+
+
+@pytest.fixture
+def sdpo_trainer(sdpo_run):
+    trainer = sdpo_run[0]
+    saved = trainer.args.distillation_reduction
+    yield trainer
+    trainer.args.distillation_reduction = saved
+
+
+def test_trl_reduction_dilutes_by_inactive_rows_and_sdlab_does_not(sdpo_trainer):
+    trainer = sdpo_trainer
+    inputs, logits = fake_logits(trainer)
+    plain_trl = SDPOTrainer._compute_self_distillation_loss(trainer, trainer.model, inputs, logits)
+    values = {}
+    for mode in ("all_sequence_mean", "active_sequence_mean", "token_mean"):
+        trainer.args.distillation_reduction = mode
+        values[mode] = trainer._compute_self_distillation_loss(trainer.model, inputs, logits)
+    assert values["all_sequence_mean"].item() == pytest.approx(plain_trl.item(), rel=1e-6)  # TRL's reduction, reproduced
+    # 2 of 3 rows are active: TRL divides their summed means by 3, sdlab by 2
+    assert values["active_sequence_mean"].item() == pytest.approx(plain_trl.item() * 3 / 2, rel=1e-6)
+    assert values["token_mean"].item() != pytest.approx(values["active_sequence_mean"].item())
+
+
+def test_question_is_never_cut_when_the_teacher_prompt_is_too_long(sdpo_trainer):
+    trainer = sdpo_trainer
+    tokenizer = trainer.processing_class
+    solution = " ".join(f"step {i} gives {i * 7}." for i in range(40)) + " The answer is \\boxed{5}."
+    long_ids = tokenizer(solution, add_special_tokens=False)["input_ids"]
+    completion_ids = torch.full((4, len(long_ids)), tokenizer.pad_token_id)
+    completion_ids[0] = torch.tensor(long_ids)  # the only successful rollout: sibling context of rows 1-3
+    completion_ids[1:, :3] = torch.tensor(long_ids[:3])
+    completion_mask = (completion_ids != tokenizer.pad_token_id).long()
+    question = "What is four plus one? Answer with care."
+    prompts = [[{"role": "user", "content": question}]] * 4
+    rewards = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    output = {"completion_ids": completion_ids, "completion_mask": completion_mask}
+    saved = trainer.args.max_reprompt_len
+    trainer.args.max_reprompt_len = 150
+    try:
+        plain = SuccessfulRolloutTeacherContextBuilder(trainer).build(output, prompts, rewards)
+        ours = trainer.teacher_context_builder.build(output, prompts, rewards)
+    finally:
+        trainer.args.max_reprompt_len = saved
+    width = completion_ids.size(1)
+    plain_prompt = tokenizer.decode(plain["teacher_input_ids"][1, :-width], skip_special_tokens=True)
+    our_prompt = tokenizer.decode(ours["teacher_input_ids"][1, :-width], skip_special_tokens=True)
+    assert len(long_ids) > 150  # over the limit: both must shorten it
+    assert question not in plain_prompt  # TRL keeps the LAST tokens: the question's start is gone
+    assert question in our_prompt and CUT_MARK.strip() in our_prompt and "\\boxed{5}" in our_prompt
+    assert int(ours["teacher_input_ids"].ne(tokenizer.pad_token_id).sum(1)[1]) - width <= 150
+    assert trainer.teacher_context_builder.last_metrics["sdlab/solution_cut_fraction"] == pytest.approx(3 / 4)
+
+
+def test_beta_is_rejected(tmp_path):
+    with pytest.raises(SdlabError, match="beta"):
+        SdlabSDPOConfig(output_dir=str(tmp_path), beta=0.01, use_cpu=True)
+
+
+def test_aliases_and_study_defaults(tmp_path):
+    config = SdlabSDPOConfig(output_dir=str(tmp_path), teacher_model_kind="fixed", distillation_mode="full", use_cpu=True)
+    assert config.teacher_model_kind == "base" and config.distillation_mode == "full_logits"
+    assert (config.distillation_alpha, config.success_reward_threshold, config.distillation_add_tail) == (0.5, 0.5, True)
+    with pytest.raises(SdlabError, match="context"):
+        SdlabSDPOConfig(output_dir=str(tmp_path), context="hint", use_cpu=True)
+
+
+def test_fixed_teacher_must_be_the_saved_student(tiny_model_dir, tmp_path):
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # the student in memory no longer matches its directory
+    args = SdlabSDPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, bf16=False, gradient_checkpointing=False, **TINY_ARGS)
+    with pytest.raises(SdlabError, match="save_pretrained"):
+        SdlabSDPOTrainer(model=model, reward_funcs=odd_first_token, args=args, train_dataset=dataset(), processing_class=AutoTokenizer.from_pretrained(tiny_model_dir))
+
+
+def test_is_clip_acts_only_when_a_generation_batch_feeds_several_updates(tiny_model_dir, tmp_path):
+    args = {**TINY_ARGS, "output_dir": str(tmp_path), "steps_per_generation": 2, "max_steps": 2}
+    trainer = build_sdpo_trainer(model=tiny_model_dir, dataset=dataset(), args=args, reward_funcs=odd_first_token, show_teacher=0)
+    trainer.train()
+    weights = [row["sdlab/is_weight_mean"] for row in trainer.state.log_history if row.get("sdlab/is_weight_mean") is not None]
+    assert weights, "with stale rollouts (2 updates per generation) the clipped IS weight must be applied"
+    assert all(0 < w <= 2.0 for w in weights)
+
+
+def test_one_update_per_generation_has_no_is_weight(sdpo_run):
+    assert not any("sdlab/is_weight_mean" in row for row in sdpo_run[0].state.log_history)
+
+
+@pytest.mark.parametrize("regenerated_correct", [True, False])
+def test_regenerated_context_replaces_the_sibling_only_when_correct(tiny_model_dir, tmp_path, regenerated_correct):
+    calls = []
+
+    def reward(prompts, completions, completion_ids=None, **kwargs):
+        calls.append(len(completions))
+        first_call = len(calls) == 1  # the rollouts; later calls grade the regenerated answers
+        return [1.0 if first_call or regenerated_correct else 0.0 for _ in completions]
+
+    recorder = Recorder()
+    args = {**TINY_ARGS, "output_dir": str(tmp_path), "max_steps": 1}
+    trainer = build_sdpo_trainer(model=tiny_model_dir, dataset=dataset(), args=args, reward_funcs=reward, context="regenerated", callbacks=[recorder])
+    trainer.train()
+    assert len(calls) == 2 and calls[1] == 2  # one group: row 0's demonstration is rollout 1, the others' is rollout 0
+    row = next(r for r in trainer.state.log_history if "sdlab/regenerated_correct_fraction" in r)
+    assert row["sdlab/regenerated_correct_fraction"] == (1.0 if regenerated_correct else 0.0)
+    context = read_jsonl(tmp_path / "teacher_audit.jsonl")[0]["context"]
+    siblings = [text for text in recorder.rollouts[0]["completions"] if text]
+    assert any(s in context for s in siblings) is (not regenerated_correct)
