@@ -89,3 +89,108 @@ def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3, 4)))
     truncate_step_logs(tmp_path, after_step=2)
     assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+# -- end-to-end runs on the tiny model ----------------------------------------------------------
+
+TIMING_KEYS = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
+
+
+def tiny_overrides(tiny_model_dir, problems_file, out_dir, *extra) -> list[str]:
+    return [
+        f"model={tiny_model_dir}", f"output_dir={out_dir}", f"data.train={problems_file}",
+        "steps=3", "batch=2", "rollouts=2", "max_completion_length=6", "save_steps=1", "lr=1e-2", *extra,
+    ]
+
+
+def distinct_characters(completions, **kwargs) -> list[float]:
+    """A dense reward the random tiny model earns (it never writes a correct \\boxed{} answer), so
+    that advantages are non-zero, weights change and SDPO finds successful siblings."""
+    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+    return [len(set(text)) / max(1, len(text)) for text in texts]
+
+
+def run(recipe, overrides, **kwargs):
+    from sdlab.train import run_training
+
+    return run_training(load_train_config(recipe, overrides), reward_funcs=distinct_characters, **kwargs)
+
+
+def comparable(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+
+
+@pytest.mark.parametrize("method", ["grpo", "sdpo"])
+def test_tiny_run_writes_metrics_samples_checkpoints_and_summary(method, recipe, tiny_model_dir, problems_file, tmp_path):
+    from sdlab.rundir import read_jsonl
+
+    out = tmp_path / method
+    summary = run(recipe, tiny_overrides(tiny_model_dir, problems_file, out, f"method={method}", "sdpo.distillation=full"))
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for field in ("reward_mean", "response_tokens_mean", "markers_per_response", "markers_per_1k_tokens", "early_warning_step"):
+        assert field in rows[-1]
+    assert rows[0]["response_tokens_mean"] > 0 and rows[0]["reward_mean"] > 0
+    assert (out / "checkpoint-3" / "model.safetensors").is_file() and (out / "checkpoint-3" / "rng_state.pth").is_file()
+    assert (out / "model" / "model.safetensors").is_file()
+    assert yaml.safe_load((out / "config.yaml").read_text())["method"] == method
+    assert "trl" in json.loads((out / "versions.json").read_text())
+    assert read_jsonl(out / "samples.jsonl")[0]["step"] == 1
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["steps"] == summary["steps"] == 3 and saved["wall_time_s"] > 0
+    if method == "sdpo":
+        assert (out / "teacher_audit.txt").read_text().startswith("== step 0")
+        assert any(r["divergence_mean"] is not None for r in rows)  # the teacher had successful siblings
+
+
+def test_existing_run_is_not_overwritten_without_force(recipe, tiny_model_dir, problems_file, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1}\n')
+    with pytest.raises(SdlabError, match="--force"):
+        run(recipe, tiny_overrides(tiny_model_dir, problems_file, out))
+    assert (out / "metrics.jsonl").read_text() == '{"step": 1}\n'
+
+
+def test_resume_refuses_a_changed_recipe(recipe, tiny_model_dir, problems_file, tmp_path):
+    from sdlab.config import dump_config
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text(dump_config(load_train_config(recipe, tiny_overrides(tiny_model_dir, problems_file, out))))
+    with pytest.raises(SdlabError, match="different config"):
+        run(recipe, tiny_overrides(tiny_model_dir, problems_file, out, "lr=0.5"), resume=True)
+
+
+class CrashAfter:
+    """Simulates a killed run: raises right after optimizer update `step` (before it is saved)."""
+
+    def __new__(cls, step: int):
+        from transformers import TrainerCallback
+
+        class _Crash(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step == step:
+                    raise KeyboardInterrupt
+
+        return _Crash()
+
+
+def test_killed_run_resumes_to_the_same_metrics(recipe, tiny_model_dir, problems_file, tmp_path):
+    """Checkpoint after every step; crash in step 3 (checkpoint-2 exists); --resume must end
+    exactly where the uninterrupted run ended: RNG (sampling included), data order and
+    optimizer state are restored, and the rows logged after checkpoint-2 are replaced."""
+    from sdlab.rundir import read_jsonl
+
+    overrides = lambda out: tiny_overrides(tiny_model_dir, problems_file, out, "steps=4", "temperature=1.0")  # noqa: E731
+    run(recipe, overrides(tmp_path / "full"))
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe, overrides(tmp_path / "cut"), extra_callbacks=[CrashAfter(3)])
+    assert not (tmp_path / "cut" / "checkpoint-3").exists()
+    summary = run(recipe, overrides(tmp_path / "cut"), resume=True)
+    assert summary["resumed_from"] == "checkpoint-2"
+    full, cut = read_jsonl(tmp_path / "full" / "metrics.jsonl"), read_jsonl(tmp_path / "cut" / "metrics.jsonl")
+    assert [r["step"] for r in cut] == [1, 2, 3, 4]
+    assert comparable(cut) == comparable(full)
+    assert len({r["loss"] for r in full}) > 1 and any(r["grad_norm"] for r in full)  # it really trained
+    assert read_jsonl(tmp_path / "cut" / "samples.jsonl") == read_jsonl(tmp_path / "full" / "samples.jsonl")

@@ -8,9 +8,9 @@ GRPO baseline, sdlab's SDPOTrainer subclass for self-distillation) and `sdlab.sf
 SFTTrainer); the per-step epistemic metrics from `sdlab.callbacks.EpistemicMonitor`.
 
 Run directory: `config.yaml` (resolved), `versions.json`, `metrics.jsonl` (one row per logged
-step), `eval.jsonl` (periodic ID/OOD evaluation), `samples.jsonl`, `checkpoints/checkpoint-N`
+step), `eval.jsonl` (periodic ID/OOD evaluation), `samples.jsonl`, `checkpoint-N/`
 (safetensors + optimizer + RNG state, what `--resume` continues from), `model/` (final
-weights), `summary.json`.
+weights), `summary.json`, and for SDPO `teacher_audit.{jsonl,txt}` (what the teacher saw).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import math
 import os
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from transformers import TrainerCallback
@@ -31,7 +32,6 @@ from sdlab.train_config import ORGANISM, TrainConfig
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
 STEP_LOGS = ("metrics.jsonl", "eval.jsonl", "samples.jsonl")
 
 
@@ -49,6 +49,18 @@ class SampleWriter(TrainerCallback):
             return
         for index, (text, reward, answer) in enumerate(list(zip(completions, rewards, answers))[: self.per_batch]):
             append_jsonl(self.path, {"step": state.global_step + 1, "index": index, "reward": reward, "answer": answer, "completion": text})
+
+
+class TeacherAuditEcho(TrainerCallback):
+    """Hands the teacher-input audit (written by SdlabSDPOTrainer) to `show` after the first step."""
+
+    def __init__(self, path: Path, show: Callable[[str], None]):
+        self.path, self.show, self.shown = path, show, False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if not self.shown and self.path.exists() and state.is_world_process_zero:
+            self.shown = True
+            self.show(self.path.read_text())
 
 
 class PeriodicEval(TrainerCallback):
@@ -134,7 +146,6 @@ def common_args(config: TrainConfig, *, output_dir: Path, max_steps: int) -> dic
         # (TRL keeps that batch in memory only; resuming mid-batch could not be exact).
         save_steps=config.save_steps * config.updates_per_step,
         save_total_limit=config.save_total_limit,
-        save_safetensors=True,
         bf16=runtime.bf16,
         gradient_checkpointing=runtime.gradient_checkpointing,
         use_cpu=runtime.use_cpu,
@@ -177,8 +188,7 @@ def rollout_args(config: TrainConfig, *, processes: int) -> dict[str, Any]:
 def last_checkpoint(run_dir: Path) -> Path | None:
     from transformers.trainer_utils import get_last_checkpoint
 
-    folder = run_dir / CHECKPOINTS
-    found = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    found = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
     return Path(found) if found else None
 
 
@@ -211,9 +221,9 @@ def check_resumable(run_dir: Path, config: TrainConfig) -> Path | None:
     return checkpoint
 
 
-def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callbacks: list, show_teacher: int):
-    """The TRL trainer for `config.method`, writing checkpoints under `run_dir/checkpoints`."""
-    output_dir = run_dir / CHECKPOINTS
+def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callbacks: list, show_teacher: int, reward_funcs: Any = None):
+    """The TRL trainer for `config.method`, writing checkpoints (and SDPO's teacher audit) to `run_dir`."""
+    output_dir = run_dir
     if config.method == "sft":
         from sdlab.sft import build_sft_trainer, load_sft_dataset
 
@@ -225,12 +235,13 @@ def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callba
         )
         return build_sft_trainer(model=model_path, dataset=dataset, args=args, callbacks=callbacks)
     from sdlab.data import load_problems
-    from sdlab.sdpo import build_grpo_trainer, build_sdpo_trainer
+    from sdlab.grpo import build_grpo_trainer
+    from sdlab.sdpo import build_sdpo_trainer
 
     problems = load_problems(config.data.train, limit=config.data.limit)
     args = common_args(config, output_dir=output_dir, max_steps=config.optimizer_steps) | rollout_args(config, processes=world_size())
     if config.method == "grpo":
-        return build_grpo_trainer(model=model_path, problems=problems, args=args, callbacks=callbacks)
+        return build_grpo_trainer(model=model_path, problems=problems, args=args, callbacks=callbacks, reward_funcs=reward_funcs)
     sd = config.sdpo
     args["max_prompt_length"] = config.max_prompt_length  # TRL 1.16's GRPOConfig has no prompt truncation
     return build_sdpo_trainer(
@@ -238,6 +249,7 @@ def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callba
         problems=problems,
         args=args,
         callbacks=callbacks,
+        reward_funcs=reward_funcs,
         context=sd.context,
         teacher=sd.teacher,
         ema_rate=sd.ema_rate,
@@ -253,8 +265,21 @@ def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callba
     )
 
 
-def run_training(config: TrainConfig, *, resume: bool = False, force: bool = False, show_teacher: int | None = None, extra_callbacks: list | None = None) -> dict[str, Any]:
-    """Train `config` into `config.output_dir`; returns (and writes) the run summary."""
+def run_training(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    show_teacher: int | None = None,
+    on_teacher_audit: Callable[[str], None] | None = None,
+    extra_callbacks: list | None = None,
+    reward_funcs: Any = None,
+) -> dict[str, Any]:
+    """Train `config` into `config.output_dir`; returns (and writes) the run summary.
+
+    `show_teacher` overrides `sdpo.show_teacher` (teacher inputs audited per batch);
+    `on_teacher_audit` receives the rendered audit once the first batch has been trained on;
+    `reward_funcs` replaces the 0/1 math reward (TRL's reward-function signature)."""
     from transformers import set_seed
 
     from sdlab.callbacks import EpistemicMonitor
@@ -276,6 +301,8 @@ def run_training(config: TrainConfig, *, resume: bool = False, force: bool = Fal
     model_path = resolve_model(config.model)
     monitor = EpistemicMonitor(run_dir, success_threshold=config.sdpo.success_threshold)
     callbacks = [monitor, *(extra_callbacks or [])]
+    if on_teacher_audit is not None and config.method == "sdpo":
+        callbacks.append(TeacherAuditEcho(run_dir / "teacher_audit.txt", on_teacher_audit))
     if config.logging.samples_per_step and config.method != "sft":
         callbacks.append(SampleWriter(run_dir / "samples.jsonl", per_batch=config.logging.samples_per_step))
     if config.eval.every:
@@ -286,7 +313,9 @@ def run_training(config: TrainConfig, *, resume: bool = False, force: bool = Fal
             path=run_dir / "eval.jsonl", sources=ev.sources, every=ev.every * config.updates_per_step, at_start=ev.at_start, k=ev.k,
             max_new_tokens=ev.max_new_tokens, temperature=ev.temperature, limit=ev.limit, enable_thinking=config.enable_thinking, seed=config.seed,
         ))
-    trainer = build_trainer(config, model_path=model_path, run_dir=run_dir, callbacks=callbacks, show_teacher=config.sdpo.show_teacher if show_teacher is None else show_teacher)
+    trainer = build_trainer(config, model_path=model_path, run_dir=run_dir, callbacks=callbacks, show_teacher=config.sdpo.show_teacher if show_teacher is None else show_teacher,
+        reward_funcs=reward_funcs,
+    )
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     wall = time.perf_counter() - started

@@ -52,7 +52,7 @@ class SdpoConfig(StrictModel):
     grpo_blend: float = Field(0.0, ge=0, le=1)  # weight of the policy-gradient term
     is_clip: float | None = Field(2.0, gt=0)
     max_teacher_prompt_length: PositiveInt = 22528
-    show_teacher: int = Field(0, ge=0)  # print/save the first N teacher inputs (audit)
+    show_teacher: int = Field(2, ge=0)  # teacher inputs of the first batch written to teacher_audit.txt
 
     @model_validator(mode="after")
     def _sampled_needs_reverse_kl(self) -> "SdpoConfig":
