@@ -8,8 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.tiny import build_tiny_model
+
+# Tiny models are dominated by per-op overhead: on the 2-core CI/dev machine, and whenever
+# other processes compete for the cores, two intra-op threads made generation ~10x slower
+# than one (bench/generation_throughput.py, docs/measurements.md).
+torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "math"

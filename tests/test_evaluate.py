@@ -2,14 +2,13 @@
 
 import json
 import math
-import subprocess
 import sys
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sdlab.cli import app
+from sdlab.cli import app, main
 from sdlab.evaluate import avg_at_k, dataset_name, mean_and_ci95, pass_at_k, problem_mean, summarize, t_critical_95
 
 
@@ -101,3 +100,88 @@ def test_summarize_averages_per_problem_then_over_problems():
 def test_dataset_names():
     assert dataset_name("../shared/data/math/evaluation/aime24.parquet") == "aime24"
     assert dataset_name("organism:add:50") == "organism_add_50"
+
+
+# ---------------------------------------------------------------- sdlab eval end to end
+
+
+def _eval_args(model_dir, data_files, out, *extra):
+    args = ["eval", "--model", str(model_dir), "--out", str(out), "--limit", "3", "--k", "2", "--max-new-tokens", "16", "--backend", "transformers", "--batch-size", "2"]
+    for path in data_files:
+        args += ["--data", str(path)]
+    return args + list(extra)
+
+
+def _lines(path):
+    return path.read_text().splitlines()
+
+
+def test_eval_writes_metrics_samples_and_run_header(tiny_model_dir, math_eval_dir, tmp_path):
+    out = tmp_path / "run"
+    data = [math_eval_dir / "aime24.parquet", math_eval_dir / "math500.parquet"]
+    result = CliRunner().invoke(app, _eval_args(tiny_model_dir, data, out))
+    assert result.exit_code == 0, result.output
+    assert "aime24" in result.output and "pass@2" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"aime24", "math500"}
+    for name, m in metrics.items():
+        assert (m["n_problems"], m["k"], len(m["pass_curve"])) == (3, 2, 2)
+        assert 0 <= m["avg@k"] <= m["pass@k"] <= 1
+        assert 1 <= m["mean_response_tokens"] <= 16
+        records = [json.loads(line) for line in _lines(out / f"samples_{name}.jsonl")]
+        assert sorted((r["index"], r["sample"]) for r in records) == [(i, j) for i in range(3) for j in range(2)]
+        assert {"problem_id", "text", "num_tokens", "answer", "correct", "markers_paper", "markers_word", "finished"} <= set(records[0])
+        assert m["truncated_fraction"] == pytest.approx(sum(not r["finished"] for r in records) / 6)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert (config["k"], config["limit"], config["max_new_tokens"]) == (2, 3, 16)
+    assert "torch" in json.loads((out / "versions.json").read_text())
+
+    # an existing run is never overwritten silently
+    again = CliRunner().invoke(app, _eval_args(tiny_model_dir, data, out))
+    assert again.exit_code != 0 and "--force" in str(again.exception)
+
+
+def test_eval_resume_redoes_only_unfinished_problems(tiny_model_dir, math_eval_dir, tmp_path):
+    out = tmp_path / "run"
+    data = [math_eval_dir / "aime24.parquet"]
+    assert CliRunner().invoke(app, _eval_args(tiny_model_dir, data, out)).exit_code == 0
+    samples = out / "samples_aime24.jsonl"
+    complete = _lines(samples)
+    # interrupted while writing problem 2: its second sample is half a line
+    samples.write_text("\n".join(complete[:5]) + "\n" + complete[5][:20])
+    result = CliRunner().invoke(app, _eval_args(tiny_model_dir, data, out, "--resume"))
+    assert result.exit_code == 0, result.output
+    resumed = _lines(samples)
+    assert resumed[:4] == complete[:4]  # problems 0 and 1 kept as they were
+    assert sorted((json.loads(line)["index"], json.loads(line)["sample"]) for line in resumed) == [(i, j) for i in range(3) for j in range(2)]
+    assert json.loads((out / "metrics.json").read_text())["aime24"]["n_problems"] == 3
+
+    changed = CliRunner().invoke(app, _eval_args(tiny_model_dir, data, out, "--resume", "--temperature", "1.0"))
+    assert changed.exit_code != 0 and "temperature" in str(changed.exception)
+
+
+def test_malformed_data_is_a_one_line_error_naming_file_row_and_field(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    bad = tmp_path / "bad.parquet"
+    prompt = [{"role": "user", "content": "1+1?"}]
+    pd.DataFrame({"prompt": [prompt, prompt], "reward_model": [{"ground_truth": "2"}, {"style": "rule"}]}).to_parquet(bad)
+    out = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["sdlab", *_eval_args(tiny_model_dir, [bad], out)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()  # the console entry point, as `sdlab eval ...` runs it
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip()
+    assert len(message.splitlines()) == 1 and "Traceback" not in message
+    assert "bad.parquet" in message and "row 1" in message and "ground_truth" in message
+    assert not out.exists()  # nothing half-made to clean up before the fixed rerun
+
+
+def test_missing_model_fails_before_the_run_directory_is_made(math_eval_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["sdlab", *_eval_args(tmp_path / "nowhere", [math_eval_dir / "aime24.parquet"], out)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    assert "nowhere: model directory not found" in capsys.readouterr().err
+    assert not out.exists()

@@ -15,7 +15,7 @@ import logging
 import math
 import re
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from statistics import fmean, stdev
@@ -26,7 +26,10 @@ from pydantic import Field
 
 from sdlab import SdlabError
 from sdlab.config import StrictModel
-from sdlab.generation import Generator, SamplingParams, make_generator
+from sdlab.data import Problem, load_problems
+from sdlab.epistemic import count_markers
+from sdlab.generation import Completion, Generator, SamplingParams, check_model_source, make_generator
+from sdlab.grading import extract_answer, grade_many
 from sdlab.rundir import append_jsonl, prepare_run_dir, write_json, write_run_header
 
 logger = logging.getLogger(__name__)
@@ -166,10 +169,7 @@ def load_finished(path: Path, k: int) -> dict[int, list[dict[str, Any]]]:
     return finished
 
 
-def sample_record(index: int, problem, sample: int, completion, correct: bool) -> dict[str, Any]:
-    from sdlab.epistemic import count_markers
-    from sdlab.grading import extract_answer
-
+def sample_record(index: int, problem: Problem, sample: int, completion: Completion, correct: bool) -> dict[str, Any]:
     return {
         "index": index,
         "problem_id": problem.id,
@@ -188,10 +188,8 @@ def sample_record(index: int, problem, sample: int, completion, correct: bool) -
 # ---------------------------------------------------------------- the evaluation loop
 
 
-def evaluate_dataset(generator: Generator, problems: Sequence, samples_path: Path | None, *, sampling: SamplingParams, enable_thinking: bool | None, batch_size: int, resume: bool, on_progress: Callable[[int, int], None] | None = None) -> list[list[dict[str, Any]]]:
+def evaluate_dataset(generator: Generator, problems: Sequence[Problem], samples_path: Path | None, *, sampling: SamplingParams, enable_thinking: bool | None, batch_size: int, resume: bool, on_progress: Callable[[int, int], None] | None = None) -> list[list[dict[str, Any]]]:
     """Sample, grade and count markers for every problem; returns records per problem in order."""
-    from sdlab.grading import grade_many
-
     k = sampling.n
     done = load_finished(samples_path, k) if resume and samples_path is not None and samples_path.exists() else {}
     todo = [i for i in range(len(problems)) if i not in done]
@@ -213,9 +211,17 @@ def evaluate_dataset(generator: Generator, problems: Sequence, samples_path: Pat
     return [done[i] for i in range(len(problems))]
 
 
+def load_eval_sets(data_sources: Sequence[str | Path], *, limit: int | None = None) -> dict[str, list[Problem]]:
+    """{dataset name: problems}, loaded before any model so a bad file fails fast."""
+    names = [dataset_name(source) for source in data_sources]
+    if len(set(names)) != len(names):
+        raise SdlabError(f"data sets must have distinct names, got {names}; rename the files")
+    return {name: load_problems(source, limit=limit) for name, source in zip(names, data_sources)}
+
+
 def evaluate(
     model: str | Path | Generator,
-    data_sources: Sequence[str | Path],
+    data_sources: Sequence[str | Path] | Mapping[str, Sequence[Problem]],
     *,
     k: int = 16,
     sampling: SamplingParams | None = None,
@@ -228,23 +234,21 @@ def evaluate(
     on_progress: ProgressCallback | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate a model (path / hub id, or a ready generator such as one over a model being
-    trained) on each data source; returns {dataset: metrics} and, with `out_dir`, writes
-    `metrics.json` and `samples_<dataset>.jsonl` there. `sampling.n` is replaced by `k`."""
-    from sdlab.data import load_problems
-
+    trained) on each data source (paths/specs, or {name: problems} already loaded); returns
+    {dataset: metrics} and, with `out_dir`, writes `metrics.json` and `samples_<dataset>.jsonl`
+    there. `sampling.n` is replaced by `k`."""
     sampling = replace(sampling or SamplingParams(), n=k)
-    names = [dataset_name(source) for source in data_sources]
-    if len(set(names)) != len(names):
-        raise SdlabError(f"data sets must have distinct names, got {names}; rename the files")
+    eval_sets = dict(data_sources) if isinstance(data_sources, Mapping) else load_eval_sets(data_sources, limit=limit)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    problems_per_source = [load_problems(source, limit=limit) for source in data_sources]
     generator = make_generator(model, backend=backend, batch_size=batch_size) if isinstance(model, (str, Path)) else model
     metrics: dict[str, dict[str, Any]] = {}
-    for name, problems in zip(names, problems_per_source):
+    for name, problems in eval_sets.items():
+        if limit is not None:
+            problems = problems[:limit]
         if not problems:
-            raise SdlabError(f"{name}: no problems loaded; check the file")
+            raise SdlabError(f"{name}: no problems to evaluate")
         samples_path = out / f"samples_{name}.jsonl" if out is not None else None
         if samples_path is not None and samples_path.exists() and not resume:
             raise SdlabError(f"{samples_path}: samples exist; resume the run or use a new output directory")
@@ -272,13 +276,15 @@ def check_resumable(out: Path, config: EvalConfig) -> None:
 
 def run_eval(config: EvalConfig, *, force: bool = False, resume: bool = False, on_progress: ProgressCallback | None = None) -> dict[str, dict[str, Any]]:
     """`sdlab eval`: a run directory with config.yaml, versions.json, metrics and samples."""
+    check_model_source(config.model)
+    eval_sets = load_eval_sets(config.data, limit=config.limit)
     out = prepare_run_dir(config.out, force=force, resume=resume)
     if resume:
         check_resumable(out, config)
     write_run_header(out, config)
     return evaluate(
         config.model,
-        config.data,
+        eval_sets,
         k=config.k,
         sampling=config.sampling(),
         out_dir=out,

@@ -68,6 +68,13 @@ class Generator(Protocol):
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams, *, enable_thinking: bool | None = None) -> list[list[Completion]]: ...
 
 
+def check_model_source(name_or_path: str | Path) -> None:
+    """Fail early, naming what is missing, when a local model directory is incomplete
+    (hub ids are checked when they load)."""
+    if _is_local(name_or_path):
+        _check_local_dir(Path(name_or_path).expanduser())
+
+
 def _check_local_dir(path: Path) -> None:
     if not path.exists():
         raise SdlabError(f"{path}: model directory not found (give a local directory or a hub id such as Qwen/Qwen3-1.7B)")
@@ -94,8 +101,7 @@ def load_tokenizer(name_or_path: str | Path, *, padding_side: str = "left"):
     """The model's tokenizer, left-padded for generation; without a pad token it pads with EOS."""
     from transformers import AutoTokenizer
 
-    if _is_local(name_or_path):
-        _check_local_dir(Path(name_or_path).expanduser())
+    check_model_source(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(Path(name_or_path).expanduser()) if _is_local(name_or_path) else str(name_or_path), trust_remote_code=False)
     except OSError as err:
