@@ -176,13 +176,14 @@ class CrashAfter:
         return _Crash()
 
 
-def test_killed_run_resumes_to_the_same_metrics(recipe, tiny_model_dir, problems_file, tmp_path):
+@pytest.mark.parametrize("method", [["method=grpo"], ["method=sdpo", "sdpo.teacher=ema", "sdpo.ema_rate=0.5", "sdpo.distillation=full"]], ids=["grpo", "sdpo-ema"])
+def test_killed_run_resumes_to_the_same_metrics(method, recipe, tiny_model_dir, problems_file, tmp_path):
     """Checkpoint after every step; crash in step 3 (checkpoint-2 exists); --resume must end
-    exactly where the uninterrupted run ended: RNG (sampling included), data order and
-    optimizer state are restored, and the rows logged after checkpoint-2 are replaced."""
+    exactly where the uninterrupted run ended: RNG (sampling included), data order, optimizer
+    state and the EMA teacher are restored, and the rows logged after checkpoint-2 are replaced."""
     from sdlab.rundir import read_jsonl
 
-    overrides = lambda out: tiny_overrides(tiny_model_dir, problems_file, out, "steps=4", "temperature=1.0")  # noqa: E731
+    overrides = lambda out: tiny_overrides(tiny_model_dir, problems_file, out, "steps=4", "temperature=1.0", *method)  # noqa: E731
     run(recipe, overrides(tmp_path / "full"))
     with pytest.raises(KeyboardInterrupt):
         run(recipe, overrides(tmp_path / "cut"), extra_callbacks=[CrashAfter(3)])

@@ -51,6 +51,34 @@ class SampleWriter(TrainerCallback):
             append_jsonl(self.path, {"step": state.global_step + 1, "index": index, "reward": reward, "answer": answer, "completion": text})
 
 
+class EmaTeacherState(TrainerCallback):
+    """Saves the EMA teacher's weights into each checkpoint and restores them on resume: TRL's
+    checkpoints hold only the student, so a resumed EMA run would restart its teacher from the
+    initial weights and diverge from an uninterrupted run. One process only (a sharded teacher
+    would need a gather)."""
+
+    FILE = "ema_teacher.safetensors"
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def _teacher(self):
+        return self.trainer.accelerator.unwrap_model(self.trainer.teacher_model)
+
+    def on_save(self, args, state, control, **kwargs):
+        from safetensors.torch import save_model
+
+        if state.is_world_process_zero:
+            save_model(self._teacher(), str(Path(args.output_dir) / f"checkpoint-{state.global_step}" / self.FILE))
+
+    def restore(self, checkpoint: Path) -> None:
+        from safetensors.torch import load_model
+
+        if not (checkpoint / self.FILE).exists():
+            raise SdlabError(f"{checkpoint}: no {self.FILE}; this EMA run cannot be resumed exactly (start over with --force)")
+        load_model(self._teacher(), str(checkpoint / self.FILE))
+
+
 class TeacherAuditEcho(TrainerCallback):
     """Hands the teacher-input audit (written by SdlabSDPOTrainer) to `show` after the first step."""
 
@@ -316,6 +344,14 @@ def run_training(
     trainer = build_trainer(config, model_path=model_path, run_dir=run_dir, callbacks=callbacks, show_teacher=config.sdpo.show_teacher if show_teacher is None else show_teacher,
         reward_funcs=reward_funcs,
     )
+    if config.method == "sdpo" and config.sdpo.teacher == "ema":
+        if world_size() > 1:
+            logger.warning("EMA teacher weights are not checkpointed with several processes: --resume restarts the teacher from the student")
+        else:
+            ema_state = EmaTeacherState(trainer)
+            trainer.add_callback(ema_state)
+            if checkpoint is not None:
+                ema_state.restore(checkpoint)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     wall = time.perf_counter() - started
