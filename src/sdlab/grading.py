@@ -245,6 +245,7 @@ class _GraderPool:
         self._live: set[_Worker] = set()
         self._total = 0
         self._available = threading.Condition()
+        self._owner_pid = os.getpid()
 
     def _new_worker(self) -> _Worker:
         with self._zygote_lock:
@@ -325,7 +326,10 @@ class _GraderPool:
         return results
 
     def close(self) -> None:
-        """Idle workers exit when their socket closes; a stuck one would not, so kill them all."""
+        """Idle workers exit when their socket closes; a stuck one would not, so kill them all.
+        (Not from a forked copy of the caller: those workers belong to the parent.)"""
+        if os.getpid() != self._owner_pid:
+            return
         for worker in list(self._live):
             worker.kill()
         if self._zygote is not None:
