@@ -223,3 +223,11 @@ def test_regenerated_context_replaces_the_sibling_only_when_correct(tiny_model_d
     context = read_jsonl(tmp_path / "teacher_audit.jsonl")[0]["context"]
     siblings = [text for text in recorder.rollouts[0]["completions"] if text]
     assert any(s in context for s in siblings) is (not regenerated_correct)
+
+
+def test_monitor_rows_from_sdpo_training(sdpo_run):
+    rows = read_jsonl(sdpo_run[3] / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["divergence_mean"] == pytest.approx(r["self_distillation/distillation_loss"], rel=1e-4)  # top-k JSD, no IS weight
+        assert r["entropy_student"] > 0 and r["entropy_teacher"] > 0 and r["reward_mean"] is not None
