@@ -1,0 +1,305 @@
+"""`sdlab sweep`: one base recipe, a grid of cells, matched comparisons by construction.
+
+    sdlab sweep recipes/sweeps/coverage.yaml
+    sdlab sweep recipes/sweeps/teacher.yaml base.steps=5 output_dir=runs/sweeps/teacher-short
+
+A sweep file states the shared part of every run once (`recipe:` file and/or `base:` keys:
+model, data, batch, rollouts, steps, evaluation) and a `grid:` of axes. An axis is either a
+list of values for one dotted recipe key (`method: [grpo, sdpo]`, `sdpo.teacher: [fixed,
+ema]`) or a mapping of named levels to several keys set together (`coverage: {8x8:
+{data.train: organism:linmod:8x8}}`). Cells are the product of the axes; a cell only
+overrides its grid keys, so data, batch, rollout budget and evaluation match across cells.
+The string `{sweep_dir}` in any value is replaced by the sweep's directory (shared SFT data).
+
+Each cell is one `sdlab.train` run in `SWEEP_DIR/cells/<cell>/`, run in order. Rerunning
+skips finished cells (their `summary.json` exists), resumes an interrupted one from its
+last checkpoint, and refuses a cell whose saved config differs from the sweep's (change
+`output_dir` or pass --force). After every cell, `sdlab.sweep_results` rewrites
+`results.csv` / `aggregate.csv` / `results.json`, so an interrupted sweep keeps its table.
+
+With a `final_eval:` section each trained model is also evaluated by `sdlab eval` (k samples,
+avg@k and the pass@k curve) into `cells/<cell>/final_eval/`. Under `accelerate launch` with
+several processes that step is skipped; running the same sweep again in one process finds
+every cell trained and only evaluates.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, PositiveInt, field_validator
+
+from sdlab import SdlabError
+from sdlab.config import StrictModel, apply_overrides, build_config, dump_config, read_yaml
+from sdlab.train_config import TrainConfig, check_paths
+
+logger = logging.getLogger(__name__)
+
+SWEEP_FILE = "sweep.yaml"  # the resolved sweep, written into the sweep directory
+CELLS = "cells"
+
+
+class FinalEvalConfig(StrictModel):
+    """`sdlab eval` on every cell's final model: the same problems, k and sampling for all."""
+
+    sources: list[str] | None = None  # default: the cells' eval.sources (first = in-distribution)
+    k: PositiveInt = 16
+    limit: PositiveInt | None = None  # problems per source
+    max_new_tokens: PositiveInt = 256
+    temperature: float = Field(0.6, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    top_k: int = Field(20, ge=0)
+    batch_size: PositiveInt = 8
+
+
+class SweepConfig(StrictModel):
+    name: str = "sweep"
+    description: str = ""
+    output_dir: str
+    recipe: str | None = None  # a training recipe file; `base` keys are applied over it
+    base: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any] | dict[str, dict[str, Any]]]
+    aggregate_over: list[str] = Field(default_factory=lambda: ["seed"])  # axes averaged (mean, 95% CI)
+    final_eval: FinalEvalConfig | None = None
+
+    @field_validator("grid")
+    @classmethod
+    def _axes_not_empty(cls, grid: dict) -> dict:
+        if not grid:
+            raise ValueError("the grid needs at least one axis, e.g. `method: [grpo, sdpo]`")
+        for axis, levels in grid.items():
+            if not levels:
+                raise ValueError(f"axis {axis!r} has no levels")
+            labels = [sanitize(str(level)) for level in levels]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"axis {axis!r}: levels {labels} are not distinct as directory names")
+        return grid
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: its name, its level on every axis and its resolved recipe."""
+
+    name: str
+    levels: dict[str, str]
+    overrides: dict[str, Any]  # dotted recipe key -> value set by the grid
+    recipe: dict[str, Any] = field(repr=False)
+
+    def config(self) -> TrainConfig:
+        config = build_config(TrainConfig, self.recipe, source=f"sweep cell {self.name}")
+        check_paths(config, source=f"sweep cell {self.name}")
+        return config
+
+
+def sanitize(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-") or "x"
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """`set_dotted(d, "sdpo.teacher", "ema")`; a mapping value is merged into an existing section."""
+    *parents, last = key.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SdlabError(f"grid key {key!r}: {part!r} is not a section of the recipe")
+    if isinstance(value, dict) and isinstance(node.get(last), dict):
+        for sub_key, sub_value in value.items():
+            set_dotted(node[last], sub_key, sub_value)
+    else:
+        node[last] = copy.deepcopy(value)
+
+
+def substitute(value: Any, replacements: dict[str, str]) -> Any:
+    """Replace `{sweep_dir}`-style placeholders in every string of a nested value."""
+    if isinstance(value, str):
+        for placeholder, text in replacements.items():
+            value = value.replace("{" + placeholder + "}", text)
+        return value
+    if isinstance(value, dict):
+        return {k: substitute(v, replacements) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, replacements) for v in value]
+    return value
+
+
+def axis_levels(axis: str, levels: list[Any] | dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """[(level label, {dotted key: value})] for a list axis (one key) or a named-levels axis."""
+    if isinstance(levels, dict):
+        return [(str(label), dict(values)) for label, values in levels.items()]
+    return [(str(value), {axis: value}) for value in levels]
+
+
+def base_recipe(config: SweepConfig) -> dict[str, Any]:
+    recipe = read_yaml(config.recipe) if config.recipe else {}
+    for key, value in config.base.items():
+        set_dotted(recipe, key, value)
+    return recipe
+
+
+def expand_grid(config: SweepConfig) -> list[Cell]:
+    """Every cell of the grid (product of the axes, in file order), each with its resolved recipe."""
+    base = base_recipe(config)
+    sweep_dir = Path(config.output_dir)
+    axes = [[(axis, label, values) for label, values in axis_levels(axis, levels)] for axis, levels in config.grid.items()]
+    cells = []
+    for combination in itertools.product(*axes):
+        name = "__".join(f"{sanitize(axis)}-{sanitize(label)}" for axis, label, _ in combination)
+        overrides: dict[str, Any] = {}
+        recipe = copy.deepcopy(base)
+        for axis, _, values in combination:
+            for key, value in values.items():
+                if key in overrides:
+                    raise SdlabError(f"sweep grid: key {key!r} is set by two axes (cell {name}); each key belongs to one axis")
+                overrides[key] = value
+                set_dotted(recipe, key, value)
+        recipe["output_dir"] = str(sweep_dir / CELLS / name)
+        recipe = substitute(recipe, {"sweep_dir": str(sweep_dir)})
+        cells.append(Cell(name=name, levels={axis: label for axis, label, _ in combination}, overrides=overrides, recipe=recipe))
+    return cells
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def varied_keys(configs: list[TrainConfig]) -> set[str]:
+    """Resolved recipe keys (dotted) whose values differ between cells; everything else is shared."""
+    flats = [flatten(c.model_dump(mode="json")) for c in configs]
+    keys = set().union(*flats)
+    return {key for key in keys if len({yaml.safe_dump(flat.get(key)) for flat in flats}) > 1}
+
+
+def shared_settings(configs: list[TrainConfig]) -> dict[str, Any]:
+    varied = varied_keys(configs)
+    return {key: value for key, value in flatten(configs[0].model_dump(mode="json")).items() if key not in varied}
+
+
+def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
+    """Sweep file + overrides. An override whose first key is not a sweep field goes to `base`
+    (`steps=2` means `base.steps=2`)."""
+    data = read_yaml(path)
+    sweep_level, recipe_level = [], []
+    for override in overrides or []:
+        (sweep_level if override.split("=", 1)[0].split(".")[0] in SweepConfig.model_fields else recipe_level).append(override)
+    apply_overrides(data, sweep_level)
+    config = build_config(SweepConfig, data, source=str(path))
+    for override in recipe_level:
+        key, value = override.split("=", 1)
+        config.base[key] = yaml.safe_load(value) if value else ""
+    return config
+
+
+def validate_sweep(config: SweepConfig) -> list[tuple[Cell, TrainConfig]]:
+    """Expand the grid and validate every cell's recipe before anything runs."""
+    cells = expand_grid(config)
+    return [(cell, cell.config()) for cell in cells]
+
+
+# ---------------------------------------------------------------- running
+
+
+def cell_status(cell_dir: Path, *, needs_final_eval: bool) -> str:
+    """done | evaluate (trained, final eval missing) | resume (has a checkpoint) | start."""
+    from sdlab.train import last_checkpoint
+
+    if (cell_dir / "summary.json").exists():
+        if needs_final_eval and not final_eval_complete(cell_dir):
+            return "evaluate"
+        return "done"
+    return "resume" if last_checkpoint(cell_dir) is not None else "start"
+
+
+def final_eval_complete(cell_dir: Path) -> bool:
+    import json
+
+    metrics, config = cell_dir / "final_eval" / "metrics.json", cell_dir / "final_eval" / "config.yaml"
+    if not metrics.exists() or not config.exists():
+        return False
+    expected = yaml.safe_load(config.read_text()).get("data") or []
+    return len(json.loads(metrics.read_text())) == len(expected)
+
+
+def check_same_config(cell: Cell, config: TrainConfig) -> None:
+    saved = Path(config.output_dir) / "config.yaml"
+    if saved.exists() and saved.read_text() != dump_config(config):
+        raise SdlabError(
+            f"{saved}: cell {cell.name} was started with a different recipe than the sweep now gives it; "
+            "rerun with --force to start the sweep over, or set output_dir to a new directory"
+        )
+
+
+def run_final_eval(config: TrainConfig, final: FinalEvalConfig) -> None:
+    from sdlab.evaluate import EvalConfig, run_eval
+
+    out = Path(config.output_dir) / "final_eval"
+    sources = final.sources or config.eval.sources
+    if not sources:
+        raise SdlabError("final_eval: no sources; set final_eval.sources or the recipe's eval.sources")
+    eval_config = EvalConfig(
+        model=str(Path(config.output_dir) / "model"), data=sources, k=final.k, out=str(out), max_new_tokens=final.max_new_tokens,
+        temperature=final.temperature, top_p=final.top_p, top_k=final.top_k, enable_thinking=config.enable_thinking,
+        backend="auto", limit=final.limit, batch_size=final.batch_size, seed=config.seed,
+    )
+    run_eval(eval_config, resume=out.exists(), force=False)
+
+
+CellCallback = Callable[[int, int, Cell, str], None]  # (index, total, cell, status before running)
+
+
+def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback | None = None, reward_funcs: Any = None) -> dict[str, Any]:
+    """Run every unfinished cell in order; returns the collected results (also on disk).
+    `reward_funcs` replaces the 0/1 math reward in every cell (as in `run_training`)."""
+    from sdlab.sweep_results import collect_results, write_results
+    from sdlab.train import run_training, world_size
+
+    distributed = world_size() > 1  # under `accelerate launch`: every process trains every cell
+    cells = validate_sweep(config)
+    sweep_dir = Path(config.output_dir)
+    if force and sweep_dir.exists() and is_main_process():
+        shutil.rmtree(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if is_main_process():
+        (sweep_dir / SWEEP_FILE).write_text(dump_config(config))
+    for cell, train_config in cells:
+        check_same_config(cell, train_config)
+    for index, (cell, train_config) in enumerate(cells):
+        status = cell_status(Path(train_config.output_dir), needs_final_eval=config.final_eval is not None)
+        if on_cell:
+            on_cell(index, len(cells), cell, status)
+        if status in ("start", "resume"):
+            logger.info("sweep %s: cell %d/%d %s (%s)", config.name, index + 1, len(cells), cell.name, status)
+            # A cell without a checkpoint starts over: rows logged before an interruption would be stale.
+            run_training(train_config, resume=status == "resume", force=status == "start", reward_funcs=reward_funcs)
+        if status != "done" and config.final_eval is not None:
+            if distributed:
+                logger.warning("cell %s: final evaluation skipped under %d processes; rerun this sweep in one process to evaluate it", cell.name, world_size())
+            else:
+                run_final_eval(train_config, config.final_eval)
+        if status != "done" and is_main_process():
+            write_results(sweep_dir, collect_results(sweep_dir))
+    results = collect_results(sweep_dir)
+    if is_main_process():
+        write_results(sweep_dir, results)
+    return results
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+

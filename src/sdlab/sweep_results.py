@@ -1,0 +1,201 @@
+"""A sweep's results as tables: one row per cell, per-eval-step curves, and means with 95%
+intervals over seeds.
+
+    results.csv        one row per cell: grid levels, status, final training metrics,
+                       final ID/OOD avg@k and pass@k (per data set and pooled), the base
+                       model's step-0 evaluation, distinct training problems
+    results_steps.csv  one row per cell, evaluation step and data set (periodic evaluation)
+    aggregate.csv      one row per group of cells that differ only in `aggregate_over`
+                       (seeds): n, then mean / ci_low / ci_high of every numeric column
+    results.json       all of the above plus the shared settings and each cell's pass@k curve
+
+In-distribution is the first evaluation source of a cell (the recipes list the training
+family's held-out split first); every other source counts as out-of-distribution.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+from sdlab.config import build_config, read_yaml
+from sdlab.rundir import read_jsonl, write_json
+
+logger = logging.getLogger(__name__)
+
+TRAIN_FIELDS = ("reward_mean", "accuracy", "response_tokens_mean", "markers_per_response", "markers_per_1k_tokens")
+
+
+def eval_by_step(rows: list[dict[str, Any]]) -> dict[int, dict[str, dict[str, Any]]]:
+    """eval.jsonl rows -> {step: {dataset: metrics}} (a resumed run's later row wins)."""
+    steps: dict[int, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        steps.setdefault(int(row["step"]), {})[row["dataset"]] = row
+    return dict(sorted(steps.items()))
+
+
+def role_scores(metrics: dict[str, dict[str, Any]], id_dataset: str | None, key: str = "avg@k") -> dict[str, float | None]:
+    """{"id": score on the ID data set, "ood": mean over the other data sets}."""
+    ood = [m[key] for name, m in metrics.items() if name != id_dataset and m.get(key) is not None]
+    id_metrics = metrics.get(id_dataset) if id_dataset else None
+    return {"id": id_metrics.get(key) if id_metrics else None, "ood": fmean(ood) if ood else None}
+
+
+def distinct_problems(spec: str | None) -> int | None:
+    """Distinct training problems (ids) of a data spec; None when it cannot be loaded here."""
+    if not spec:
+        return None
+    from sdlab import SdlabError
+    from sdlab.data import load_problems
+
+    try:
+        return len({problem.id for problem in load_problems(spec)})
+    except (SdlabError, OSError) as err:
+        logger.warning("distinct problems of %s unknown: %s", spec, err)
+        return None
+
+
+def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, Any], status: str) -> dict[str, Any]:
+    """One cell's record: training summary, evaluation curve, final and base ID/OOD scores."""
+    from sdlab.evaluate import dataset_name
+
+    sources = (recipe.get("eval") or {}).get("sources") or []
+    final_dir = cell_dir / "final_eval"
+    if (final_dir / "config.yaml").exists():
+        sources = read_yaml(final_dir / "config.yaml").get("data") or sources
+    id_dataset = dataset_name(sources[0]) if sources else None
+    summary = json.loads((cell_dir / "summary.json").read_text()) if (cell_dir / "summary.json").exists() else {}
+    steps = eval_by_step(read_jsonl(cell_dir / "eval.jsonl"))
+    final = json.loads((final_dir / "metrics.json").read_text()) if (final_dir / "metrics.json").exists() else None
+    if final is None and steps and summary:
+        final = steps[max(steps)]
+    base = steps.get(0)
+    train_final = summary.get("final") or {}
+    row: dict[str, Any] = {
+        "cell": cell_dir.name,
+        **levels,
+        "status": status,
+        "method": recipe.get("method"),
+        "train_data": (recipe.get("data") or {}).get("train") or ((recipe.get("sft") or {}).get("dataset")),
+        "distinct_train_problems": distinct_problems((recipe.get("data") or {}).get("train")),
+        "steps": summary.get("steps"),
+        "wall_time_s": summary.get("wall_time_s"),
+        "early_warning_step": summary.get("early_warning_step"),
+        **{f"train_{name}": train_final.get(name) for name in TRAIN_FIELDS},
+        "id_dataset": id_dataset,
+    }
+    for prefix, metrics in (("", final), ("base_", base)):
+        for key in ("avg@k", "pass@k"):
+            scores = role_scores(metrics or {}, id_dataset, key)
+            row[f"{prefix}id_{key}"], row[f"{prefix}ood_{key}"] = scores["id"], scores["ood"]
+    for name, metrics in (final or {}).items():
+        row[f"{name}/avg@k"], row[f"{name}/pass@k"] = metrics.get("avg@k"), metrics.get("pass@k")
+    curve = [{"step": step, **{f"{r}_avg@k": v for r, v in role_scores(by_dataset, id_dataset).items()}, "datasets": by_dataset} for step, by_dataset in steps.items()]
+    return {
+        "row": row,
+        "curve": curve,
+        "pass_curves": {name: m.get("pass_curve") for name, m in (final or {}).items() if m.get("pass_curve")},
+        "training": read_jsonl(cell_dir / "metrics.jsonl"),
+    }
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def aggregate(rows: list[dict[str, Any]], *, group_by: list[str], over: list[str]) -> list[dict[str, Any]]:
+    """Group rows by `group_by` columns; per numeric column the mean and Student-t 95% interval
+    over the group (seeds are the unit); `n` counts the rows with a value."""
+    from sdlab.evaluate import mean_and_ci95
+
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row.get(key) for key in group_by), []).append(row)
+    skip = set(group_by) | set(over) | {"cell", "status"}
+    out = []
+    for key, members in groups.items():
+        record: dict[str, Any] = dict(zip(group_by, key))
+        record["n"] = len(members)
+        record["finished"] = sum(m.get("status") == "done" for m in members)
+        columns = [c for c in dict.fromkeys(c for m in members for c in m) if c not in skip]
+        for column in columns:
+            values = [m[column] for m in members if is_number(m.get(column))]
+            if not values:
+                if len({str(m.get(column)) for m in members}) == 1 and members[0].get(column) is not None:
+                    record[column] = members[0][column]  # a shared label such as method or id_dataset
+                continue
+            mean, low, high = mean_and_ci95(values)
+            record[f"{column}_mean"] = mean
+            record[f"{column}_ci_low"] = None if math.isnan(low) else low
+            record[f"{column}_ci_high"] = None if math.isnan(high) else high
+        out.append(record)
+    return out
+
+
+def collect_results(sweep_dir: str | Path) -> dict[str, Any]:
+    """Read every cell of the sweep in `sweep_dir` (its sweep.yaml names the grid)."""
+    from sdlab.sweep import CELLS, SWEEP_FILE, SweepConfig, cell_status, expand_grid, shared_settings
+
+    sweep_dir = Path(sweep_dir)
+    config = build_config(SweepConfig, read_yaml(sweep_dir / SWEEP_FILE), source=str(sweep_dir / SWEEP_FILE))
+    config.output_dir = str(sweep_dir)  # the directory may have been moved since it ran
+    cells = expand_grid(config)
+    records = []
+    for cell in cells:
+        cell_dir = sweep_dir / CELLS / cell.name
+        status = cell_status(cell_dir, needs_final_eval=config.final_eval is not None) if cell_dir.exists() else "start"
+        status = {"start": "pending", "resume": "partial", "evaluate": "partial"}.get(status, status)
+        records.append({"cell": cell.name, "levels": cell.levels, **collect_cell(cell_dir, levels=cell.levels, recipe=cell.recipe, status=status)})
+    rows = [record["row"] for record in records]
+    axes = list(config.grid)
+    group_by = [axis for axis in axes if axis not in config.aggregate_over]
+    try:
+        shared = shared_settings([cell.config() for cell in cells])
+    except Exception as err:  # a data file gone since the run: the table is still worth writing
+        logger.warning("shared settings unknown: %s", err)
+        shared = {}
+    return {
+        "name": config.name,
+        "description": config.description,
+        "axes": axes,
+        "aggregate_over": config.aggregate_over,
+        "shared": {k: v for k, v in shared.items() if k != "output_dir"},
+        "cells": records,
+        "rows": rows,
+        "aggregate": aggregate(rows, group_by=group_by, over=config.aggregate_over),
+    }
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Columns in first-seen order over all rows; written to a temp file, then renamed."""
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows([{k: "" if v is None else v for k, v in row.items()} for row in rows])
+    tmp.replace(path)
+
+
+def step_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for record in results["cells"]:
+        for point in record["curve"]:
+            for dataset, metrics in point["datasets"].items():
+                rows.append({"cell": record["cell"], **record["levels"], "step": point["step"], "dataset": dataset,
+                             "role": "id" if dataset == record["row"]["id_dataset"] else "ood",
+                             "avg@k": metrics.get("avg@k"), "pass@k": metrics.get("pass@k")})
+    return rows
+
+
+def write_results(sweep_dir: str | Path, results: dict[str, Any]) -> None:
+    sweep_dir = Path(sweep_dir)
+    write_csv(sweep_dir / "results.csv", results["rows"])
+    write_csv(sweep_dir / "results_steps.csv", step_rows(results))
+    write_csv(sweep_dir / "aggregate.csv", results["aggregate"])
+    write_json(sweep_dir / "results.json", results)

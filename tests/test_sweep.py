@@ -1,0 +1,176 @@
+"""`sdlab sweep`: grid expansion, matched settings, shipped sweeps, aggregation, and a real
+resumable 2-cell sweep on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sdlab import SdlabError
+from sdlab.sweep import expand_grid, load_sweep, run_sweep, shared_settings, validate_sweep, varied_keys
+from sdlab.sweep_results import aggregate
+from tests.conftest import REPO_ROOT, SHARED_DATA
+from tests.test_train import distinct_characters
+
+SHIPPED = sorted((REPO_ROOT / "recipes" / "sweeps").glob("*.yaml"))
+
+
+def write_sweep(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def problems_file(tmp_path) -> Path:
+    path = tmp_path / "problems.jsonl"
+    rows = [{"id": f"p{i}", "question": f"What is {i} + {i}? Put the answer in \\boxed{{}}.", "answer": str(2 * i)} for i in range(8)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def grid_sweep(tmp_path, problems_file, **extra) -> dict:
+    return {
+        "name": "demo",
+        "output_dir": str(tmp_path / "sweep"),
+        "base": {"method": "grpo", "model": "organism", "steps": 7, "batch": 4, "rollouts": 4, "data": {"train": str(problems_file)},
+                 "eval": {"every": 2, "sources": [str(problems_file)], "k": 2}},
+        "grid": {
+            "method": ["grpo", "sdpo"],
+            "coverage": {"small": {"data.train": str(problems_file), "data.limit": 2}, "all": {"data.limit": 8}},
+            "seed": [0, 1],
+        },
+        **extra,
+    }
+
+
+def test_grid_is_the_product_of_the_axes_in_file_order(tmp_path, problems_file):
+    config = load_sweep(write_sweep(tmp_path / "s.yaml", grid_sweep(tmp_path, problems_file)))
+    cells = expand_grid(config)
+    assert len(cells) == 2 * 2 * 2
+    assert cells[0].name == "method-grpo__coverage-small__seed-0" and cells[-1].name == "method-sdpo__coverage-all__seed-1"
+    assert cells[0].levels == {"method": "grpo", "coverage": "small", "seed": "0"}
+    assert cells[0].overrides == {"method": "grpo", "data.train": str(problems_file), "data.limit": 2, "seed": 0}
+    recipe = cells[-1].recipe
+    assert recipe["method"] == "sdpo" and recipe["seed"] == 1 and recipe["data"] == {"train": str(problems_file), "limit": 8}
+    assert recipe["output_dir"] == str(tmp_path / "sweep" / "cells" / cells[-1].name)
+    assert len({c.recipe["output_dir"] for c in cells}) == len(cells)
+
+
+def test_cells_differ_only_in_their_grid_keys(tmp_path, problems_file):
+    configs = [config for _, config in validate_sweep(load_sweep(write_sweep(tmp_path / "s.yaml", grid_sweep(tmp_path, problems_file))))]
+    assert varied_keys(configs) == {"method", "data.limit", "seed", "output_dir"}
+    shared = shared_settings(configs)
+    assert (shared["steps"], shared["batch"], shared["rollouts"], shared["eval.k"], shared["eval.every"]) == (7, 4, 4, 2, 2)
+    assert shared["data.train"] == str(problems_file)
+
+
+def test_overrides_go_to_the_sweep_or_to_every_cell(tmp_path, problems_file):
+    path = write_sweep(tmp_path / "s.yaml", grid_sweep(tmp_path, problems_file))
+    config = load_sweep(path, ["steps=2", "eval.k=3", f"output_dir={tmp_path / 'other'}", "aggregate_over=[seed]"])
+    cells = validate_sweep(config)
+    assert {c.steps for _, c in cells} == {2} and {c.eval.k for _, c in cells} == {3}
+    assert cells[0][1].output_dir.startswith(str(tmp_path / "other"))
+
+
+def test_sweep_dir_placeholder_and_key_owned_by_two_axes(tmp_path, problems_file):
+    data = grid_sweep(tmp_path, problems_file)
+    data["base"]["sft"] = {"dataset": "{sweep_dir}/sft_data/traces.jsonl", "collect": {"data": str(problems_file)}}
+    cells = expand_grid(load_sweep(write_sweep(tmp_path / "s.yaml", data)))
+    assert cells[0].recipe["sft"]["dataset"] == f"{tmp_path / 'sweep'}/sft_data/traces.jsonl"
+    data["grid"]["again"] = {"x": {"seed": 5}}
+    with pytest.raises(SdlabError, match="'seed' is set by two axes"):
+        expand_grid(load_sweep(write_sweep(tmp_path / "s.yaml", data)))
+
+
+def test_bad_sweep_files_name_the_problem(tmp_path, problems_file):
+    data = grid_sweep(tmp_path, problems_file)
+    data["grid"]["method"] = ["grpo", "ppo"]
+    with pytest.raises(SdlabError, match="(?s)sweep cell method-ppo__coverage-small__seed-0.*method: Input should be"):
+        validate_sweep(load_sweep(write_sweep(tmp_path / "s.yaml", data)))
+    with pytest.raises(SdlabError, match="grid: .*at least one axis"):
+        load_sweep(write_sweep(tmp_path / "s.yaml", {**data, "grid": {}}))
+    with pytest.raises(SdlabError, match="gird: unknown key"):
+        load_sweep(write_sweep(tmp_path / "s.yaml", {**data, "gird": {}}))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_sweep_expands_and_every_cell_validates(path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)  # recipe paths are relative to the repository root
+    if "_real" in path.stem and not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} not found (the shared math data sits beside the repository)")
+    config = load_sweep(path)
+    cells = validate_sweep(config)
+    assert len(cells) >= 4 and "seed" in config.grid and len(config.grid["seed"]) == 3
+    configs = [c for _, c in cells]
+    grid_keys = {key for cell, _ in cells for key in cell.overrides}
+    assert varied_keys(configs) - {"output_dir"} <= grid_keys  # nothing else differs between cells
+    assert len({c.output_dir for c in configs}) == len(configs)
+
+
+def test_aggregate_gives_mean_and_student_t_interval_over_seeds():
+    rows = [
+        {"cell": "a0", "method": "grpo", "seed": "0", "status": "done", "id_avg@k": 0.2, "id_dataset": "x"},
+        {"cell": "a1", "method": "grpo", "seed": "1", "status": "done", "id_avg@k": 0.4, "id_dataset": "x"},
+        {"cell": "a2", "method": "grpo", "seed": "2", "status": "done", "id_avg@k": 0.6, "id_dataset": "x"},
+        {"cell": "b0", "method": "sdpo", "seed": "0", "status": "partial", "id_avg@k": 0.5, "id_dataset": "x"},
+        {"cell": "b1", "method": "sdpo", "seed": "1", "status": "pending", "id_avg@k": None, "id_dataset": "x"},
+    ]
+    grpo, sdpo = aggregate(rows, group_by=["method"], over=["seed"])
+    half = 4.303 * 0.2 / math.sqrt(3)  # t(0.975, 2 df) x sd / sqrt(n)
+    assert grpo["id_avg@k_mean"] == pytest.approx(0.4)
+    assert (grpo["id_avg@k_ci_low"], grpo["id_avg@k_ci_high"]) == (pytest.approx(0.4 - half), pytest.approx(0.4 + half))
+    assert (grpo["n"], grpo["finished"], grpo["id_dataset"]) == (3, 3, "x")
+    assert sdpo["id_avg@k_mean"] == 0.5 and sdpo["id_avg@k_ci_low"] is None and (sdpo["n"], sdpo["finished"]) == (2, 0)
+    assert "seed" not in grpo and "cell_mean" not in grpo
+
+
+# -- a real sweep on the tiny model ------------------------------------------------------------
+
+
+def tiny_sweep(tmp_path, tiny_model_dir, problems_file) -> Path:
+    return write_sweep(tmp_path / "tiny.yaml", {
+        "name": "tiny",
+        "output_dir": str(tmp_path / "sweep"),
+        "base": {"method": "grpo", "model": str(tiny_model_dir), "steps": 2, "batch": 2, "rollouts": 2, "max_completion_length": 6,
+                 "save_steps": 1, "lr": 1e-2, "data": {"train": str(problems_file)},
+                 "eval": {"every": 1, "sources": [str(problems_file)], "limit": 2, "k": 2, "max_new_tokens": 4}},
+        "grid": {"seed": [0, 1]},
+        "aggregate_over": ["seed"],
+    })
+
+
+def test_tiny_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(tmp_path, tiny_model_dir, problems_file):
+    path = tiny_sweep(tmp_path, tiny_model_dir, problems_file)
+    seen: list[tuple[str, str]] = []
+    results = run_sweep(load_sweep(path), reward_funcs=distinct_characters, on_cell=lambda i, n, cell, status: seen.append((cell.name, status)))
+    assert seen == [("seed-0", "start"), ("seed-1", "start")]
+    sweep_dir = tmp_path / "sweep"
+    rows = [row for row in results["rows"]]
+    assert [(r["cell"], r["status"], r["steps"]) for r in rows] == [("seed-0", "done", 2), ("seed-1", "done", 2)]
+    assert rows[0]["id_dataset"] == "problems" and rows[0]["id_avg@k"] == 0.0 and rows[0]["base_id_avg@k"] == 0.0
+    assert rows[0]["train_reward_mean"] > 0 and rows[0]["distinct_train_problems"] == 8
+    assert [p["step"] for p in results["cells"][0]["curve"]] == [0, 1, 2]
+    assert results["shared"]["batch"] == 2 and results["aggregate"][0]["n"] == 2
+    assert results["aggregate"][0]["train_reward_mean_mean"] == pytest.approx((rows[0]["train_reward_mean"] + rows[1]["train_reward_mean"]) / 2)
+    for name in ("results.csv", "results_steps.csv", "aggregate.csv", "results.json"):
+        assert (sweep_dir / name).is_file()
+    assert (sweep_dir / "results.csv").read_text().splitlines()[0].startswith("cell,seed,status,method")
+
+    # finished cells are skipped; a cell interrupted after its first checkpoint resumes from it
+    cell = sweep_dir / "cells" / "seed-1"
+    first_summary = (sweep_dir / "cells" / "seed-0" / "summary.json").read_text()
+    (cell / "summary.json").unlink()
+    seen.clear()
+    results = run_sweep(load_sweep(path), reward_funcs=distinct_characters, on_cell=lambda i, n, c, status: seen.append((c.name, status)))
+    assert seen == [("seed-0", "done"), ("seed-1", "resume")]
+    assert (sweep_dir / "cells" / "seed-0" / "summary.json").read_text() == first_summary
+    assert json.loads((cell / "summary.json").read_text())["resumed_from"] == "checkpoint-2"
+    assert [r["status"] for r in results["rows"]] == ["done", "done"]
+
+    # a changed recipe is refused rather than silently mixed with the finished cells
+    with pytest.raises(SdlabError, match="cell seed-0 was started with a different recipe"):
+        run_sweep(load_sweep(path, ["lr=0.5"]), reward_funcs=distinct_characters)
