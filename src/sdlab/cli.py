@@ -196,5 +196,58 @@ def probe(
     print(f"\n{config.out}: probe.json, probe.md, samples.jsonl, heatmap.html ({summary['wall_time_s']:.0f} s)")
 
 
+@app.command()
+def sweep(
+    sweep_file: Path = typer.Argument(..., help="A sweep file (recipes/sweeps/*.yaml): base recipe + grid."),
+    overrides: list[str] = typer.Argument(None, help="key=value: sweep keys (output_dir=..., final_eval.k=4) or recipe keys for every cell (steps=2)."),
+    force: bool = typer.Option(False, "--force", help="Delete the sweep directory and run every cell again."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the cells and validate every recipe; run nothing."),
+) -> None:
+    """Run a grid of training runs with matched data, batch, rollout budget and evaluation; resumable.
+    Writes cells/<cell>/ (one `sdlab train` run each), results.csv, aggregate.csv (mean, 95% CI over seeds), results.json."""
+    import logging
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from sdlab.sweep import load_sweep, run_sweep, validate_sweep, varied_keys
+
+    config = load_sweep(sweep_file, overrides or [])
+    cells = validate_sweep(config)
+    print(f"{sweep_file}: {len(cells)} cells over {', '.join(config.grid)}; varied keys: {', '.join(sorted(varied_keys([c for _, c in cells]) - {'output_dir'})) or 'none'}")
+    if dry_run:
+        for cell, train_config in cells:
+            print(f"  {cell.name}\t{train_config.output_dir}")
+        return
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("cells"), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(config.name, total=len(cells))
+
+        def on_cell(index: int, total: int, cell, status: str) -> None:
+            progress.update(task, completed=index, description=f"{config.name}: {cell.name} ({status})")
+
+        results = run_sweep(config, force=force, on_cell=on_cell)
+        progress.update(task, completed=len(cells), description=config.name)
+    print_aggregate(results)
+    print(f"{config.output_dir}: results.csv, aggregate.csv, results.json")
+
+
+def print_aggregate(results: dict) -> None:
+    from rich.table import Table
+
+    columns = [c for c in ("train_reward_mean", "train_response_tokens_mean", "train_markers_per_response", "id_avg@k", "ood_avg@k") if any(f"{c}_mean" in row for row in results["aggregate"])]
+    group_by = [axis for axis in results["axes"] if axis not in results["aggregate_over"]]
+    table = Table(title=f"{results['name']}: mean [95% CI] over {', '.join(results['aggregate_over'])}")
+    for column in (*group_by, "n", *columns):
+        table.add_column(column)
+    for row in results["aggregate"]:
+        cells = []
+        for column in columns:
+            mean, low, high = row.get(f"{column}_mean"), row.get(f"{column}_ci_low"), row.get(f"{column}_ci_high")
+            cells.append("" if mean is None else f"{mean:.3g}" + (f" [{low:.3g}, {high:.3g}]" if low is not None else ""))
+        table.add_row(*(str(row.get(axis, "")) for axis in group_by), f"{row['finished']}/{row['n']}", *cells)
+    Console().print(table)
+
+
 if __name__ == "__main__":
     main()
