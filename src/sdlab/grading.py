@@ -212,7 +212,9 @@ class _Zygote:
         ours, theirs = socket.socketpair()
         with theirs:
             code = "import sys; from sdlab.grading import _zygote; _zygote(int(sys.argv[1]))"
-            self.process = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+            # The caller's import path, so an uninstalled checkout (sys.path edited) still finds sdlab.
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+            self.process = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
         ours.settimeout(WORKER_START_TIMEOUT_S)
         self.control = ours
 
