@@ -107,8 +107,14 @@ def load_tokenizer(name_or_path: str | Path, *, padding_side: str = "left"):
     except OSError as err:
         raise SdlabError(f"{name_or_path}: cannot load the tokenizer ({err}); without network access only local directories and cached hub ids load") from None
     tokenizer.padding_side = padding_side
+    return ensure_pad_token(tokenizer)
+
+
+def ensure_pad_token(tokenizer):
+    """Batching needs a pad token; without one, pad with EOS (harmless: padding is masked and
+    replies are cut at their first EOS) and say so."""
     if tokenizer.pad_token is None:
-        logger.warning("%s: tokenizer has no pad token; padding with EOS (%r)", name_or_path, tokenizer.eos_token)
+        logger.warning("%s: tokenizer has no pad token; padding with EOS (%r)", tokenizer.name_or_path, tokenizer.eos_token)
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
@@ -169,7 +175,7 @@ class TransformersGenerator:
     bounds memory. Results depend on `batch_size` (padding changes the numerics)."""
 
     def __init__(self, model, tokenizer, *, batch_size: int = 8, show_progress: bool = False):
-        self.model, self.tokenizer = model, tokenizer
+        self.model, self.tokenizer = model, ensure_pad_token(tokenizer)
         self.batch_size, self.show_progress = batch_size, show_progress
         self.eos_ids = eos_token_ids(model, tokenizer)
 
