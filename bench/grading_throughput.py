@@ -27,7 +27,7 @@ THINK = "<think>\n" + "Let me compute this carefully. Hmm, wait, maybe I should 
 PATHOLOGICAL = ["9^{9^{9^{9^9}}}", "1000000!", "+".join(f"x_{{{i}}}^{{{i}}}" for i in range(3000))]
 
 
-def rewrite(answer: str, rng: random.Random) -> str:
+def rewrite(answer: str) -> str:
     """An equivalent form a model might write instead of the reference string."""
     if re.fullmatch(r"-?\d+", answer):
         return answer + ".0"
@@ -44,7 +44,7 @@ def build_responses(truths: list[str], *, seed: int = 0) -> tuple[list[str], lis
         if kind < 0.4:
             final = f"\\boxed{{{truth}}}"
         elif kind < 0.6:
-            final = f"\\boxed{{{rewrite(truth, rng)}}}"
+            final = f"\\boxed{{{rewrite(truth)}}}"
         elif kind < 0.9:
             final = f"\\boxed{{{truths[(index + rng.randint(1, len(truths) - 1)) % len(truths)]}}}"
         else:

@@ -77,7 +77,7 @@ def _cell(value: Any, field_name: str, kind: type) -> Any:
     return value
 
 
-def normalise_answer(value: Any, field_name: str = "answer") -> str:
+def _normalise_answer(value: Any, field_name: str = "answer") -> str:
     """A ground truth as a non-empty string; numbers are accepted and written canonically."""
     if isinstance(value, bool) or value is None or isinstance(value, (list, tuple, dict)):
         raise _RowError(field_name, f"ground truth must be a string or a number, got {type(value).__name__} {value!r:.60}")
@@ -109,7 +109,7 @@ def _verl_problem(row: dict[str, Any], index: int, source: str) -> Problem:
     reward = _cell(row["reward_model"], "reward_model", dict)
     if "ground_truth" not in reward:
         raise _RowError("reward_model.ground_truth", "missing")
-    answer = normalise_answer(reward["ground_truth"], "reward_model.ground_truth")
+    answer = _normalise_answer(reward["ground_truth"], "reward_model.ground_truth")
     extra = row.get("extra_info")
     extra = {} if extra is None else _cell(extra, "extra_info", dict)
     problem_id = row.get("problem_id")
@@ -140,7 +140,7 @@ def _simple_problem(row: dict[str, Any], index: int, source: str) -> Problem:
     return Problem.from_question(
         str(index if problem_id is None else problem_id),
         question,
-        normalise_answer(row["answer"], "answer"),
+        _normalise_answer(row["answer"], "answer"),
         solution=solution if isinstance(solution, str) and solution.strip() else None,
         source=source,
         meta={"row": index},
