@@ -159,3 +159,26 @@ def test_split_by_mask():
 def test_split_by_mask_without_markers_is_nan_not_error():
     split = losses.split_by_mask(torch.ones(3), torch.ones(3), torch.zeros(3))
     assert math.isnan(split["marker_mean"]) and math.isnan(split["ratio"]) and split["marker_share"] == 0.0
+
+
+@pytest.mark.parametrize("add_tail", [True, False])
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_topk_gradient_matches_trl_autograd(add_tail, alpha):
+    torch.manual_seed(4)
+    student = torch.randn(2, 5, 30, dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(2, 5, 30, dtype=torch.float64)
+    weights = torch.rand(2, 5, dtype=torch.float64)
+    ours = losses.topk_tail_divergence(student, teacher, k=6, alpha=alpha, add_tail=add_tail)
+    (grad_ours,) = torch.autograd.grad((ours * weights).sum(), student)
+    theirs = trl_losses.compute_topk_self_distillation_loss(student, teacher, distillation_topk=6, distillation_alpha=alpha, distillation_add_tail=add_tail)
+    (grad_theirs,) = torch.autograd.grad((theirs * weights).sum(), student)
+    assert torch.allclose(ours, theirs, atol=1e-10)
+    assert torch.allclose(grad_ours, grad_theirs, atol=1e-10)
+
+
+def test_topk_tail_when_the_top_k_holds_all_the_mass():
+    student = torch.tensor([[[0.0, 0.0, -1e4]]], requires_grad=True)  # the tail has (numerically) no mass
+    teacher = torch.tensor([[[0.0, -1.0, -1e4]]])
+    value = losses.topk_tail_divergence(student, teacher, k=2, alpha=0.5)
+    (grad,) = torch.autograd.grad(value.sum(), student)
+    assert torch.isfinite(value).all() and torch.isfinite(grad).all()

@@ -94,6 +94,42 @@ def add_tail_bucket(log_probs: torch.Tensor) -> torch.Tensor:
     return torch.cat([log_probs, tail], dim=-1)
 
 
+def _row_logsumexp(logits: torch.Tensor, *, chunk_rows: int = 1024) -> torch.Tensor:
+    """[N, V] -> [N, 1] logsumexp, by chunks of rows so the exp temporary is [chunk_rows, V], not [N, V]."""
+    work = torch.promote_types(logits.dtype, torch.float32)  # bf16 logits are summed in float32
+    return torch.cat([torch.logsumexp(logits[i : i + chunk_rows].to(work), -1, keepdim=True) for i in range(0, logits.size(0), chunk_rows)])
+
+
+class _TopkTailLogProbs(torch.autograd.Function):
+    """[N, V] logits, [N, K] token ids -> [N, K+1] log-probs of those tokens plus the tail bucket.
+
+    Same values as log_softmax -> gather -> `add_tail_bucket`, but backward writes the dense
+    [N, V] gradient into a single buffer: p_j * c + (corrections on the K ids), with
+    c = -sum(g_topk) + g_tail * P / (1 - P) and correction_i = g_i - g_tail * p_i / (1 - P)
+    (P: top-k mass). Autograd through logsumexp, gather and log would hold several [N, V] tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, index):
+        lse = _row_logsumexp(logits.detach())  # [N, 1]
+        top = logits.detach().gather(-1, index).to(lse.dtype) - lse  # [N, K]
+        captured = torch.logsumexp(top, -1, keepdim=True)  # log P, [N, 1]
+        remainder = -torch.expm1(captured.clamp(max=-1e-7))  # 1 - P, clamped as TRL does
+        ctx.save_for_backward(logits, index, lse, top, captured, remainder)
+        return torch.cat([top, remainder.log()], -1).to(logits.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, index, lse, top, captured, remainder = ctx.saved_tensors
+        grad = grad.to(lse.dtype)
+        g_top, g_tail = grad[:, :-1], grad[:, -1:].masked_fill(captured > -1e-7, 0.0)  # the clamp blocks the tail's gradient
+        scale = -g_top.sum(-1, keepdim=True) + g_tail * captured.exp() / remainder  # [N, 1]
+        correction = g_top - g_tail * top.exp() / remainder  # [N, K]
+        out = (logits.to(lse.dtype) - lse).exp_().mul_(scale)  # the one [N, V] buffer
+        out.scatter_add_(-1, index, correction)
+        return out.to(logits.dtype), None
+
+
 def topk_tail_divergence(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, k: int, alpha: float, add_tail: bool = True
 ) -> torch.Tensor:
@@ -103,19 +139,19 @@ def topk_tail_divergence(
     both distributions are read on it with their true (full-softmax) probabilities and the
     remaining mass of each goes into one extra bucket, so the result is a divergence between
     two (k+1)-way distributions. With `add_tail=False` both are renormalised over the top-k
-    instead (TRL's other option). Memory: only [B, T, K] tensors are kept, not [B, T, V].
+    instead (TRL's other option). Only [N, K] tensors are kept for backward, never [N, V].
     """
-    student_lse = torch.logsumexp(student_logits, dim=-1, keepdim=True)  # [B, T, 1]
-    teacher_lse = torch.logsumexp(teacher_logits, dim=-1, keepdim=True)  # [B, T, 1]
-    top_student, top_index = student_logits.topk(k, dim=-1)  # [B, T, K]
-    student_log_probs = top_student - student_lse  # [B, T, K]
-    teacher_log_probs = teacher_logits.gather(-1, top_index) - teacher_lse  # [B, T, K]
+    vocab = student_logits.size(-1)
+    student = student_logits.reshape(-1, vocab)  # [N, V]
+    teacher = teacher_logits.reshape(-1, vocab)  # [N, V]
+    index = student.detach().topk(k, dim=-1).indices  # [N, K]
     if add_tail:
-        student_log_probs, teacher_log_probs = add_tail_bucket(student_log_probs), add_tail_bucket(teacher_log_probs)
-    else:
-        student_log_probs = student_log_probs - student_log_probs.logsumexp(-1, keepdim=True)
-        teacher_log_probs = teacher_log_probs - teacher_log_probs.logsumexp(-1, keepdim=True)
-    return divergence(student_log_probs, teacher_log_probs, alpha=alpha)
+        student_log_probs = _TopkTailLogProbs.apply(student, index)  # [N, K+1]
+        teacher_log_probs = _TopkTailLogProbs.apply(teacher, index)
+    else:  # renormalised over the top-k: the full logsumexp cancels
+        student_log_probs = student.gather(-1, index).log_softmax(-1)  # [N, K]
+        teacher_log_probs = teacher.gather(-1, index).log_softmax(-1)
+    return divergence(student_log_probs, teacher_log_probs, alpha=alpha).reshape(student_logits.shape[:-1])
 
 
 def token_log_probs(logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
