@@ -1,0 +1,179 @@
+"""Procedural task families for the model organism, and the `organism:FAMILY:N[:SEED]` spec.
+
+Every problem has one exactly verifiable integer answer. The families are built so that
+*searching with self-verification is functionally useful* for a tiny model: the direct
+answer (an inverse in modular arithmetic) is hard to compute in one step, while checking
+a candidate is a short chain of small lookups (a product, a sum, a remainder).
+
+    linmod       solve (a*x + b) mod p = c for x in 0..p-1, p in {5, 7, 11, 13}   (in distribution)
+    linmod-hard  the same with p in {17, 19}: more candidates, longer search        (OOD, never trained)
+    sqmod        smallest x in 0..p-1 with (x*x + b) mod p = c                      (OOD, unseen shape)
+    narrow       compute (a*b + c) mod p: one pattern, no search                   (chemistry-QA analogue)
+    check        does x=k solve (a*x + b) mod p = c? answer 1 or 0                 (check-step probe)
+
+Families with a training role are hash-partitioned by problem key into three disjoint
+splits: `pretrain` (the organism's corpus), `train` (what GRPO / SDPO train on) and `eval`.
+`linmod` names the train split, `linmod-eval` the eval split, `linmod-pretrain` the corpus
+split; `linmod-hard` and `sqmod` are evaluation-only and appear in no corpus.
+
+Spec syntax (`sdlab.data.load_problems("organism:linmod:512")`):
+
+    organism:FAMILY:N[:SEED]     N distinct problems (a seeded permutation; nested: the
+                                 first 8 of seed s are the first 8 of its first 64)
+    organism:FAMILY:AxB[:SEED]   A distinct problems, each repeated B times, round-robin
+                                 (organism:linmod:1x64, organism:linmod:8x8)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sdlab import SdlabError
+from sdlab.data import Problem
+
+INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+SPLITS = ("pretrain", "train", "eval")
+EVAL_ONLY_FAMILIES = ("linmod-hard", "sqmod")
+SPLIT_FAMILIES = ("linmod", "narrow", "check")
+ID_PRIMES = (5, 7, 11, 13)
+HARD_PRIMES = (17, 19)
+MAX_A = 12
+MAX_B = 19
+
+
+@dataclass(frozen=True)
+class Task:
+    """One procedural problem: `kind` names its shape, `x` is the candidate of a check task."""
+
+    kind: str  # "linmod", "sqmod", "narrow" or "check"
+    p: int
+    a: int
+    b: int
+    c: int
+    x: int | None = None
+
+    @property
+    def key(self) -> str:
+        tail = f"-x{self.x}" if self.x is not None else ""
+        return f"{self.kind}-p{self.p}-a{self.a}-b{self.b}-c{self.c}{tail}"
+
+
+def lhs(task: Task, x: int) -> int:
+    """The left-hand side evaluated at `x` (the quantity a check computes)."""
+    if task.kind == "sqmod":
+        return (x * x + task.b) % task.p
+    return (task.a * x + task.b) % task.p
+
+
+def brute_force_answer(task: Task) -> int:
+    """The answer by exhaustive search, independent of any trace writer."""
+    if task.kind == "narrow":
+        return (task.a * task.b + task.c) % task.p
+    if task.kind == "check":
+        return int(lhs(task, task.x) == task.c)
+    solutions = [x for x in range(task.p) if lhs(task, x) == task.c]
+    if task.kind == "linmod" and len(solutions) != 1:
+        raise ValueError(f"{task.key}: expected a unique solution, found {solutions}")
+    return solutions[0]
+
+
+def question_text(task: Task) -> str:
+    if task.kind == "linmod":
+        body = f"Solve ({task.a}*x + {task.b}) mod {task.p} = {task.c} for x in 0..{task.p - 1}."
+    elif task.kind == "sqmod":
+        body = f"Solve (x*x + {task.b}) mod {task.p} = {task.c} for the smallest x in 0..{task.p - 1}."
+    elif task.kind == "narrow":
+        body = f"Compute ({task.a}*{task.b} + {task.c}) mod {task.p}."
+    else:
+        body = f"Does x={task.x} solve ({task.a}*x + {task.b}) mod {task.p} = {task.c}? Answer 1 for yes or 0 for no."
+    return f"{body} {INSTRUCTION}"
+
+
+def split_of(key: str) -> str:
+    """A stable hash partition: 40% pretrain, 40% train, 20% eval."""
+    bucket = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 10
+    return "eval" if bucket < 2 else "train" if bucket < 6 else "pretrain"
+
+
+def _linmod_tasks(primes: tuple[int, ...]) -> list[Task]:
+    return [Task("linmod", p, a, b, c) for p in primes for a in range(1, MAX_A + 1) if a % p for b in range(MAX_B + 1) for c in range(p)]
+
+
+def _sqmod_tasks() -> list[Task]:
+    """Only right-hand sides that have a solution: every problem is answerable."""
+    return [Task("sqmod", p, 0, b, c) for p in ID_PRIMES for b in range(MAX_B + 1) for c in range(p) if any((x * x + b) % p == c for x in range(p))]
+
+
+def _narrow_tasks() -> list[Task]:
+    return [Task("narrow", p, a, b, c) for p in ID_PRIMES for a in range(1, MAX_A + 1) for b in range(MAX_A + 1) for c in range(MAX_B + 1)]
+
+
+def _check_tasks() -> list[Task]:
+    """One right and one wrong candidate per linmod problem (the wrong one fixed by the key)."""
+    tasks = []
+    for t in _linmod_tasks(ID_PRIMES):
+        right = brute_force_answer(t)
+        wrong = (right + 1 + int(hashlib.sha256(t.key.encode()).hexdigest()[:8], 16) % (t.p - 1)) % t.p
+        tasks += [Task("check", t.p, t.a, t.b, t.c, x=right), Task("check", t.p, t.a, t.b, t.c, x=wrong)]
+    return tasks
+
+
+@lru_cache(maxsize=None)
+def family_tasks(family: str) -> tuple[Task, ...]:
+    """All problems of a family name such as `linmod`, `linmod-eval`, `linmod-pretrain`, `sqmod`."""
+    base, _, split = family.partition("-")
+    if family in EVAL_ONLY_FAMILIES:
+        return tuple(_linmod_tasks(HARD_PRIMES) if family == "linmod-hard" else _sqmod_tasks())
+    if base not in SPLIT_FAMILIES or (split and split not in SPLITS):
+        raise SdlabError(f"unknown organism family {family!r}; known: {', '.join(known_families())}")
+    tasks = {"linmod": _linmod_tasks(ID_PRIMES), "narrow": _narrow_tasks(), "check": _check_tasks()}[base]
+    split = split or "train"
+    # check tasks share their linmod problem's split, so a probe never checks a trained problem
+    return tuple(t for t in tasks if split_of(t.key.split("-x")[0].replace("check", "linmod", 1)) == split)
+
+
+def known_families() -> list[str]:
+    return [f"{base}{suffix}" for base in SPLIT_FAMILIES for suffix in ("", "-eval", "-pretrain")] + list(EVAL_ONLY_FAMILIES)
+
+
+def to_problem(task: Task, *, family: str) -> Problem:
+    """A shared `Problem` record; `solution` is a correct organism-style trace (think block included)."""
+    from sdlab.organism.corpus import reference_solution
+
+    return Problem.from_question(
+        id=task.key,
+        question=question_text(task),
+        answer=str(brute_force_answer(task)),
+        solution=reference_solution(task),
+        source=f"organism:{family}",
+        meta={"family": family, "kind": task.kind, "p": task.p, "a": task.a, "b": task.b, "c": task.c, "x": task.x},
+    )
+
+
+def sample_tasks(family: str, n: int, *, seed: int = 0) -> list[Task]:
+    """`n` distinct problems of `family`: the first `n` of a seeded permutation (nested in n)."""
+    pool = list(family_tasks(family))
+    if n > len(pool):
+        raise SdlabError(f"organism family {family!r} has {len(pool)} distinct problems; asked for {n}")
+    random.Random(f"{family}:{seed}").shuffle(pool)
+    return pool[:n]
+
+
+_SPEC = re.compile(r"^organism:(?P<family>[a-z-]+):(?P<n>\d+)(?:x(?P<repeat>\d+))?(?::(?P<seed>\d+))?$")
+
+
+def load_organism_problems(spec: str) -> list[Problem]:
+    """`organism:FAMILY:N[:SEED]` or `organism:FAMILY:AxB[:SEED]` -> problems (see module doc)."""
+    match = _SPEC.match(spec.strip())
+    if not match:
+        raise SdlabError(f"organism spec {spec!r}: write organism:FAMILY:N[:SEED] or organism:FAMILY:AxB[:SEED], e.g. organism:linmod:512 or organism:linmod:8x8; families: {', '.join(known_families())}")
+    family, n = match["family"], int(match["n"])
+    repeat, seed = int(match["repeat"] or 1), int(match["seed"] or 0)
+    if n < 1 or repeat < 1:
+        raise SdlabError(f"organism spec {spec!r}: counts must be at least 1")
+    problems = [to_problem(t, family=family) for t in sample_tasks(family, n, seed=seed)]
+    return [problem for _ in range(repeat) for problem in problems]

@@ -1,0 +1,88 @@
+"""Organism task families: answers checked by an independent solver, splits disjoint, specs parsed."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from sdlab import SdlabError
+from sdlab.data import Problem
+from sdlab.organism.tasks import family_tasks, known_families, load_organism_problems, sample_tasks
+
+
+def solve_from_question(question: str) -> int:
+    """An independent solver: parse the question text and search every x (not the trace writer)."""
+    import re
+
+    if question.startswith("Compute"):
+        a, b, c, p = map(int, re.match(r"Compute \((\d+)\*(\d+) \+ (\d+)\) mod (\d+)\.", question).groups())
+        return (a * b + c) % p
+    if question.startswith("Does"):
+        x, a, b, p, c = map(int, re.match(r"Does x=(\d+) solve \((\d+)\*x \+ (\d+)\) mod (\d+) = (\d+)\?", question).groups())
+        return int((a * x + b) % p == c)
+    square = "x*x" in question
+    numbers = re.match(r"Solve \((\d+|x)\*x \+ (\d+)\) mod (\d+) = (\d+) for", question).groups()
+    a = 0 if square else int(numbers[0])
+    b, p, c = map(int, numbers[1:])
+    return next(x for x in range(p) if ((x * x if square else a * x) + b) % p == c)
+
+
+@pytest.mark.parametrize("family", ["linmod", "linmod-eval", "linmod-hard", "sqmod", "narrow", "check-eval"])
+def test_answers_match_an_independent_solver(family: str) -> None:
+    for problem in load_organism_problems(f"organism:{family}:200"):
+        assert int(problem.answer) == solve_from_question(problem.question), problem.id
+        assert "\\boxed{}" in problem.question
+
+
+def test_linmod_solutions_are_unique_and_the_space_is_large() -> None:
+    tasks = family_tasks("linmod") + family_tasks("linmod-eval") + family_tasks("linmod-pretrain")
+    assert len(tasks) >= 8000
+    for task in tasks[::37]:
+        assert sum((task.a * x + task.b) % task.p == task.c for x in range(task.p)) == 1
+
+
+def test_splits_are_disjoint_and_ood_families_are_never_in_a_training_split() -> None:
+    for base in ("linmod", "narrow", "check"):
+        splits = [{t.key for t in family_tasks(f"{base}{suffix}")} for suffix in ("", "-eval", "-pretrain")]
+        for left, right in itertools.combinations(splits, 2):
+            assert not left & right
+    checked = {t.key.split("-x")[0].replace("check", "linmod", 1) for t in family_tasks("check-eval")}
+    assert checked <= {t.key for t in family_tasks("linmod-eval")}
+    trained = {(t.p, t.a, t.b, t.c) for t in family_tasks("linmod-pretrain") + family_tasks("linmod")}
+    assert not trained & {(t.p, t.a, t.b, t.c) for t in family_tasks("linmod-hard")}
+    assert {t.p for t in family_tasks("linmod-hard")}.isdisjoint({t.p for t in family_tasks("linmod")})
+
+
+def test_spec_counts_repeats_seeds_and_nesting() -> None:
+    one = load_organism_problems("organism:linmod:1x64")
+    assert len(one) == 64 and len({p.id for p in one}) == 1
+    eight = load_organism_problems("organism:linmod:8x8")
+    assert len(eight) == 64 and len({p.id for p in eight}) == 8
+    assert [p.id for p in eight[:8]] == [p.id for p in eight[8:16]]  # round-robin
+    big = load_organism_problems("organism:linmod:512")
+    assert len({p.id for p in big}) == 512
+    assert [p.id for p in big[:8]] == [p.id for p in eight[:8]]  # nested in N
+    assert [p.id for p in load_organism_problems("organism:linmod:8:1")] != [p.id for p in eight[:8]]
+    assert all(isinstance(p, Problem) and p.source == "organism:linmod" and p.solution for p in big[:5])
+
+
+def test_sampling_is_deterministic() -> None:
+    assert sample_tasks("linmod", 50, seed=3) == sample_tasks("linmod", 50, seed=3)
+
+
+@pytest.mark.parametrize("spec", ["organism:linmod", "organism:nope:5", "organism:linmod:0", "organism:linmod-hard:999999", "organism:linmod:5:x"])
+def test_bad_specs_say_what_to_write(spec: str) -> None:
+    with pytest.raises(SdlabError, match="organism"):
+        load_organism_problems(spec)
+
+
+def test_known_families_all_load() -> None:
+    for family in known_families():
+        assert load_organism_problems(f"organism:{family}:3")
+
+
+def test_data_load_problems_delegates_to_the_organism() -> None:
+    from sdlab.data import load_problems
+
+    assert [p.id for p in load_problems("organism:linmod:4")] == [p.id for p in load_organism_problems("organism:linmod:4")]
