@@ -97,13 +97,18 @@ def _is_local(name_or_path: str | Path) -> bool:
     return isinstance(name_or_path, Path) or text.startswith((".", "/", "~")) or Path(text).exists() or text.count("/") > 1
 
 
+def _source(name_or_path: str | Path) -> str:
+    """What from_pretrained gets: an expanded local path, or the hub id unchanged."""
+    return str(Path(name_or_path).expanduser()) if _is_local(name_or_path) else str(name_or_path)
+
+
 def load_tokenizer(name_or_path: str | Path, *, padding_side: str = "left"):
     """The model's tokenizer, left-padded for generation; without a pad token it pads with EOS."""
     from transformers import AutoTokenizer
 
     check_model_source(name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(Path(name_or_path).expanduser()) if _is_local(name_or_path) else str(name_or_path), trust_remote_code=False)
+        tokenizer = AutoTokenizer.from_pretrained(_source(name_or_path), trust_remote_code=False)
     except OSError as err:
         raise SdlabError(f"{name_or_path}: cannot load the tokenizer ({err}); without network access only local directories and cached hub ids load") from None
     tokenizer.padding_side = padding_side
@@ -137,9 +142,8 @@ def load_model_and_tokenizer(name_or_path: str | Path, *, dtype: torch.dtype | s
         dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     elif isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    source = str(Path(name_or_path).expanduser()) if _is_local(name_or_path) else str(name_or_path)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(_source(name_or_path), dtype=dtype, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise SdlabError(f"{name_or_path}: cannot load the model ({err})") from None
     return model.to(device).eval(), tokenizer
@@ -232,7 +236,7 @@ class VLLMGenerator:
         from vllm import LLM
 
         self.tokenizer, self.show_progress = tokenizer, show_progress
-        self.llm = LLM(model=str(model_path), tokenizer=str(model_path), trust_remote_code=False, gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, **llm_kwargs)
+        self.llm = LLM(model=_source(model_path), tokenizer=_source(model_path), trust_remote_code=False, gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, **llm_kwargs)
 
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams, *, enable_thinking: bool | None = None) -> list[list[Completion]]:
         import vllm
