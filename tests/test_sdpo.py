@@ -231,3 +231,33 @@ def test_monitor_rows_from_sdpo_training(sdpo_run):
     for r in rows:
         assert r["divergence_mean"] == pytest.approx(r["self_distillation/distillation_loss"], rel=1e-4)  # top-k JSD, no IS weight
         assert r["entropy_student"] > 0 and r["entropy_teacher"] > 0 and r["reward_mean"] is not None
+
+
+def test_feedback_context_and_grpo_blend(tiny_model_dir, tmp_path):
+    data = Dataset.from_list(
+        [{"prompt": [{"role": "user", "content": "What is 2 plus 2?"}], "answer": "4", "privileged_context": "Your answer 5 was wrong."}]
+    )
+    never = lambda prompts, completions, **kwargs: [0.0] * len(completions)  # noqa: E731  (no successful sibling: feedback only)
+    args = {**TINY_ARGS, "output_dir": str(tmp_path), "max_steps": 1}
+    trainer = build_sdpo_trainer(model=tiny_model_dir, dataset=data, args=args, reward_funcs=never, context="feedback", grpo_blend=0.5)
+    trainer.train()
+    assert trainer.args.distillation_weight == 0.5
+    row = next(r for r in trainer.state.log_history if "loss" in r)
+    assert row["self_distillation/feedback_used_fraction"] == 1.0 and "self_distillation/policy_loss" in row
+    context = read_jsonl(tmp_path / "teacher_audit.jsonl")[0]["context"]
+    assert "Feedback on an earlier attempt: Your answer 5 was wrong." in context
+
+
+def test_solution_nothink_and_trl_templates(sdpo_trainer):
+    builder, args = sdpo_trainer.teacher_context_builder, sdpo_trainer.args
+    solution = "<think>\nhmm, 2 + 3\n</think>\n\nThe answer is \\boxed{5}."
+    saved = args.context, args.teacher_template
+    try:
+        args.context = "solution_nothink"
+        text = builder._build_reprompt_text("What is 2 plus 3?", solution, "")
+        assert text == "What is 2 plus 3?\n\nCorrect solution: The answer is \\boxed{5}.\n\nCorrectly solve the original question."
+        args.context, args.teacher_template = "solution", "trl"
+        trl_text = builder._build_reprompt_text("Q?", solution, "")
+        assert trl_text == "Q?\nCorrect solution:\n\n" + solution + "\n\n\n\nCorrectly solve the original question.\n"
+    finally:
+        args.context, args.teacher_template = saved
