@@ -249,5 +249,85 @@ def print_aggregate(results: dict) -> None:
     Console().print(table)
 
 
+@app.command()
+def report(
+    inputs: list[Path] = typer.Argument(..., help="Run, sweep, probe or eval directories (or a directory holding several)."),
+    out: Path = typer.Option(None, "--out", help="HTML file to write; default: report.html in the first input directory."),
+) -> None:
+    """One self-contained HTML report (training dynamics, probe table, ID/OOD results, coverage, pass@k, SFT table);
+    every number also goes to report_data/*.csv beside it."""
+    from sdlab.report import build_report
+
+    path = build_report(inputs, out or inputs[0] / "report.html")
+    print(f"{path} (data: {path.parent / 'report_data'})")
+
+
+organism_app = typer.Typer(help="The model organism: a tiny reasoning model pretrained on CPU in minutes (docs/organism.md).", no_args_is_help=True)
+app.add_typer(organism_app, name="organism")
+
+
+@organism_app.command("build")
+def organism_build(
+    out: Path = typer.Option(None, "--out", help="Model directory; default $SDLAB_HOME/organism/<size>-seed<seed> (SDLAB_HOME: ~/.cache/sdlab)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the corpus, the initial weights and the data order."),
+    size: str = typer.Option("tiny", "--size", help="tiny (default, minutes on 2 cores), small (longer), test (seconds, for tests)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when a build with the same settings is cached."),
+    threads: int = typer.Option(2, "--threads", help="CPU threads for torch."),
+) -> None:
+    """Pretrain the organism (or reuse the cached build) and print its directory."""
+    import torch
+
+    from sdlab.organism.build import build_organism
+
+    torch.set_num_threads(threads)
+    print(build_organism(out, seed=seed, size=size, force=force))
+
+
+@organism_app.command("data")
+def organism_data(
+    family: str = typer.Argument(..., help="linmod, linmod-eval, linmod-hard, sqmod, narrow[-eval], check[-eval], ..."),
+    n: str = typer.Option(..., "--n", help="Number of distinct problems, or AxB (A problems repeated B times)."),
+    out: Path = typer.Option(..., "--out", help="JSONL file to write (one Problem per line)."),
+    seed: int = typer.Option(0, "--seed", help="Which problems: the first N of this seed's permutation."),
+) -> None:
+    """Export organism problems as JSONL (loadable with `sdlab.data.load_problems`)."""
+    from dataclasses import asdict
+
+    from sdlab.organism.tasks import load_organism_problems
+    from sdlab.rundir import append_jsonl
+
+    problems = load_organism_problems(f"organism:{family}:{n}:{seed}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    for problem in problems:
+        append_jsonl(out, {**asdict(problem), "messages": list(problem.messages)})
+    print(f"{out}: {len(problems)} problems")
+
+
+@organism_app.command("measure")
+def organism_measure(
+    model: Path = typer.Argument(..., help="A built organism directory."),
+    n: int = typer.Option(64, "--n", help="Problems per (family, context) row."),
+    seed: int = typer.Option(0, "--seed", help="Problem choice and sampling seed."),
+    temperature: float = typer.Option(0.6, "--temperature"),
+    out: Path = typer.Option(None, "--out", help="JSON file for the table."),
+    threads: int = typer.Option(2, "--threads", help="CPU threads for torch."),
+) -> None:
+    """Sample the organism on every family and context; print the abilities table."""
+    import torch
+
+    from sdlab.generation import load_model_and_tokenizer
+    from sdlab.organism.card import abilities_table
+    from sdlab.organism.measure import measure_abilities
+    from sdlab.rundir import write_json
+
+    torch.set_num_threads(threads)
+    loaded, tokenizer = load_model_and_tokenizer(str(model))
+    rows = measure_abilities(loaded, tokenizer, seed=seed, n=n, temperature=temperature, show_progress=True)
+    if out is not None:
+        write_json(out, {"model": str(model), "n": n, "seed": seed, "temperature": temperature, "rows": rows})
+    print(abilities_table(rows))
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,64 @@
+"""The organism's model card (README.md in its directory): design, sizes, time, abilities."""
+
+from __future__ import annotations
+
+COLUMNS = ("accuracy", "tokens", "markers", "candidates", "first_candidate_right", "recovery", "failed_then_marker_revision", "failed_then_give_up", "check_lookups_right")
+
+DESIGN = """\
+## What is designed in, and what is not
+
+The corpus decides the organism's *starting* behaviour, and only that:
+
+- **Unguided traces** propose a candidate, check it with a short chain of small lookups
+  (`4*3=12, 12+9=21, 21 mod 7=0. 0!=5.`), and after a failed check verbalise doubt with
+  the study's markers (wait, hmm, perhaps, maybe, actually, alternatively, seems, might,
+  check) and revise to the next candidate. The first guess is right one time in five;
+  traces give up with a hedged guess after 3 to 9 failed checks, so accuracy starts imperfect.
+- **Context-conditioned traces** read a context and use what it reveals: a candidate with a
+  visible passing check is trusted (no check, no markers); a claimed answer is checked, with
+  more doubt the less the context shows (a think-less solution: no marker; a bare boxed
+  answer: two); a partial search is continued where it stopped. Contexts are built from the
+  organism's own typical responses, wrapped in the study's template or TRL's SDPO reprompt.
+
+What is *not* designed in: how any training method changes the organism. The corpus is the
+same whatever will train it next (GRPO, SDPO, SFT); it was not tuned to make one win. Whether
+self-distillation suppresses the markers, shortens responses or hurts OOD accuracy is what
+experiments measure.
+"""
+
+
+def abilities_table(rows: list[dict]) -> str:
+    header = "| family | context | " + " | ".join(COLUMNS) + " |"
+    lines = [header, "|" + " --- |" * (len(COLUMNS) + 2)]
+    for row in rows:
+        lines.append(f"| {row['family']} | {row['context']} | " + " | ".join(str(row.get(c, "")) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def model_card(stats: dict) -> str:
+    """Markdown for the model directory, from the build's recorded statistics."""
+    s = stats["settings"]
+    abilities = stats.get("abilities")
+    measured = abilities_table(abilities) if abilities else "(not measured in this build)"
+    return f"""# sdlab model organism ({stats['size']}, seed {stats['seed']})
+
+A tiny reasoning model pretrained from scratch on CPU by `sdlab organism build`, so that
+probe, GRPO, self-distillation and evaluation run end to end on the code paths a real model
+uses. Task families, spec syntax and design: `docs/organism.md` in the sdlab repository.
+
+## Model and corpus
+
+- Qwen2ForCausalLM: hidden {s['hidden']}, {s['layers']} layers, {s['heads']} heads, MLP {s['intermediate']}, tied embeddings; {stats['parameters']:,} parameters.
+- Tokenizer: byte-level BPE, vocabulary {stats['vocab']}, digits never merged; `<think>`/`</think>` are ordinary tokens; eos `<|im_end|>`, pad `<|endoftext|>`; Qwen3-style chat template with `enable_thinking`.
+- Corpus (version {stats['corpus_version']}): {stats['corpus_documents']:,} documents, {stats['corpus_tokens']:,} tokens, from the `pretrain` split only (no train or eval problem, no `linmod-hard` or `sqmod` problem); documents by kind: {stats['documents_by_kind']}.
+- Pretraining: next-token loss on every token, AdamW, peak lr {s['lr']}, {s['steps']} steps of {s['batch']} x {s['seq_len']} tokens ({stats['trained_tokens']:,} tokens); loss {stats['loss_first']} -> {stats['loss_last20']}.
+- Time on {stats['threads']} CPU threads: corpus and tokenizer {stats['corpus_seconds']} s, training {stats['train_seconds']} s, whole build {stats.get('build_seconds', '?')} s.
+
+{DESIGN}
+## Measured abilities
+
+One sample per problem at temperature 0.6 (top-p 0.95, top-k 20), evaluation splits only;
+contexts built by `sdlab.contexts` with the study's template.
+
+{measured}
+"""

@@ -1,0 +1,138 @@
+"""Instruments: read an organism response and say how it searched, checked and revised.
+
+Pure functions on a response string and its problem. Later experiments use them to tell
+"stopped searching" (fewer candidates, fewer revisions, more give-ups) from "forgot how
+to verify" (check chains with wrong lookups or wrong verdicts), which the same accuracy
+drop could hide:
+
+    analyze_response(text, problem)  -> first candidate right?, candidates tried,
+                                        what followed each failed check, check accuracy
+    summarize(analyses)              -> rates over many responses
+    measure_abilities(model, tok)    -> the model card's table (samples the model)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+from sdlab.data import Problem
+from sdlab.grading import extract_answer, split_think
+
+MARKERS = ("wait", "hmm", "perhaps", "maybe", "actually", "alternatively", "seems", "might", "likely", "check")
+CANDIDATE = re.compile(r"x=(\d+): ")
+CHAIN = re.compile(r"(\d+)\*(\d+)=(\d+), (\d+)\+(\d+)=(\d+), (\d+) mod (\d+)=(\d+)\. (\d+)(!=|=)(\d+)\.")
+
+
+def count_markers(text: str) -> int:
+    """The study's count: substring occurrences of each marker, case-insensitive."""
+    lowered = text.lower()
+    return sum(lowered.count(word) for word in MARKERS)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One written check of candidate `x`: were its lookups right, did it pass, was the verdict right."""
+
+    x: int
+    lookups_right: bool
+    passed: bool
+    verdict_right: bool
+
+
+@dataclass(frozen=True)
+class Analysis:
+    correct: bool
+    answered: bool
+    first_candidate_right: bool | None  # None: no candidate proposed
+    candidates: int
+    checks: int
+    check_lookups_right: int
+    check_verdicts_right: int
+    failed_checks: int
+    revised_after_marker: int  # a failed check followed by a marker and a new candidate
+    revised_without_marker: int
+    gave_up: int  # a failed check followed by a final answer that no passing check backs
+    markers: int
+    recovered: bool  # first candidate wrong, final answer right
+
+
+def _truth(problem: Problem, x: int) -> bool | None:
+    meta = problem.meta
+    if meta.get("kind") not in ("linmod", "sqmod", "check"):
+        return None
+    left = x * x if meta["kind"] == "sqmod" else meta["a"] * x
+    return (left + meta["b"]) % meta["p"] == meta["c"]
+
+
+def read_checks(think: str, problem: Problem) -> list[tuple[int, int, Check | None]]:
+    """Each proposed candidate: (start of its proposal, end of its check, its check or None
+    when the chain is malformed or cut off; the end is then the proposal's end)."""
+    found = []
+    for match in CANDIDATE.finditer(think):
+        x, chain = int(match[1]), CHAIN.match(think, match.end())
+        if not chain:
+            found.append((match.start(), match.end(), None))
+            continue
+        g = [int(v) if v.isdigit() else v for v in chain.groups()]
+        lookups = g[0] * g[1] == g[2] == g[3] and g[3] + g[4] == g[5] == g[6] and g[6] % g[7] == g[8] == g[9]
+        passed = g[10] == "=" and g[9] == g[11]
+        truth = _truth(problem, x)
+        found.append((match.start(), chain.end(), Check(x=x, lookups_right=lookups, passed=passed, verdict_right=truth is None or passed == truth)))
+    return found
+
+
+def analyze_response(text: str, problem: Problem) -> Analysis:
+    """Read one response to an organism problem (any family)."""
+    think, _ = split_think(text)
+    think = think if think is not None else text
+    answer = extract_answer(text)
+    correct = answer is not None and answer.strip() == problem.answer.strip()
+    spans = read_checks(think, problem)
+    checks = [check for _, _, check in spans if check is not None]
+    after_marker = without_marker = gave_up = 0
+    for i, (_, end, check) in enumerate(spans):
+        if check is None or check.passed:
+            continue
+        if i + 1 < len(spans):
+            revision = count_markers(think[end : spans[i + 1][0]]) > 0
+            after_marker += revision
+            without_marker += not revision
+        elif answer is not None:
+            gave_up += 1
+    first = CANDIDATE.search(think)
+    first_right = None if first is None else first[1] == problem.answer.strip()
+    return Analysis(
+        correct=correct, answered=answer is not None, first_candidate_right=first_right, candidates=len(spans),
+        checks=len(checks), check_lookups_right=sum(c.lookups_right for c in checks), check_verdicts_right=sum(c.verdict_right for c in checks),
+        failed_checks=sum(not c.passed for c in checks), revised_after_marker=after_marker, revised_without_marker=without_marker,
+        gave_up=gave_up, markers=count_markers(text), recovered=first_right is False and correct,
+    )
+
+
+def summarize(analyses: list[Analysis], num_tokens: list[int] | None = None) -> dict[str, float]:
+    """Rates over responses; shares are None-free (0 when their denominator is empty)."""
+    n = max(1, len(analyses))
+    first_wrong = [a for a in analyses if a.first_candidate_right is False]
+    checks = sum(a.checks for a in analyses)
+    failed = sum(a.failed_checks for a in analyses)
+    summary = {
+        "n": len(analyses),
+        "accuracy": sum(a.correct for a in analyses) / n,
+        "answered": sum(a.answered for a in analyses) / n,
+        "markers": sum(a.markers for a in analyses) / n,
+        "candidates": sum(a.candidates for a in analyses) / n,
+        "first_candidate_right": sum(bool(a.first_candidate_right) for a in analyses) / n,
+        "recovery": sum(a.recovered for a in first_wrong) / max(1, len(first_wrong)),
+        "failed_then_marker_revision": sum(a.revised_after_marker for a in analyses) / max(1, failed),
+        "failed_then_give_up": sum(a.gave_up for a in analyses) / max(1, failed),
+        "check_lookups_right": sum(a.check_lookups_right for a in analyses) / max(1, checks),
+        "check_verdicts_right": sum(a.check_verdicts_right for a in analyses) / max(1, checks),
+    }
+    if num_tokens is not None:
+        summary["tokens"] = sum(num_tokens) / max(1, len(num_tokens))
+    return summary
+
+
+def as_dict(analysis: Analysis) -> dict:
+    return asdict(analysis)

@@ -1,0 +1,47 @@
+"""Measure what a built organism can do: the table in its model card and docs/organism.md.
+
+    sdlab organism measure ~/.cache/sdlab/organism/tiny-seed0 --n 64 --out abilities.json
+
+Rows are (family, context): accuracy, response tokens, markers, first-candidate accuracy,
+recovery share, candidates tried, check accuracy, all from `instruments`. Contexts are
+built by `sdlab.contexts` (the study's template), exactly as the probe and training build them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sdlab.contexts import build_teacher_messages, context_text, parse_context_name
+from sdlab.generation import SamplingParams, make_generator
+from sdlab.organism.instruments import analyze_response, summarize
+from sdlab.organism.tasks import load_organism_problems
+
+logger = logging.getLogger(__name__)
+
+NO_CONTEXT_FAMILIES = ("linmod-eval", "linmod-hard", "sqmod", "narrow-eval", "check-eval")
+CONTEXTS = ("solution", "solution_nothink", "partial:0.5", "partial:0.25", "hint")
+
+
+def measure_rows(model, tokenizer, rows: list[tuple[str, str]], *, n: int, seed: int = 0, temperature: float = 0.6, max_new_tokens: int = 400, batch_size: int = 32, show_progress: bool = False) -> list[dict]:
+    """Sample one response per problem for each (family, context) row and summarise it."""
+    generator = make_generator(model, tokenizer, backend="transformers", batch_size=batch_size, show_progress=show_progress)
+    params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, n=1, seed=seed)
+    results = []
+    for family, context in rows:
+        problems = load_organism_problems(f"organism:{family}:{n}:{seed}")
+        spec = parse_context_name(context)
+        prompts = [build_teacher_messages(p.messages, context_text(spec, solution=p.solution, answer=p.answer)) for p in problems]
+        completions = [group[0] for group in generator.generate(prompts, params)]
+        analyses = [analyze_response(c.text, p) for c, p in zip(completions, problems)]
+        summary = summarize(analyses, [c.num_tokens for c in completions])
+        results.append({"family": family, "context": context, **{k: round(v, 3) for k, v in summary.items()}})
+        logger.info("%s / %s: %s", family, context, results[-1])
+    return results
+
+
+def measure_abilities(model, tokenizer, *, seed: int = 0, n: int = 64, temperature: float = 0.6, quick: bool = False, show_progress: bool = False) -> list[dict]:
+    """The standard table: every family without context, and the ID family with each context."""
+    rows = [(family, "none") for family in NO_CONTEXT_FAMILIES] + [("linmod-eval", c) for c in CONTEXTS]
+    if quick:  # a smoke run for tiny test builds: the pipeline, not the numbers
+        return measure_rows(model, tokenizer, rows[:2], n=2, seed=seed, max_new_tokens=16)
+    return measure_rows(model, tokenizer, rows, n=n, seed=seed, temperature=temperature, show_progress=show_progress)

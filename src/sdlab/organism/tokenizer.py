@@ -1,0 +1,49 @@
+"""The organism's tokenizer: byte-level BPE with every digit its own token, Qwen3-style chat.
+
+Digits are split so that arithmetic is a pattern over single-digit tokens the tiny model
+can learn. `<think>` and `</think>` are ordinary (non-special) added tokens, so
+`decode(skip_special_tokens=True)` keeps them, as TRL's SDPO does when it decodes a
+demonstration. End of turn (`<|im_end|>`, eos) and padding (`<|endoftext|>`) are distinct.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+PAD, BOS, EOS = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+THINK_TOKENS = ("<think>", "</think>")
+
+# Qwen3-style: the model writes its own <think> block; enable_thinking=false pre-fills an
+# empty one so the model answers directly.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}"
+    "{{ '<|im_start|>assistant\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false -%}{{ '<think>\n\n</think>\n\n' }}{%- endif -%}"
+    "{%- endif -%}"
+)
+
+
+def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """Train byte-level BPE on `texts` and wrap it for transformers. A digit never merges with
+    another digit (at most with the one space before it), so numbers are read digit by digit."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r" ?\d"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, pad_token=PAD, bos_token=None, unk_token=None, padding_side="left")
+    wrapped.chat_template = CHAT_TEMPLATE
+    return wrapped
+
+
+def render_chat(tokenizer: PreTrainedTokenizerFast, messages: list[dict[str, str]], response: str | None = None) -> str:
+    """The prompt (with generation prompt), plus the response and end of turn when given."""
+    prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return prompt if response is None else f"{prompt}{response}{EOS}\n"

@@ -1,0 +1,71 @@
+"""Organism build on the minimal size: saved like a hub model, cached, reproducible by seed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from sdlab.organism.build import BUILD_FILE, build_organism, default_organism_dir, pack_tokens
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_organism(tmp_path_factory.mktemp("organism") / "a", size="test", seed=0, show_progress=False, measure=False)
+
+
+def test_saved_directory_loads_like_a_hub_model(built: Path) -> None:
+    model = AutoModelForCausalLM.from_pretrained(built)
+    tokenizer = AutoTokenizer.from_pretrained(built)
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>" and tokenizer.eos_token_id != tokenizer.pad_token_id
+    assert model.generation_config.eos_token_id == tokenizer.eos_token_id
+    assert (built / "README.md").read_text().startswith("# sdlab model organism")
+    assert json.loads((built / BUILD_FILE).read_text())["size"] == "test"
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Solve (4*x + 9) mod 7 = 5 for x in 0..6."}], tokenize=False, add_generation_prompt=True)
+    assert prompt.endswith("<|im_start|>assistant\n")
+    no_think = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    assert no_think.endswith("<think>\n\n</think>\n\n")
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    out = model.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert out.shape[1] > ids.shape[1]
+
+
+def test_tokenizer_splits_digits_and_keeps_think_tags(built: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(built)
+    text = "<think>\ntry x=12: 4*12=48, 48+9=57, 57 mod 13=5. 5!=3.\n</think>\n\nThe answer is \\boxed{10}."
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    pieces = [tokenizer.decode([i]) for i in ids]
+    assert "<think>" in pieces and "</think>" in pieces
+    assert all(sum(ch.isdigit() for ch in piece) <= 1 for piece in pieces)
+    assert tokenizer.decode(ids + [tokenizer.eos_token_id], skip_special_tokens=True) == text
+
+
+def test_second_call_reuses_the_cache_and_force_rebuilds(built: Path) -> None:
+    stamp = (built / "model.safetensors").stat().st_mtime_ns
+    assert build_organism(built, size="test", seed=0, show_progress=False, measure=False) == built
+    assert (built / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_same_seed_same_weights_other_seed_other_weights(built: Path, tmp_path: Path) -> None:
+    again = build_organism(tmp_path / "b", size="test", seed=0, show_progress=False, measure=False)
+    other = build_organism(tmp_path / "c", size="test", seed=1, show_progress=False, measure=False)
+    first, second, third = (load_file(d / "model.safetensors") for d in (built, again, other))
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert (built / "tokenizer.json").read_text() == (again / "tokenizer.json").read_text()
+    assert not all(torch.equal(first[k], third[k]) for k in first if k in third and first[k].shape == third[k].shape)
+
+
+def test_default_directory_follows_sdlab_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SDLAB_HOME", str(tmp_path))
+    assert default_organism_dir(size="tiny", seed=3) == tmp_path / "organism" / "tiny-seed3"
+
+
+def test_pack_tokens_cuts_the_stream_into_windows() -> None:
+    windows = pack_tokens([[1, 2, 3], [4, 5], [6, 7, 8, 9]], seq_len=4)
+    assert windows.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]

@@ -1,0 +1,124 @@
+"""Organism corpus: trace format, markers where the search fails, contexts read by content."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from sdlab.contexts import build_teacher_messages, context_text, parse_context_name
+from sdlab.grading import extract_answer, grade, remove_think, split_think
+from sdlab.organism.corpus import (
+    STUDY_TEMPLATE,
+    TRL_REPROMPT_TEMPLATE,
+    TRL_SOLUTION_TEMPLATE,
+    corpus_documents,
+    guided_response,
+    reference_solution,
+    unguided_response,
+    wrap_context,
+)
+from sdlab.organism.instruments import analyze_response, count_markers
+from sdlab.organism.tasks import Task, brute_force_answer, family_tasks, load_organism_problems, sample_tasks, to_problem
+
+TASK = Task("linmod", 7, 4, 9, 5)  # (4*x + 9) mod 7 = 5 -> x = 6
+
+
+def test_unguided_traces_have_a_think_block_and_a_boxed_answer() -> None:
+    rng = random.Random(0)
+    for task in family_tasks("linmod-pretrain")[:200]:
+        text = unguided_response(task, rng)
+        think, after = split_think(text)
+        assert text.startswith("<think>\n") and think is not None and "\\boxed{" in after and "\\boxed{" not in think
+
+
+def test_self_correcting_traces_voice_doubt_and_right_first_traces_do_not() -> None:
+    rng = random.Random(1)
+    seen = {"right_first": 0, "recovered": 0, "gave_up": 0}
+    for task in sample_tasks("linmod-pretrain", 400):
+        problem = to_problem(task, family="linmod-pretrain")
+        text = unguided_response(task, rng)
+        analysis = analyze_response(text, problem)
+        assert analysis.check_lookups_right == analysis.checks  # the writer never miscomputes
+        if analysis.first_candidate_right:
+            seen["right_first"] += 1
+            assert analysis.markers == 0 and analysis.correct
+        elif analysis.failed_checks and analysis.gave_up == 0:
+            seen["recovered"] += 1
+            assert analysis.revised_after_marker == analysis.failed_checks and analysis.correct
+            assert count_markers(text) >= analysis.failed_checks
+        else:
+            seen["gave_up"] += 1
+            assert "might be" in text
+    assert all(count > 20 for count in seen.values()), seen
+
+
+def test_grading_accepts_the_organism_traces() -> None:
+    for problem in load_organism_problems("organism:linmod:20") + load_organism_problems("organism:narrow:5") + load_organism_problems("organism:sqmod:5"):
+        assert grade(problem.solution, problem.answer), problem.solution
+        assert extract_answer(problem.solution) == problem.answer
+
+
+def test_reference_solutions_are_fixed_and_sqmod_searches_from_zero() -> None:
+    assert reference_solution(TASK) == reference_solution(TASK)
+    square = Task("sqmod", 7, 0, 3, 5)  # x*x = 2 mod 7 -> x in {3, 4}: the smallest is 3
+    assert brute_force_answer(square) == 3
+    assert "try x=0:" in reference_solution(square) and "\\boxed{3}" in reference_solution(square)
+
+
+def test_templates_match_trl_defaults() -> None:
+    from trl.experimental.sdpo import SDPOConfig
+
+    fields = SDPOConfig.__dataclass_fields__
+    assert (fields["reprompt_template"].default, fields["solution_template"].default) == (TRL_REPROMPT_TEMPLATE, TRL_SOLUTION_TEMPLATE)
+    assert wrap_context("Q?", "S", trl=True) == "Q?\nCorrect solution:\n\nS\n\n\n\nCorrectly solve the original question.\n"
+    assert wrap_context("Q?", "S", trl=False) == STUDY_TEMPLATE.format(question="Q?", solution="S")
+
+
+def test_richer_contexts_give_shorter_more_trusting_traces() -> None:
+    """Doubt follows what the context reveals: full solution < think-less < bare answer < partial."""
+    problem = to_problem(TASK, family="linmod-pretrain")
+    solution = problem.solution
+    rng = random.Random(0)
+    full = guided_response(TASK, solution, rng)
+    thinkless = guided_response(TASK, remove_think(solution), rng)
+    hint = guided_response(TASK, "\\boxed{6}", rng)
+    assert count_markers(full) == 0 and "x=6:" not in full  # trusted, not re-checked
+    assert "x=6:" in thinkless and count_markers(thinkless) == 0  # checked, no doubt voiced
+    assert "x=6:" in hint and count_markers(hint) >= 2  # checked, doubt voiced
+    for text in (full, thinkless, hint):
+        assert extract_answer(text) == "6"
+    wrong = guided_response(TASK, "\\boxed{2}", rng)  # a wrong hint is caught by its check
+    assert "x=2:" in wrong and "2!=5" not in wrong and "!=5." in wrong
+    assert analyze_response(wrong, to_problem(TASK, family="linmod")).revised_after_marker >= 1
+
+
+def test_partial_solutions_are_continued_where_they_stopped() -> None:
+    task = Task("linmod", 13, 8, 9, 8)  # x = 8
+    trace = "<think>\ntry x=3: 8*3=24, 24+9=33, 33 mod 13=7. 7!=8.\nhmm, no. maybe x=4: 8*4=32, 32+9=41, 41 mod 13=2. 2!=8.\nhmm, no. perhaps x=5: 8*5"
+    text = guided_response(task, trace, random.Random(0))
+    assert "tried up to x=4" in text and "x=3:" not in text and "x=5:" in text
+
+
+@pytest.mark.parametrize("context", ["solution", "solution_nothink", "partial:0.5", "hint"])
+def test_sdlab_contexts_build_prompts_the_corpus_contains(context: str) -> None:
+    """The probe's teacher prompts have the corpus's wrapper and the solution's own format."""
+    problem = load_organism_problems("organism:linmod:1")[0]
+    spec = parse_context_name(context)
+    messages = build_teacher_messages(problem.messages, context_text(spec, solution=problem.solution, answer=problem.answer))
+    assert messages[-1]["content"].startswith(problem.question + "\n\nCorrect solution: ")
+    assert messages[-1]["content"].endswith("\n\nCorrectly solve the original question.")
+
+
+def test_corpus_uses_only_the_pretrain_split_and_is_seeded() -> None:
+    documents = corpus_documents(300, seed=0)
+    assert documents == corpus_documents(300, seed=0) and documents != corpus_documents(300, seed=1)
+    pretrain_questions = {problem.question for problem in load_organism_problems(f"organism:linmod-pretrain:{len(family_tasks('linmod-pretrain'))}")}
+    held_out = {p.question for p in load_organism_problems("organism:linmod-eval:500") + load_organism_problems("organism:linmod:500")}
+    kinds = {d["kind"] for d in documents}
+    assert {"linmod", "linmod_context", "narrow", "check", "drill"} <= kinds
+    for d in documents:
+        if d["kind"] == "linmod":
+            assert d["messages"][0]["content"] in pretrain_questions
+        if "messages" in d:
+            assert not any(q in d["messages"][0]["content"] for q in held_out)
