@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -102,11 +103,8 @@ def test_real_trainer_batch_is_aligned(tiny_model_dir, tmp_path, tokenizer):
     trainer.model.train()
     batch = trainer._prepare_training_batch([data[0]] * 8)
     assert batch["self_distillation_mask"].sum() > 0
-    records = [line for line in (tmp_path / "teacher_audit.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "teacher_audit.jsonl").read_text().splitlines()]
     assert len(records) == 8
-    import json
-
-    records = [json.loads(line) for line in records]
     assert all(r["ok"] for r in records), [r["problems"] for r in records]
     assert all(r["checks"]["response_aligned"] and r["checks"]["think_boundary_same"] and r["checks"]["question_intact_student"] for r in records)
     active_ended = [r for r in records if r["active"] and r["checks"]["eos_present"]]

@@ -57,6 +57,11 @@ def dispatch(trainer: Any, event: str, **payload: Any) -> None:
             handler(args=trainer.args, state=trainer.state, control=trainer.control, processing_class=trainer.processing_class, **payload)
 
 
+def listens(trainer: Any, event: str) -> bool:
+    """Whether any callback of `trainer` handles `event` (so its payload is worth computing)."""
+    return any(hasattr(callback, event) for callback in trainer.callback_handler.callbacks)
+
+
 def rollout_payload(*, completions: list[str], completion_ids: list[list[int]], rewards: list[float], inputs: list[dict], group_size: int) -> dict[str, Any]:
     """The `on_rollouts` event's arguments, from what a trainer has after scoring a generation batch."""
     return {

@@ -20,7 +20,7 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
-from sdlab.callbacks import dispatch, rollout_payload
+from sdlab.callbacks import dispatch, listens, rollout_payload
 from sdlab.data import Problem
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,8 @@ class SdlabGRPOTrainer(GRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        if not self.model.training or not listens(self, "on_rollouts"):
+            return rewards_per_func
         rewards = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
         start = self.accelerator.process_index * len(prompts)
         dispatch(
@@ -92,7 +94,7 @@ class SdlabGRPOTrainer(GRPOTrainer):
                 completion_ids=completion_ids_list,
                 rewards=rewards[start : start + len(prompts)].tolist(),
                 inputs=inputs,
-                group_size=self.num_generations if self.model.training else self.num_generations_eval,
+                group_size=self.num_generations,
             ),
         )
         return rewards_per_func

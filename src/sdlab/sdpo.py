@@ -37,11 +37,11 @@ from trl.experimental.sdpo.sdpo_trainer import SuccessfulRolloutTeacherContextBu
 
 from sdlab import SdlabError
 from sdlab.audit import audit_sample, render_audit
-from sdlab.callbacks import dispatch, rollout_payload
+from sdlab.callbacks import dispatch, listens, rollout_payload
 from sdlab.contexts import DEFAULT_TEMPLATE, validate_template
 from sdlab.data import Problem
 from sdlab.grading import remove_think
-from sdlab.grpo import build_grpo_trainer, completion_text, make_config, math_reward, resolve_dataset
+from sdlab.grpo import build_grpo_trainer, make_config, math_reward, resolve_dataset  # build_grpo_trainer: re-exported for sdlab.train
 from sdlab.losses import (
     Reduction,
     agg_loss,
@@ -259,7 +259,7 @@ class SdlabSDPOTrainer(SDPOTrainer):
     def _prepare_training_batch(self, inputs):
         self._batch_inputs = inputs
         batch = super()._prepare_training_batch(inputs)
-        if self.model.training:
+        if self.model.training and listens(self, "on_rollouts"):
             ids = self._get_completion_ids_list(batch)
             dispatch(
                 self,
@@ -272,6 +272,7 @@ class SdlabSDPOTrainer(SDPOTrainer):
                     group_size=self.num_generations,
                 ),
             )
+        if self.model.training:
             self._write_audit(batch, inputs)
         return batch
 
@@ -348,7 +349,7 @@ class SdlabSDPOTrainer(SDPOTrainer):
         token_mean = agg_loss(terms.detach(), logits.loss_mask, mode=Reduction.TOKEN_MEAN)  # TRL's logged value
         self._log_self_distillation_metric(mode, self.accelerator.gather(token_mean).mean().item())
         self._metrics[mode]["sdlab/active_sequence_fraction"].append(float((logits.loss_mask.sum(-1) > 0).float().mean()))
-        if model.training:
+        if model.training and listens(self, "on_token_stats"):
             entropy = (lambda x: entropy_from_logits(x).cpu()) if args.monitor_entropy else (lambda x: None)
             dispatch(
                 self,
