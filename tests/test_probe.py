@@ -328,3 +328,19 @@ def test_probe_refuses_to_overwrite_without_force(tiny_model_dir, problems_file,
     with pytest.raises(SdlabError, match="--force"):
         run_probe(probe_config(tiny_model_dir, problems_file, out))
     assert (out / "keep.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize(("top_k", "top_p"), [(20, 0.95), (5, 1.0), (0, 0.8), (0, 1.0), (3, 0.3)])
+def test_sampling_log_probs_equal_transformers_warpers(top_k, top_p):
+    """The fast top-k-first implementation against transformers' own logits processors."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    logits = torch.randn(64, 50, generator=torch.Generator().manual_seed(top_k))
+    warpers = LogitsProcessorList([TemperatureLogitsWarper(0.6)] + ([TopKLogitsWarper(top_k)] if top_k else []) + ([TopPLogitsWarper(top_p)] if top_p < 1 else []))
+    reference = warpers(None, logits.clone()).log_softmax(-1)  # [64, 50], -inf outside the support
+    tokens = reference.argmax(-1)
+    in_support = torch.multinomial(reference.exp(), 1, generator=torch.Generator().manual_seed(1))[:, 0]
+    for ids in (tokens, in_support):
+        torch.testing.assert_close(sampling_log_probs(logits, ids, temperature=0.6, top_k=top_k, top_p=top_p), reference.gather(-1, ids[:, None])[:, 0])
+    outside = reference.argmin(-1)  # a token the sampler never picks gets a finite value
+    assert torch.isfinite(sampling_log_probs(logits, outside, temperature=0.6, top_k=top_k, top_p=top_p)).all()

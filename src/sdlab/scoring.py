@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from sdlab.losses import divergence as per_token_divergence
 
@@ -54,24 +53,27 @@ def gather_tokens(log_probs: torch.Tensor, token_ids: torch.Tensor) -> torch.Ten
 
 
 def sampling_log_probs(logits: torch.Tensor, token_ids: torch.Tensor, *, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
-    """log q(y_t) where q is what `generate` samples from: logits / T, then top-k, then top-p.
+    """log q(y_t) where q is what `generate` samples from: logits / T, then top-k, then top-p
+    (Hugging Face's order and rules; tested against its warpers and its sampler).
 
-    Uses transformers' own warpers, so the support matches its sampler exactly. A sampled token
-    outside the support (a tie or another backend's rounding) is kept in it rather than
-    given log q = -inf, so the estimate stays finite; that shifts q by at most that token's mass.
+    Top-p only looks at the top-k candidates, so no full-vocabulary sort is needed when top-k
+    is on. A sampled token outside the support (a tie or another backend's rounding) is kept
+    in it rather than given log q = -inf, so the estimate stays finite.
     """
-    shape = token_ids.shape
-    flat = logits.reshape(-1, logits.shape[-1]).float()
-    ids = token_ids.reshape(-1)
-    warpers = LogitsProcessorList([TemperatureLogitsWarper(temperature)])
-    if top_k and top_k > 0:
-        warpers.append(TopKLogitsWarper(top_k=top_k))
+    scaled = logits.float() / temperature  # [..., V]
+    if top_k <= 0 and top_p >= 1.0:
+        return gather_tokens(scaled.log_softmax(dim=-1), token_ids)
+    candidates, index = scaled.topk(top_k, dim=-1) if 0 < top_k < scaled.shape[-1] else scaled.sort(dim=-1, descending=True)  # [..., K]
+    keep = torch.ones_like(candidates, dtype=torch.bool)
     if top_p < 1.0:
-        warpers.append(TopPLogitsWarper(top_p=top_p))
-    warped = warpers(ids.unsqueeze(-1), flat)
-    rows = torch.arange(flat.shape[0], device=flat.device)
-    warped[rows, ids] = flat[rows, ids] / temperature
-    return gather_tokens(torch.log_softmax(warped, dim=-1), ids).reshape(shape)
+        probs = candidates.softmax(dim=-1)
+        tail = probs.flip(-1).cumsum(-1).flip(-1)  # mass of this candidate and every less likely one
+        keep = tail > 1 - top_p  # transformers drops the tail whose mass is <= 1 - top_p ...
+        keep[..., 0] = True  # ... and always keeps the most likely token
+    support_lse = candidates.masked_fill(~keep, -torch.inf).logsumexp(dim=-1)  # [...]
+    token = scaled.gather(-1, token_ids.unsqueeze(-1)).squeeze(-1)  # [...]
+    inside = ((index == token_ids.unsqueeze(-1)) & keep).any(dim=-1)
+    return token - torch.where(inside, support_lse, torch.logaddexp(support_lse, token))
 
 
 def pad_batch(sequences: list[list[int]], *, pad_id: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
