@@ -34,6 +34,7 @@ import torch
 from datasets import Dataset
 from trl.experimental.sdpo import SDPOConfig, SDPOTrainer
 from trl.experimental.sdpo.sdpo_trainer import SuccessfulRolloutTeacherContextBuilder, _extract_last_user_text
+from trl.trainer.utils import pad
 
 from sdlab import SdlabError
 from sdlab.audit import audit_sample, render_audit
@@ -139,7 +140,7 @@ class QuestionSafeContextBuilder(SuccessfulRolloutTeacherContextBuilder):
         self._counts = {"cut": 0, "regenerated": 0, "regenerated_correct": 0}
         result = super().build(output, prompts, rewards, feedbacks)
         rows = max(1, len(prompts))
-        self.last_metrics["sdlab/solution_cut_fraction"] = self._counts["cut"] / rows
+        self.last_metrics["sdlab/solution_cut_fraction"] = min(1.0, self._counts["cut"] / rows)  # regenerated: s and y~ may both be cut
         if self.trainer.args.context == "regenerated":
             self.last_metrics["sdlab/regenerated_correct_fraction"] = self._counts["regenerated_correct"] / max(1, self._counts["regenerated"])
         return result
@@ -153,10 +154,29 @@ class QuestionSafeContextBuilder(SuccessfulRolloutTeacherContextBuilder):
         return text
 
     def _tokenize_teacher_messages(self, teacher_messages_list):
-        messages = [self._fit(m) for m in teacher_messages_list]
+        """Replaces TRL's (which keeps each prompt's last `max_reprompt_len` tokens): prompts are fitted, then padded."""
+        messages, ids = self._fit_all(list(teacher_messages_list))
         if self.trainer.args.context == "regenerated":
-            messages = [self._fit(m) for m in self._regenerate(messages)]
-        return super()._tokenize_teacher_messages(messages)
+            messages, ids = self._fit_all(self._regenerate(messages))
+        device = self.trainer.accelerator.device
+        return {
+            "prompt_ids": pad([torch.as_tensor(row, device=device) for row in ids], padding_value=self.trainer._tokenizer.pad_token_id, padding_side="left"),
+            "prompt_mask": pad([torch.ones(len(row), dtype=torch.long, device=device) for row in ids], padding_value=0, padding_side="left"),
+        }
+
+    def _fit_all(self, messages: list[Any]) -> tuple[list[Any], list[list[int]]]:
+        """Tokenise all teacher prompts in one call; shorten the solution of those over the limit."""
+        ids = self.trainer._tokenize_prompts_untruncated(messages)
+        limit = self.trainer.args.max_reprompt_len
+        for index, row in enumerate(ids):
+            if len(row) <= limit:
+                continue
+            if self._text(messages[index]) not in self._pieces:  # no context: no distillation loss on this row
+                ids[index] = row[-limit:]
+                continue
+            messages[index] = self._fit(messages[index], len(row))
+            ids[index] = self.trainer._tokenize_prompts_untruncated([messages[index]])[0]
+        return messages, ids
 
     @staticmethod
     def _text(message: Any) -> str:
@@ -169,14 +189,11 @@ class QuestionSafeContextBuilder(SuccessfulRolloutTeacherContextBuilder):
     def _length(self, message: Any) -> int:
         return len(self.trainer._tokenize_prompts_untruncated([message])[0])
 
-    def _fit(self, message: Any) -> Any:
+    def _fit(self, message: Any, length: int) -> Any:
         """Shorten the solution (cutting its middle: the start and the final answer stay) until the
         teacher prompt fits `max_reprompt_len`; the question is never cut."""
-        limit, pieces = self.trainer.args.max_reprompt_len, self._pieces.get(self._text(message))
-        length = self._length(message)
-        if length <= limit or pieces is None:
-            return message
-        question, solution, feedback = pieces
+        limit = self.trainer.args.max_reprompt_len
+        question, solution, feedback = self._pieces[self._text(message)]
         tokenizer = self.trainer.processing_class
         tokens = tokenizer(solution, add_special_tokens=False)["input_ids"] if solution else []
         keep = len(tokens) - (length - limit)
