@@ -68,3 +68,21 @@ def test_template_must_use_question_and_solution():
             validate_template(bad)
     with pytest.raises(SdlabError, match="no user message"):
         build_teacher_messages([{"role": "system", "content": "x"}], "s")
+
+
+def test_an_overlong_context_loses_its_middle_never_the_question(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from sdlab.contexts import CUT_MARK
+    from sdlab.probe import fit_teacher_prompt
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    solution = "<think>\n" + "Wait, let me check 12 + 7 = 19. " * 20 + "\n</think>\n\nThe answer is \\boxed{19}."
+    messages = [{"role": "user", "content": "What is 12 + 7?"}]
+    full_text, full_ids, cut = fit_teacher_prompt(tokenizer, messages, solution, template=DEFAULT_TEMPLATE, max_prompt_tokens=10_000, enable_thinking=None)
+    assert not cut and solution in full_text
+    text, ids, cut = fit_teacher_prompt(tokenizer, messages, solution, template=DEFAULT_TEMPLATE, max_prompt_tokens=len(full_ids) // 2, enable_thinking=None)
+    assert cut and len(ids) <= len(full_ids) // 2
+    assert "What is 12 + 7?\n\nCorrect solution: <think>\nWait" in text and CUT_MARK in text and "\\boxed{19}." in text
+    with pytest.raises(SdlabError, match="no room for its context"):
+        fit_teacher_prompt(tokenizer, messages, solution, template=DEFAULT_TEMPLATE, max_prompt_tokens=5, enable_thinking=None)

@@ -28,6 +28,7 @@ DEFAULT_TEMPLATE = "{question}\n\nCorrect solution: {solution}\n\nCorrectly solv
 TEMPLATE_FIELDS = ("question", "solution")
 CONTEXT_KINDS = ("none", "solution", "solution_nothink", "regenerated", "partial", "hint")
 ALLOWED_NAMES = "none, solution, solution_nothink, regenerated, partial:F (0 < F <= 1), hint"
+CUT_MARK = "\n[...]\n"  # where an over-long context lost its middle (the same mark as training's)
 
 
 @dataclass(frozen=True)
@@ -115,3 +116,11 @@ def build_teacher_messages(problem_messages: list[dict[str, str]] | tuple[dict[s
     last = user_turns[-1]
     messages[last]["content"] = template.format(question=messages[last]["content"], solution=context)
     return messages
+
+
+def cut_middle(context_ids: list[int], keep: int, tokenizer) -> str:
+    """A context shortened to about `keep` tokens by dropping its middle: its start and its end
+    (where a solution states its final answer) stay; the question is never touched."""
+    if keep <= 0:
+        raise SdlabError("teacher prompt: the question and template leave no room for the context; raise the teacher prompt limit")
+    return tokenizer.decode(context_ids[: keep - keep // 2]) + CUT_MARK + tokenizer.decode(context_ids[len(context_ids) - keep // 2 :])

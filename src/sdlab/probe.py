@@ -34,7 +34,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from sdlab import SdlabError
 from sdlab.config import StrictModel
-from sdlab.contexts import DEFAULT_TEMPLATE, ContextSpec, build_teacher_messages, context_text, parse_context_names, validate_template
+from sdlab.contexts import DEFAULT_TEMPLATE, ContextSpec, build_teacher_messages, context_text, cut_middle, parse_context_names, validate_template
 from sdlab.epistemic import count_markers, token_marker_mask
 from sdlab.gap import divergence_split_by_problem, information_gap, mean_se
 from sdlab.generation import Completion, SamplingParams, load_model_and_tokenizer, make_generator, render_prompt
@@ -60,7 +60,7 @@ class ProbeConfig(StrictModel):
     limit_problems: PositiveInt | None = 100  # stop selecting once this many problems are in the band
     split: str = "train"
     max_new_tokens: PositiveInt = 1024
-    max_prompt_tokens: PositiveInt = 8192  # teacher prompts longer than this lose the start of their context
+    max_prompt_tokens: PositiveInt = 8192  # teacher prompts longer than this lose the middle of their context
     temperature: float = Field(0.6, gt=0)
     top_p: float = Field(0.95, gt=0, le=1)
     top_k: int = Field(20, ge=0)
@@ -121,22 +121,20 @@ def render(tokenizer, messages, *, enable_thinking) -> tuple[str, list[int]]:
     return text, tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def fit_teacher_prompt(tokenizer, messages, context: str, *, template: str, max_prompt_tokens: int, enable_thinking) -> tuple[str, list[int], int]:
-    """Teacher prompt within `max_prompt_tokens`, cutting the START of the context (never the
-    question; the end of a solution holds its answer). Returns (text, ids, context tokens cut)."""
-    cut = 0
-    for _ in range(8):
-        text, ids = render(tokenizer, build_teacher_messages(messages, context, template=template), enable_thinking=enable_thinking)
-        excess = len(ids) - max_prompt_tokens
-        if excess <= 0:
-            return text, ids, cut
-        context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
-        keep = len(context_ids) - excess - 4  # a small margin: re-tokenising the cut text can merge differently
-        if keep <= 0:
-            raise SdlabError(f"a teacher prompt needs {len(ids)} tokens, leaving no room for its context within max_prompt_tokens={max_prompt_tokens}; raise it")
-        cut += len(context_ids) - keep
-        context = tokenizer.decode(context_ids[-keep:])
-    raise SdlabError(f"could not fit a teacher prompt into max_prompt_tokens={max_prompt_tokens}; raise it")
+def fit_teacher_prompt(tokenizer, messages, context: str, *, template: str, max_prompt_tokens: int, enable_thinking) -> tuple[str, list[int], bool]:
+    """Teacher prompt within `max_prompt_tokens`: an over-long context loses its middle
+    (`sdlab.contexts.cut_middle`, training's rule), never the question. Returns (text, ids, cut?)."""
+    text, ids = render(tokenizer, build_teacher_messages(messages, context, template=template), enable_thinking=enable_thinking)
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    keep = len(context_ids)
+    while len(ids) > max_prompt_tokens:
+        keep -= len(ids) - max_prompt_tokens
+        try:
+            shortened = cut_middle(context_ids, keep, tokenizer)
+        except SdlabError:
+            raise SdlabError(f"a teacher prompt leaves no room for its context within max_prompt_tokens={max_prompt_tokens}; raise it") from None
+        text, ids = render(tokenizer, build_teacher_messages(messages, shortened, template=template), enable_thinking=enable_thinking)
+    return text, ids, keep < len(context_ids)
 
 
 def run_probe(config: ProbeConfig, *, force: bool = False) -> dict:
@@ -249,13 +247,13 @@ def run_rounds(config: ProbeConfig, plan, problems, base, solutions, generator, 
             fitted = [(text, ids, 0) for text, ids in base]
         else:
             regenerated = [None] * len(problems)
-            if spec.kind == "regenerated":  # y~: a correct response given s when there is one
-                regenerated = [pick([r["text"] for r in group if r["correct"]], seed=config.seed, key=p.id) or group[0]["text"] for p, group in zip(problems, rounds["solution"])]
+            if spec.kind == "regenerated":  # y~: a correct response given s; s itself when none is (training's rule)
+                regenerated = [pick([r["text"] for r in group if r["correct"]], seed=config.seed, key=p.id) or s for p, s, group in zip(problems, solutions, rounds["solution"])]
             texts = [context_text(spec, solution=s, answer=p.answer, regenerated=r) for p, s, r in zip(problems, solutions, regenerated)]
             fitted = [fit_teacher_prompt(tokenizer, p.messages, t, template=config.template, max_prompt_tokens=config.max_prompt_tokens, enable_thinking=config.enable_thinking) for p, t in zip(problems, texts)]
         truncated[spec.name] = sum(1 for *_, cut in fitted if cut)
         if truncated[spec.name]:
-            logger.warning("context %s: %d teacher prompts over %d tokens had the start of their context cut", spec.name, truncated[spec.name], config.max_prompt_tokens)
+            logger.warning("context %s: %d teacher prompts over %d tokens had the middle of their context cut", spec.name, truncated[spec.name], config.max_prompt_tokens)
         prompts[spec.name] = [ids for _, ids, _ in fitted]
         logger.info("round %d/%d: context %s", index, len(plan), spec.name)
         groups = generator.generate([text for text, _, _ in fitted], params_for(config, seed=config.seed + 1000 * index))
