@@ -1,4 +1,4 @@
-"""Every shipped recipe loads through TrainConfig, and its data paths resolve from the repo root."""
+"""Every shipped training recipe loads through TrainConfig, and its data paths resolve from the repo root."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import yaml
 from sdlab.train_config import TrainConfig, check_paths, load_train_config
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN_RECIPES = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if "accelerate" not in p.parts)
+# Training recipes; recipes/sweeps and recipes/accelerate hold other schemas.
+TRAIN_RECIPES = sorted([*(REPO / "recipes" / "organism").glob("*.yaml"), *(REPO / "recipes" / "models").rglob("*.yaml")])
 ACCELERATE_CONFIGS = sorted((REPO / "recipes" / "accelerate").glob("*.yaml"))
 
 
