@@ -344,3 +344,17 @@ def test_sampling_log_probs_equal_transformers_warpers(top_k, top_p):
         torch.testing.assert_close(sampling_log_probs(logits, ids, temperature=0.6, top_k=top_k, top_p=top_p), reference.gather(-1, ids[:, None])[:, 0])
     outside = reference.argmin(-1)  # a token the sampler never picks gets a finite value
     assert torch.isfinite(sampling_log_probs(logits, outside, temperature=0.6, top_k=top_k, top_p=top_p)).all()
+
+
+def test_cli_reports_an_unknown_context_on_one_line_and_writes_nothing(tiny_model_dir, problems_file, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "sdlab.cli", "probe", "--model", str(tiny_model_dir), "--data", str(problems_file), "--out", str(out), "--contexts", "none,hints"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "unknown context 'hints'; allowed: none, solution, solution_nothink, regenerated, partial:F" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()

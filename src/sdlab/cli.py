@@ -177,7 +177,6 @@ def probe(
     from sdlab.config import apply_overrides, build_config, read_yaml
     from sdlab.probe import ProbeConfig, run_probe
     from sdlab.probe_report import format_tables
-    from sdlab.train import resolve_model
 
     values = read_yaml(recipe) if recipe else {}
     apply_overrides(values, overrides or [])
@@ -189,7 +188,10 @@ def probe(
         except ValueError:
             raise SdlabError(f"--band {band!r}: give two integers lo,hi such as 1,4") from None
     config = build_config(ProbeConfig, values, source=str(recipe) if recipe else "sdlab probe options")
-    config.model = resolve_model(config.model)
+    if config.model == "organism":
+        from sdlab.train import resolve_model
+
+        config.model = resolve_model(config.model)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     summary = run_probe(config, force=force)
     print(format_tables(summary))
