@@ -3,8 +3,8 @@
     sdlab train recipes/organism/sdpo_solution.yaml steps=60 --force
     accelerate launch --config_file recipes/accelerate/zero3.yaml -m sdlab.cli train recipes/models/qwen3-8b/sdpo.yaml
 
-This module only orchestrates: the trainers come from `sdlab.sdpo` (TRL's GRPOTrainer for the
-GRPO baseline, sdlab's SDPOTrainer subclass for self-distillation) and `sdlab.sft` (TRL's
+This module only orchestrates: the trainers come from `sdlab.grpo` (TRL's GRPOTrainer, the
+baseline), `sdlab.sdpo` (sdlab's subclass of TRL's SDPOTrainer) and `sdlab.sft` (TRL's
 SFTTrainer); the per-step epistemic metrics from `sdlab.callbacks.EpistemicMonitor`.
 
 Run directory: `config.yaml` (resolved), `versions.json`, `metrics.jsonl` (one row per logged
@@ -19,8 +19,8 @@ import logging
 import math
 import os
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
@@ -314,8 +314,8 @@ def run_training(
 
     run_dir = prepare_run_dir(config.output_dir, force=force, resume=resume)
     checkpoint = check_resumable(run_dir, config) if resume else None
-    if checkpoint is not None:
-        truncate_step_logs(run_dir, after_step=checkpoint_step(checkpoint))
+    if resume:
+        truncate_step_logs(run_dir, after_step=checkpoint_step(checkpoint) if checkpoint else 0)
     write_run_header(run_dir, config)
     set_seed(config.seed)
     if config.method == "sft" and config.sft.collect is not None and not Path(config.sft.dataset).is_file():
