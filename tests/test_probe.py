@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -358,3 +359,11 @@ def test_cli_reports_an_unknown_context_on_one_line_and_writes_nothing(tiny_mode
     assert result.returncode == 2, result.stderr
     assert "unknown context 'hints'; allowed: none, solution, solution_nothink, regenerated, partial:F" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "recipes" / "probe").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_probe_recipes_validate(recipe):
+    from sdlab.config import load_config
+
+    config = load_config(ProbeConfig, recipe, ["n=4"])
+    assert config.n == 4 and config.band[1] <= config.n

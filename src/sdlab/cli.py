@@ -157,7 +157,7 @@ def eval_command(
 
 @app.command()
 def probe(
-    recipe: Path = typer.Argument(None, help="Optional probe recipe (recipes/organism/probe.yaml); options below override it."),
+    recipe: Path = typer.Argument(None, help="Optional probe recipe (recipes/probe/organism.yaml); options below override it."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. alpha=1.0 entropy_under=model"),
     model: str = typer.Option(None, "--model", help="Model directory, hub id or `organism`."),
     data: str = typer.Option(None, "--data", help="Problems: parquet/JSONL path, datasets dir or organism:FAMILY:N."),
