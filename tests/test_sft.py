@@ -109,3 +109,19 @@ def test_sft_dataset_rejects_rows_without_an_assistant_turn(tmp_path):
     path.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
     with pytest.raises(SdlabError, match="line 1"):
         load_sft_dataset(path)
+
+
+def test_sdlab_train_runs_sft_on_collected_traces(tmp_path, tiny_model_dir):
+    from sdlab.train import run_training
+    from sdlab.train_config import load_train_config
+
+    traces = tmp_path / "d_ug.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"What is {i}+{i}?"}, {"role": "assistant", "content": f"<think>wait</think>\\boxed{{{2 * i}}}"}]} for i in range(8)]
+    traces.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    overrides = ["method=sft", f"model={tiny_model_dir}", f"output_dir={out}", f"sft.dataset={traces}", "steps=50", "sft.epochs=1", "batch=4", "lr=1e-3", "save_steps=1"]
+    summary = run_training(load_train_config(None, overrides))
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert summary["steps"] == 2 == len(metrics)  # one epoch of 8 examples at 4 per step, before `steps`
+    assert metrics[0]["loss"] > metrics[-1]["loss"] > 0
+    assert (out / "checkpoint-2" / "model.safetensors").is_file() and (out / "model" / "model.safetensors").is_file()
