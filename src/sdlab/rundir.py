@@ -63,6 +63,12 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object from `path`, or {} when the file does not exist yet."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write atomically (temp file + rename) so an interrupted write never leaves half a file."""
     path = Path(path)
