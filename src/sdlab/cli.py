@@ -264,6 +264,24 @@ def report(
     print(f"{path} (data: {path.parent / 'report_data'})")
 
 
+@app.command()
+def demo(
+    overrides: list[str] = typer.Argument(None, help="key=value overrides of the demo recipe, e.g. out=runs/demo2 seed=1"),
+    recipe: Path = typer.Option(None, "--recipe", help="Demo recipe (default: recipes/demo.yaml)."),
+    force: bool = typer.Option(False, "--force", help="Start the demo directory over instead of resuming it."),
+) -> None:
+    """The main job: build the organism, probe contexts, train GRPO and SDPO at equal budget,
+    evaluate in and out of distribution, and write one HTML report. Rerun to resume."""
+    import logging
+
+    from sdlab.demo import load_demo_config, run_demo
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    config = load_demo_config(recipe, overrides or [])
+    report_path = run_demo(config, force=force, say=lambda text: console.print(f"[bold cyan]demo[/] {text}", highlight=False))
+    print(f"report: {report_path}")
+
+
 organism_app = typer.Typer(help="The model organism: a tiny reasoning model pretrained on CPU in minutes (docs/organism.md).", no_args_is_help=True)
 app.add_typer(organism_app, name="organism")
 
