@@ -69,6 +69,7 @@ class ProbeConfig(StrictModel):
     entropy_under: Literal["sampling", "model"] = "sampling"  # score samples under q (T, top-k, top-p) or raw p
     enable_thinking: bool | None = None
     backend: Literal["auto", "transformers", "vllm"] = "auto"
+    vllm_gpu_memory: float = Field(0.5, gt=0, lt=1)  # vLLM's share of the GPU: scoring needs the rest for its copy of the model
     batch_size: PositiveInt = 8  # prompts per generation call (x n samples)
     score_batch_size: PositiveInt = 8  # responses per scoring forward pass
     heatmap_responses: int = Field(3, ge=0)
@@ -154,7 +155,7 @@ def run_probe(config: ProbeConfig, *, force: bool = False) -> dict:
         raise SdlabError(f"{config.data}: no problems to probe")
     model, tokenizer = load_model_and_tokenizer(config.model, dtype=config.dtype, device=config.device)
     base = [render(tokenizer, p.messages, enable_thinking=config.enable_thinking) for p in problems]
-    generator = make_generator(model, tokenizer, backend=config.backend, batch_size=config.batch_size, show_progress=True)
+    generator = make_generator(model, tokenizer, backend=config.backend, batch_size=config.batch_size, show_progress=True, gpu_memory_utilization=config.vllm_gpu_memory)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -16,12 +16,14 @@ STUDY_TABLE_1 = {  # REFERENCE.md, Table 1 (DeepSeek-R1-Distill-Qwen-7B): score,
 }
 
 
-def pm(value: dict | tuple, digits: int = 2) -> str:
-    """{"mean", "se"} or (mean, se) -> "0.30 ± 0.04"; a NaN SE (one problem) is left out."""
+def pm(value: dict | tuple, digits: int = 2, style: str = "f") -> str:
+    """{"mean", "se"} or (mean, se) -> "0.30 ± 0.04" (style "g": significant digits, for
+    small numbers such as per-token divergences); a NaN SE (one problem) is left out."""
     mean, se = (value["mean"], value["se"]) if isinstance(value, dict) else value
     if mean is None or math.isnan(mean):
         return "n/a"
-    return f"{mean:,.{digits}f}" if se is None or math.isnan(se) else f"{mean:,.{digits}f} ± {se:,.{digits}f}"
+    spec = f",.{digits}{style}"
+    return format(mean, spec) if se is None or math.isnan(se) else f"{format(mean, spec)} ± {format(se, spec)}"
 
 
 def format_tables(summary: dict) -> str:
@@ -54,7 +56,7 @@ def format_tables(summary: dict) -> str:
         split = row["divergence"]
         lines.append(
             f"| {name} | {pm(row['entropy_context'])} | {pm(row['gap'])} | {pm(row['gap_per_token'], 3)} | "
-            f"{pm((split['mean'], split['mean_se']), 4)} | {pm((split['ratio'], split['ratio_se']))} | "
+            f"{pm((split['mean'], split['mean_se']), 3, 'g')} | {pm((split['ratio'], split['ratio_se']))} | "
             f"{pm((split['marker_share'], split['marker_share_se']), 3)} | {split['marker_tokens']} | {row.get('truncated_prompts', 0)} |"
         )
     return "\n".join(lines)
