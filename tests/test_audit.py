@@ -96,14 +96,14 @@ def test_real_trainer_batch_is_aligned(tiny_model_dir, tmp_path, tokenizer):
 
     args = SdlabSDPOConfig(
         output_dir=str(tmp_path), report_to="none", use_cpu=True, bf16=False, gradient_checkpointing=False,
-        per_device_train_batch_size=8, num_generations=8, max_completion_length=8, max_steps=1, show_teacher=8,
+        per_device_train_batch_size=8, num_generations=8, max_completion_length=8, max_steps=1, show_teacher=8, audit_dir=str(tmp_path / "run"),
     )
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": QUESTION}], "answer": "5"}])
     trainer = SdlabSDPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=data, processing_class=tokenizer)
     trainer.model.train()
     batch = trainer._prepare_training_batch([data[0]] * 8)
     assert batch["self_distillation_mask"].sum() > 0
-    records = [json.loads(line) for line in (tmp_path / "teacher_audit.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "run" / "teacher_audit.jsonl").read_text().splitlines()]
     assert len(records) == 8
     assert all(r["ok"] for r in records), [r["problems"] for r in records]
     assert all(r["checks"]["response_aligned"] and r["checks"]["think_boundary_same"] and r["checks"]["question_intact_student"] for r in records)

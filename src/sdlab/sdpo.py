@@ -98,6 +98,7 @@ class SdlabSDPOConfig(SDPOConfig):
     distillation_chunk_tokens: int = field(default=512, metadata={"help": "Positions per checkpointed chunk of the full-vocabulary divergence."})
     show_teacher: int = field(default=2, metadata={"help": "Samples per generation batch written to teacher_audit.jsonl/.txt (0: none)."})
     show_teacher_steps: int = field(default=1, metadata={"help": "How many generation batches are audited."})
+    audit_dir: str | None = field(default=None, metadata={"help": "Where teacher_audit.jsonl/.txt go (default: output_dir)."})
     monitor_entropy: bool = field(default=True, metadata={"help": "Compute student/teacher per-token entropy for EpistemicMonitor."})
     teacher_model_kind: str = "base"
     distillation_mode: str = "topk_logits"
@@ -318,7 +319,7 @@ class SdlabSDPOTrainer(SDPOTrainer):
         self._audited_batches += 1
         sd_mask = batch["self_distillation_mask"]
         order = sorted(range(len(inputs)), key=lambda i: -float(sd_mask[i]))[: self.args.show_teacher]  # active rows first
-        out = Path(self.args.output_dir)
+        out = Path(self.args.audit_dir or self.args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         for i in order:
             prompt = inputs[i]["prompt"]
@@ -402,6 +403,7 @@ def build_sdpo_trainer(
     is_clip: float | None | str = "default",
     max_teacher_prompt_length: int | None = None,
     show_teacher: int | None = None,
+    audit_dir: str | Path | None = None,
     reduction: str | None = None,
 ) -> SdlabSDPOTrainer:
     """Self-distillation from a saved model directory `model` (the fixed/EMA teacher is rebuilt from it).
@@ -411,13 +413,14 @@ def build_sdpo_trainer(
     teacher -> teacher_model_kind ('fixed' | 'ema'), ema_rate -> teacher_update_rate,
     distillation -> distillation_mode ('full' | 'topk' | 'sampled'), topk, tail -> distillation_add_tail,
     alpha, success_threshold, grpo_blend -> 1 - distillation_weight, is_clip -> distillation_is_clip
-    ("default": 2.0; None: off), max_teacher_prompt_length -> max_reprompt_len, reduction -> distillation_reduction.
+    ("default": 2.0; None: off), max_teacher_prompt_length -> max_reprompt_len, show_teacher / audit_dir
+    (teacher_audit.jsonl/.txt; default output_dir), reduction -> distillation_reduction.
     """
     settings = {
         "context": context, "teacher_model_kind": teacher, "teacher_update_rate": ema_rate, "distillation_mode": distillation,
         "distillation_topk": topk, "distillation_add_tail": tail, "distillation_alpha": alpha, "success_reward_threshold": success_threshold,
         "distillation_weight": None if grpo_blend is None else 1.0 - grpo_blend, "max_reprompt_len": max_teacher_prompt_length,
-        "show_teacher": show_teacher, "distillation_reduction": reduction,
+        "show_teacher": show_teacher, "audit_dir": None if audit_dir is None else str(audit_dir), "distillation_reduction": reduction,
     }
     settings = {key: value for key, value in settings.items() if value is not None}
     if is_clip != "default":
