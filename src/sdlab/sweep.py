@@ -217,13 +217,13 @@ def validate_sweep(config: SweepConfig) -> list[tuple[Cell, TrainConfig]]:
 
 def cell_status(cell_dir: Path, *, needs_final_eval: bool) -> str:
     """done | evaluate (trained, final eval missing) | resume (has a checkpoint) | start."""
-    from sdlab.train import last_checkpoint
-
     if (cell_dir / "summary.json").exists():
         if needs_final_eval and not final_eval_complete(cell_dir):
             return "evaluate"
         return "done"
-    return "resume" if last_checkpoint(cell_dir) is not None else "start"
+    # the directories `sdlab.train.last_checkpoint` picks from (without importing transformers)
+    checkpoints = [p for p in cell_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
+    return "resume" if checkpoints else "start"
 
 
 def final_eval_complete(cell_dir: Path) -> bool:

@@ -1,0 +1,357 @@
+"""`sdlab report`: one self-contained HTML page (figures inline as PNG, no external assets)
+from run, sweep, probe and evaluation directories, with every number also as CSV.
+
+    sdlab report runs/sweeps/coverage runs/probe --out runs/report.html
+
+Inputs are recognised by the files they hold: a sweep (`sweep.yaml`), a training run
+(`config.yaml` + `metrics.jsonl` or `summary.json`), a probe (`probe.json`), an evaluation
+(`metrics.json`, from `sdlab eval`); any other directory is searched (three levels deep) for
+those, so a demo directory holding several of them works as one input. Sections whose inputs
+are absent say which input they need. Numbers go to `report_data/*.csv` beside the HTML.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import fmean
+from typing import Any
+
+from sdlab import SdlabError
+from sdlab.rundir import read_jsonl
+from sdlab.sweep_results import write_csv
+
+logger = logging.getLogger(__name__)
+
+TRAINING_PANELS = {"score (reward)": "reward_mean", "response tokens": "response_tokens_mean", "epistemic markers per response": "markers_per_response", "loss": "loss"}
+STUDY_SFT = "The study (DeepSeek-R1-Distill-Qwen-7B, AIME24): base 54.79, SFT on D_ug 51.04, SFT on D_sg 20.21."
+
+
+@dataclass
+class Inputs:
+    sweeps: list[Path] = field(default_factory=list)
+    runs: list[Path] = field(default_factory=list)
+    probes: list[Path] = field(default_factory=list)
+    evals: list[Path] = field(default_factory=list)
+
+    def all(self) -> list[tuple[str, Path]]:
+        return [(kind, path) for kind in ("sweeps", "runs", "probes", "evals") for path in getattr(self, kind)]
+
+
+def kind_of(path: Path) -> str | None:
+    if (path / "sweep.yaml").is_file():
+        return "sweeps"
+    if (path / "probe.json").is_file():
+        return "probes"
+    if (path / "config.yaml").is_file() and ((path / "metrics.jsonl").is_file() or (path / "summary.json").is_file()):
+        return "runs"
+    if (path / "metrics.json").is_file():
+        return "evals"
+    return None
+
+
+def detect_inputs(paths: list[str | Path], *, depth: int = 3) -> Inputs:
+    """Classify each directory (searching sub-directories of unrecognised ones)."""
+    inputs = Inputs()
+
+    def visit(path: Path, level: int) -> None:
+        kind = kind_of(path)
+        if kind is not None:
+            getattr(inputs, kind).append(path)
+        elif level < depth:
+            for child in sorted(p for p in path.iterdir() if p.is_dir()):
+                visit(child, level + 1)
+
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise SdlabError(f"{path}: not a directory; give run, sweep, probe or evaluation directories")
+        visit(path, 0)
+    if not inputs.all():
+        raise SdlabError(f"{', '.join(map(str, paths))}: no run (metrics.jsonl), sweep (sweep.yaml), probe (probe.json) or evaluation (metrics.json) found")
+    return inputs
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return html.escape(str(value))
+
+
+def fmt_ci(row: dict[str, Any], column: str, digits: int = 3) -> str:
+    mean, low, high = row.get(f"{column}_mean"), row.get(f"{column}_ci_low"), row.get(f"{column}_ci_high")
+    interval = f" [{fmt(low, digits)}, {fmt(high, digits)}]" if low is not None and high is not None else ""
+    return fmt(mean, digits) + interval
+
+
+def table(columns: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def image(uri: str, alt: str) -> str:
+    return f'<img src="{uri}" alt="{html.escape(alt)}">'
+
+
+def missing(text: str) -> str:
+    return f'<p class="missing">{html.escape(text)}</p>'
+
+
+def slug(path: Path) -> str:
+    return "_".join(path.resolve().parts[-2:]).replace(" ", "-")
+
+
+# ---------------------------------------------------------------- per-input data
+
+
+@dataclass
+class SweepData:
+    path: Path
+    results: dict[str, Any]
+
+    @property
+    def group_by(self) -> list[str]:
+        return [a for a in self.results["axes"] if a not in self.results["aggregate_over"]]
+
+    def label(self, levels: dict[str, Any], *, without: tuple[str, ...] = ()) -> str:
+        parts = [f"{a}={levels[a]}" for a in self.group_by if a not in without]
+        return ", ".join(parts) or self.results["name"]
+
+    def groups(self) -> dict[str, list[dict[str, Any]]]:
+        """Group label -> the cell records averaged into it."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for record in self.results["cells"]:
+            out.setdefault(self.label(record["levels"]), []).append(record)
+        return out
+
+
+def load_sweep_data(path: Path) -> SweepData:
+    from sdlab.sweep_results import collect_results
+
+    return SweepData(path, collect_results(path))
+
+
+def run_final_eval(run: Path) -> dict[str, dict[str, Any]]:
+    """A run's final evaluation: `final_eval/metrics.json`, else its last periodic evaluation."""
+    final = run / "final_eval" / "metrics.json"
+    if final.is_file():
+        return json.loads(final.read_text())
+    rows = read_jsonl(run / "eval.jsonl")
+    last = max((r["step"] for r in rows), default=None)
+    return {r["dataset"]: r for r in rows if r["step"] == last}
+
+
+def mean_by_step(runs: list[list[dict[str, Any]]], key: str) -> list[tuple[float, float | None]]:
+    steps: dict[int, list[float]] = {}
+    for rows in runs:
+        for row in rows:
+            if row.get(key) is not None:
+                steps.setdefault(row["step"], []).append(row[key])
+    return [(step, fmean(values)) for step, values in sorted(steps.items())]
+
+
+# ---------------------------------------------------------------- sections
+
+Section = tuple[str, str, str]  # (anchor, heading, html)
+CsvSink = Callable[[str, list[dict[str, Any]]], str]  # (name, rows) -> relative path written
+
+
+def training_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> str:
+    from sdlab.plots import line_panels
+
+    parts = []
+    for run in inputs.runs:
+        rows = read_jsonl(run / "metrics.jsonl")
+        summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").is_file() else {}
+        warning = summary.get("early_warning_step", rows[-1].get("early_warning_step") if rows else None)
+        if not rows:
+            parts.append(missing(f"{run}: no metrics.jsonl rows yet."))
+            continue
+        panels = {title: {run.name: [(r["step"], r.get(key)) for r in rows]} for title, key in TRAINING_PANELS.items()}
+        csv = save(f"training_{slug(run)}", [{"step": r["step"], **{k: r.get(k) for k in (*TRAINING_PANELS.values(), "markers_per_1k_tokens", "early_warning_step")}} for r in rows])
+        note = f"early-warning step {warning} (marker density fell below half its start)" if warning is not None else "no early warning (marker density never fell below half its start)"
+        parts.append(f"<h3>{html.escape(str(run))}</h3><p>{note}. Data: <code>{csv}</code></p>" + image(line_panels(panels, xlabel="step", markers={run.name: warning}), f"training dynamics of {run}"))
+    for sweep in sweeps:
+        groups = sweep.groups()
+        panels = {title: {label: mean_by_step([c["training"] for c in cells], key) for label, cells in groups.items()} for title, key in TRAINING_PANELS.items()}
+        warnings = {label: min((c["row"]["early_warning_step"] for c in cells if c["row"]["early_warning_step"] is not None), default=None) for label, cells in groups.items()}
+        csv = save(f"training_{slug(sweep.path)}", [{"group": label, "step": step, **{key: dict(panels[title][label]).get(step) for title, key in TRAINING_PANELS.items()}}
+                                                   for label in groups for step, _ in panels["score (reward)"][label]])
+        shown = ", ".join(f"{label}: {step}" for label, step in warnings.items() if step is not None) or "none"
+        parts.append(f"<h3>sweep {html.escape(sweep.results['name'])} ({html.escape(str(sweep.path))})</h3><p>Mean over {', '.join(sweep.results['aggregate_over'])} per group; "
+                     f"dashed lines: earliest early-warning step per group ({html.escape(shown)}). Data: <code>{csv}</code></p>"
+                     + image(line_panels(panels, xlabel="step", markers=warnings), f"training dynamics of sweep {sweep.results['name']}"))
+    return "".join(parts) or missing("No training run or sweep among the inputs: give a `sdlab train` output_dir or a sweep directory.")
+
+
+def probe_section(inputs: Inputs, save: CsvSink) -> str:
+    from sdlab.probe_report import pm
+
+    parts = []
+    for probe in inputs.probes:
+        summary = json.loads((probe / "probe.json").read_text())
+        rows, records = [], []
+        for name, entry in summary["contexts"].items():
+            divergence = entry.get("divergence") or {}
+            rows.append([html.escape(name), pm(entry["score"]), pm(entry["response_tokens"], 1), pm(entry["markers_paper"]),
+                         pm(entry["entropy_context"]) if "entropy_context" in entry else pm(entry["entropy"]) + " (H(y|x))",
+                         pm(entry["gap"]) if "gap" in entry else "0", pm(entry["gap_per_token"], 3) if "gap" in entry else "0",
+                         fmt(divergence.get("mean"), 4), fmt(divergence.get("ratio"), 2)])
+            records.append({"context": name, **{f"{key}_{part}": (entry.get(key) or {}).get(part) for key in ("score", "response_tokens", "markers_paper", "markers_word", "gap", "gap_per_token") for part in ("mean", "se")},
+                            "divergence_mean": divergence.get("mean"), "divergence_marker_ratio": divergence.get("ratio")})
+        csv = save(f"probe_{slug(probe)}", records)
+        problems = summary["problems"]
+        parts.append(f"<h3>{html.escape(str(probe))}</h3><p>{problems['selected']} problems of {problems['tried']} tried "
+                     f"(unguided solve count {problems['band'][0]} to {problems['band'][1]}); mean ± standard error over problems; "
+                     f"nats, {html.escape(summary['estimator']['divergence'])}. Data: <code>{csv}</code></p>"
+                     + table(["context", "score", "response tokens", "epistemic words", "H(y|x,c)", "information gap", "gap per token", "divergence per token", "marker / other"], rows))
+    return "".join(parts) or missing("No probe among the inputs: give a `sdlab probe --out` directory (probe.json).")
+
+
+def results_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> str:
+    from sdlab.plots import interval_bars
+
+    parts = []
+    for sweep in sweeps:
+        rows = sweep.results["aggregate"]
+        csv = save(f"results_{slug(sweep.path)}", rows)
+        labels = [sweep.label(r) for r in rows]
+        body = [[html.escape(label), f"{r['finished']}/{r['n']}", fmt(r.get("id_dataset")), fmt_ci(r, "id_avg@k"), fmt_ci(r, "ood_avg@k"), fmt_ci(r, "id_pass@k"),
+                 fmt_ci(r, "train_response_tokens_mean", 1), fmt_ci(r, "train_markers_per_response", 2)] for label, r in zip(labels, rows)]
+        bands = {role: [(r.get(f"{role.lower()}_avg@k_mean"), r.get(f"{role.lower()}_avg@k_ci_low"), r.get(f"{role.lower()}_avg@k_ci_high")) for r in rows] for role in ("ID", "OOD")}
+        shared = sweep.results.get("shared", {})
+        matched = ", ".join(f"{k}={shared[k]}" for k in ("steps", "batch", "rollouts", "eval.k", "eval.limit") if k in shared)
+        parts.append(f"<h3>sweep {html.escape(sweep.results['name'])}</h3><p>Final avg@k, mean [95% interval] over {', '.join(sweep.results['aggregate_over'])}; "
+                     f"OOD = mean over the non-ID evaluation sets. Matched settings: {html.escape(matched)}. Data: <code>{csv}</code></p>"
+                     + table(["group", "finished", "ID set", "ID avg@k", "OOD avg@k", "ID pass@k", "response tokens", "markers"], body)
+                     + image(interval_bars(labels, bands, ylabel="avg@k"), f"ID and OOD accuracy of sweep {sweep.results['name']}"))
+    for path, metrics in [(p, json.loads((p / "metrics.json").read_text())) for p in inputs.evals] + [(p, run_final_eval(p)) for p in inputs.runs]:
+        if not metrics:
+            continue
+        records = [{"dataset": name, **{k: m.get(k) for k in ("avg@k", "pass@k", "mean_response_tokens", "mean_markers_paper", "n_problems", "k")},
+                    "ci_low": (m.get("avg@k_ci95") or [None, None])[0], "ci_high": (m.get("avg@k_ci95") or [None, None])[1]} for name, m in metrics.items()]
+        csv = save(f"eval_{slug(path)}", records)
+        body = [[fmt(r["dataset"]), fmt(r["avg@k"]) + (f" [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]" if r["ci_low"] is not None else ""), fmt(r["pass@k"]),
+                 fmt(r["mean_response_tokens"], 1), fmt(r["mean_markers_paper"], 2), fmt(r["n_problems"]), fmt(r["k"])] for r in records]
+        parts.append(f"<h3>{html.escape(str(path))}</h3><p>avg@k with its 95% interval over problems. Data: <code>{csv}</code></p>"
+                     + table(["data set", "avg@k", "pass@k", "response tokens", "markers", "problems", "k"], body))
+    return "".join(parts) or missing("No evaluated sweep, run or `sdlab eval` directory among the inputs.")
+
+
+def coverage_section(sweeps: list[SweepData], save: CsvSink) -> str:
+    from sdlab.plots import interval_lines
+
+    parts = []
+    for sweep in (s for s in sweeps if "coverage" in s.group_by):
+        records, panels = [], {"ID": {}, "OOD": {}}
+        for row in sweep.results["aggregate"]:
+            series, x = sweep.label(row, without=("coverage",)), row.get("distinct_train_problems_mean")
+            for role in ("ID", "OOD"):
+                band = tuple(row.get(f"{role.lower()}_avg@k_{part}") for part in ("mean", "ci_low", "ci_high"))
+                if x is not None:
+                    panels[role].setdefault(series, []).append((x, band))
+            records.append({"series": series, "coverage": row["coverage"], "distinct_problems": x, **{f"{r}_avg@k_{p}": row.get(f"{r}_avg@k_{p}") for r in ("id", "ood") for p in ("mean", "ci_low", "ci_high")}})
+        csv = save(f"coverage_{slug(sweep.path)}", records)
+        parts.append(f"<h3>sweep {html.escape(sweep.results['name'])}</h3><p>Final avg@k vs distinct training problems (log scale), mean and 95% interval over seeds. Data: <code>{csv}</code></p>"
+                     + image(interval_lines(panels, xlabel="distinct training problems", ylabel="avg@k", log_x=True), "coverage plot"))
+    return "".join(parts) or missing("No sweep with a `coverage` axis among the inputs: give e.g. the output of `sdlab sweep recipes/sweeps/coverage.yaml`.")
+
+
+def pass_at_k_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> str:
+    from sdlab.plots import line_panels
+
+    curves: dict[str, dict[str, list[float]]] = {}  # panel -> label -> curve
+    for sweep in sweeps:
+        for label, cells in sweep.groups().items():
+            for role in ("ID", "OOD"):
+                per_cell = []
+                for cell in cells:
+                    ids = cell["row"]["id_dataset"]
+                    chosen = [c for name, c in cell["pass_curves"].items() if (name == ids) == (role == "ID")]
+                    if chosen:
+                        per_cell.append([fmean(values) for values in zip(*chosen)])
+                if per_cell:
+                    curves.setdefault(f"{sweep.results['name']}: {role}", {})[label] = [fmean(v) for v in zip(*per_cell)]
+    for path, metrics in [(p, json.loads((p / "metrics.json").read_text())) for p in inputs.evals] + [(p, run_final_eval(p)) for p in inputs.runs]:
+        for name, m in metrics.items():
+            if m.get("pass_curve"):
+                curves.setdefault(name, {})[path.name] = m["pass_curve"]
+    if not curves:
+        return missing("No pass@k curves: give an evaluated sweep (final_eval), run or `sdlab eval` directory.")
+    csv = save("pass_at_k", [{"panel": panel, "label": label, "k": k, "pass@k": v} for panel, lines in curves.items() for label, curve in lines.items() for k, v in enumerate(curve, 1)])
+    panels = {panel: {label: list(enumerate(curve, 1)) for label, curve in lines.items()} for panel, lines in curves.items()}
+    return f"<p>Unbiased pass@k for k = 1 .. k samples (mean over problems; sweeps: over seeds too). Data: <code>{csv}</code></p>" + "".join(
+        image(line_panels(dict(list(panels.items())[i : i + 3]), xlabel="k"), "pass@k curves") for i in range(0, len(panels), 3))
+
+
+def sft_section(sweeps: list[SweepData], save: CsvSink) -> str:
+    from sdlab.evaluate import mean_and_ci95
+
+    parts = []
+    for sweep in sweeps:
+        sft_rows = [r for r in sweep.results["aggregate"] if r.get("method") == "sft"]
+        if not sft_rows:
+            continue
+        cells = [c["row"] for c in sweep.results["cells"] if c["row"].get("method") == "sft"]
+        records = []
+        base = {role: [c[f"base_{role}_avg@k"] for c in cells if c.get(f"base_{role}_avg@k") is not None] for role in ("id", "ood")}
+        row = {"model": "base (step-0 evaluation)"}
+        for role, values in base.items():
+            mean, low, high = mean_and_ci95(values) if values else (None, None, None)
+            row.update({f"{role}_avg@k_mean": mean, f"{role}_avg@k_ci_low": None if low != low else low, f"{role}_avg@k_ci_high": None if high != high else high})
+        records.append(row)
+        records += [{"model": "SFT " + sweep.label(r, without=("method",)), **{f"{role}_avg@k_{p}": r.get(f"{role}_avg@k_{p}") for role in ("id", "ood") for p in ("mean", "ci_low", "ci_high")}} for r in sft_rows]
+        csv = save(f"sft_{slug(sweep.path)}", records)
+        parts.append(f"<h3>sweep {html.escape(sweep.results['name'])}</h3><p>avg@k, mean [95% interval] over seeds. {html.escape(STUDY_SFT)} Data: <code>{csv}</code></p>"
+                     + table(["model", "ID avg@k", "OOD avg@k"], [[html.escape(r["model"]), fmt_ci(r, "id_avg@k"), fmt_ci(r, "ood_avg@k")] for r in records]))
+    return "".join(parts) or missing("No SFT sweep among the inputs: give the output of `sdlab sweep recipes/sweeps/offpolicy.yaml`.")
+
+
+# ---------------------------------------------------------------- the page
+
+STYLE = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
+img{max-width:100%;display:block;margin:.5em 0}.missing{color:#a60;font-style:italic}code{background:#f5f5f5;padding:0 3px}"""
+
+
+def build_report(paths: list[str | Path], out: str | Path) -> Path:
+    """Write `out` (HTML) and `report_data/*.csv` beside it; returns the HTML path."""
+    inputs = detect_inputs(paths)
+    out = Path(out)
+    data_dir = out.parent / "report_data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    def save(name: str, rows: list[dict[str, Any]]) -> str:
+        if rows:
+            write_csv(data_dir / f"{name}.csv", rows)
+        return f"report_data/{name}.csv"
+
+    sweeps = [load_sweep_data(path) for path in inputs.sweeps]
+    sections: list[Section] = [
+        ("training", "Training dynamics", training_section(inputs, sweeps, save)),
+        ("probe", "Context-richness probe (Table 1) and information gap", probe_section(inputs, save)),
+        ("results", "ID and OOD results", results_section(inputs, sweeps, save)),
+        ("coverage", "Coverage: accuracy vs distinct training problems", coverage_section(sweeps, save)),
+        ("passk", "pass@k curves", pass_at_k_section(inputs, sweeps, save)),
+        ("sft", "Off-policy SFT: base, D_ug, D_sg", sft_section(sweeps, save)),
+    ]
+    listed = "".join(f"<li>{kind[:-1]}: <code>{html.escape(str(path))}</code></li>" for kind, path in inputs.all())
+    toc = "".join(f'<li><a href="#{anchor}">{html.escape(heading)}</a></li>' for anchor, heading, _ in sections)
+    body = "".join(f'<h2 id="{anchor}">{html.escape(heading)}</h2>{content}' for anchor, heading, content in sections)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>sdlab report</title><style>{STYLE}</style></head><body>'
+            f"<h1>sdlab report</h1><p>Generated {stamp}.</p><h2 id=\"inputs\">Inputs</h2><ul>{listed}</ul><ul>{toc}</ul>{body}</body></html>")
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(page)
+    tmp.replace(out)
+    return out

@@ -1,0 +1,149 @@
+"""`sdlab report` on real outputs of the tiny model (a training run, a GRPO/SDPO coverage sweep
+with final evaluation, an SFT sweep, an evaluation and a probe), checked as data and as the
+page headless Chromium renders."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sdlab import SdlabError
+from sdlab.report import build_report, detect_inputs
+from tests.test_train import distinct_characters
+
+CHROMIUM = Path("/usr/bin/chromium")
+HEADINGS = ("Training dynamics", "Context-richness probe (Table 1) and information gap", "ID and OOD results",
+            "Coverage: accuracy vs distinct training problems", "pass@k curves", "Off-policy SFT: base, D_ug, D_sg")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """A demo directory holding one of each input kind, made by the real commands (about 30 s)."""
+    from sdlab.evaluate import EvalConfig, run_eval
+    from sdlab.probe import ProbeConfig, run_probe
+    from sdlab.sweep import load_sweep, run_sweep
+    from sdlab.train import run_training
+    from sdlab.train_config import load_train_config
+
+    root = tmp_path_factory.mktemp("report")
+    demo = root / "demo"
+    problems = write_jsonl(root / "problems.jsonl", [{"id": f"p{i}", "question": f"What is {i} + {i}? Put the answer in \\boxed{{}}.", "answer": str(2 * i),
+                                                     "solution": f"<think>\nWait, {i} + {i} = {2 * i}; check.\n</think>\n\n\\boxed{{{2 * i}}}"} for i in range(8)])
+    ood = write_jsonl(root / "ood.jsonl", [{"id": f"q{i}", "question": f"What is {i} * 3?", "answer": str(3 * i)} for i in range(4)])
+    tiny = {"model": str(tiny_model_dir), "steps": 2, "batch": 2, "rollouts": 2, "max_completion_length": 6, "save_steps": 2, "lr": 1e-2,
+            "data": {"train": str(problems)}, "eval": {"every": 1, "sources": [str(problems), str(ood)], "limit": 2, "k": 2, "max_new_tokens": 4}}
+    recipe = root / "grpo.yaml"
+    recipe.write_text(yaml.safe_dump({"method": "grpo", "output_dir": str(demo / "grpo_run"), **tiny}))
+    run_training(load_train_config(recipe), reward_funcs=distinct_characters)
+
+    final_eval = {"k": 4, "limit": 2, "max_new_tokens": 4}
+    coverage = root / "coverage.yaml"
+    coverage.write_text(yaml.safe_dump({"name": "coverage", "output_dir": str(demo / "coverage"), "base": tiny, "final_eval": final_eval,
+                                        "grid": {"method": ["grpo", "sdpo"], "coverage": {"1x4": {"data.train": "organism:linmod:1x4"}, "4": {"data.train": "organism:linmod:4"}}, "seed": [0, 1]}}, sort_keys=False))
+    run_sweep(load_sweep(coverage, ["steps=1", "eval.every=0"]), reward_funcs=distinct_characters)
+
+    traces = {mode: write_jsonl(root / f"{mode}.jsonl", [{"messages": [{"role": "user", "content": f"What is {i} + {i}?"}, {"role": "assistant", "content": f"{'wait, ' * (mode == 'd_ug')}\\boxed{{{2 * i}}}"}]} for i in range(4)])
+              for mode in ("d_ug", "d_sg")}
+    offpolicy = root / "offpolicy.yaml"
+    offpolicy.write_text(yaml.safe_dump({"name": "offpolicy", "output_dir": str(demo / "offpolicy"), "base": {**tiny, "method": "sft", "sft": {"dataset": str(traces["d_ug"]), "max_length": 64}},
+                                         "grid": {"sft_data": {name: {"sft.dataset": str(path)} for name, path in traces.items()}, "seed": [0, 1]}}, sort_keys=False))
+    run_sweep(load_sweep(offpolicy))
+
+    run_eval(EvalConfig(model=str(tiny_model_dir), data=[str(problems), str(ood)], k=4, out=str(demo / "eval_base"), max_new_tokens=4, batch_size=4, backend="transformers"))
+    run_probe(ProbeConfig(model=str(tiny_model_dir), data=str(problems), out=str(demo / "probe"), n=2, band=(0, 2), limit_problems=2, max_new_tokens=6, backend="transformers", seed=0))
+    return demo
+
+
+@pytest.fixture(scope="module")
+def report(demo_dir) -> Path:
+    return build_report([demo_dir], demo_dir.parent / "out" / "report.html")
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_inputs_are_recognised_by_their_files(demo_dir, tmp_path):
+    inputs = detect_inputs([demo_dir])
+    assert [p.name for p in inputs.runs] == ["grpo_run"] and [p.name for p in inputs.sweeps] == ["coverage", "offpolicy"]
+    assert [p.name for p in inputs.evals] == ["eval_base"] and [p.name for p in inputs.probes] == ["probe"]
+    with pytest.raises(SdlabError, match="no run .* found"):
+        detect_inputs([tmp_path])
+
+
+def test_numbers_are_written_beside_the_html(report, demo_dir):
+    data = report.parent / "report_data"
+    names = sorted(p.name for p in data.iterdir())
+    assert "pass_at_k.csv" in names and any(n.startswith("coverage_") for n in names) and any(n.startswith("sft_") for n in names)
+    assert any(n.startswith("probe_") for n in names) and any(n.startswith("training_") and "grpo_run" in n for n in names)
+    evals = read_csv(next(data.glob("eval_*eval_base.csv")))
+    metrics = json.loads((demo_dir / "eval_base" / "metrics.json").read_text())
+    assert [r["dataset"] for r in evals] == ["problems", "ood"] and float(evals[0]["pass@k"]) == pytest.approx(metrics["problems"]["pass@k"])
+    coverage = read_csv(next(data.glob("coverage_*.csv")))
+    assert sorted((r["series"], r["distinct_problems"]) for r in coverage) == [("method=grpo", "1.0"), ("method=grpo", "4.0"), ("method=sdpo", "1.0"), ("method=sdpo", "4.0")]
+    sft = read_csv(next(data.glob("sft_*.csv")))
+    assert [r["model"] for r in sft] == ["base (step-0 evaluation)", "SFT sft_data=d_ug", "SFT sft_data=d_sg"]
+    curves = read_csv(data / "pass_at_k.csv")
+    assert {r["k"] for r in curves if r["panel"] == "coverage: ID"} == {"1", "2", "3", "4"}
+
+
+def chromium_dump(url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
+    return subprocess.run([str(CHROMIUM), *flags, *extra, url], capture_output=True, text=True, timeout=90)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium missing: `make test` installs Debian's chromium when apt works (as root)")
+def test_report_renders_in_headless_chromium(report, demo_dir, tmp_path):
+    dom = chromium_dump(report.as_uri(), tmp_path, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = dom.stdout
+    headings = re.findall(r"<h2[^>]*>(.*?)</h2>", page)
+    assert headings == ["Inputs", *[h.replace("&", "&amp;") for h in HEADINGS]]
+    assert 'class="missing"' not in page  # every section had its input
+    metrics = json.loads((demo_dir / "eval_base" / "metrics.json").read_text())
+    assert f"<td>{metrics['ood']['pass@k']:.3f}</td>" in page  # a value from the inputs, as rendered
+    probe = json.loads((demo_dir / "probe" / "probe.json").read_text())
+    assert f"<td>{list(probe['contexts'])[1]}</td>" in page
+    images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) >= 6 and not re.search(r'(src|href)="(https?:|file:|//)', page)  # nothing outside the page
+    for encoded in images:
+        png = base64.b64decode(encoded, validate=True)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+    shot = tmp_path / "shot.png"
+    result = chromium_dump(report.as_uri(), tmp_path, f"--screenshot={shot}", "--window-size=1200,2400")
+    assert result.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_inputs_leave_a_note_per_section(demo_dir, tmp_path):
+    out = build_report([demo_dir / "eval_base"], tmp_path / "report.html")
+    page = out.read_text()
+    for text in ("No training run or sweep among the inputs", "No probe among the inputs", "No sweep with a `coverage` axis", "No SFT sweep among the inputs"):
+        assert text.replace("`", "`") in page
+    assert page.count('class="missing"') == 4
+
+
+def test_cli_writes_the_report(demo_dir, tmp_path):
+    out = tmp_path / "cli" / "r.html"
+    result = subprocess.run([sys.executable, "-m", "sdlab.cli", "report", str(demo_dir / "probe"), str(demo_dir / "grpo_run"), "--out", str(out)],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "MPLBACKEND": "Agg"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.is_file() and (out.parent / "report_data").is_dir()
+    missing = subprocess.run([sys.executable, "-m", "sdlab.cli", "report", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "not a directory" in missing.stderr and "Traceback" not in missing.stderr
