@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import yaml
 
 from sdlab import SdlabError
 from sdlab.sweep import expand_grid, load_sweep, run_sweep, shared_settings, validate_sweep, varied_keys
-from sdlab.sweep_results import aggregate
+from sdlab.sweep_results import aggregate, collect_results
 from tests.conftest import REPO_ROOT, SHARED_DATA
 from tests.test_train import distinct_characters
 
@@ -132,12 +133,15 @@ def test_aggregate_gives_mean_and_student_t_interval_over_seeds():
 
 
 def tiny_sweep(tmp_path, tiny_model_dir, problems_file) -> Path:
+    recipe = tmp_path / "grpo.yaml"
+    recipe.write_text(yaml.safe_dump({"method": "grpo", "output_dir": "unused", "model": str(tiny_model_dir), "steps": 3, "batch": 2, "rollouts": 2,
+                                      "max_completion_length": 6, "save_steps": 1, "lr": 1e-2, "data": {"train": str(problems_file)},
+                                      "eval": {"every": 1, "sources": [str(problems_file)], "limit": 2, "k": 2, "max_new_tokens": 4}}))
     return write_sweep(tmp_path / "tiny.yaml", {
         "name": "tiny",
         "output_dir": str(tmp_path / "sweep"),
-        "base": {"method": "grpo", "model": str(tiny_model_dir), "steps": 2, "batch": 2, "rollouts": 2, "max_completion_length": 6,
-                 "save_steps": 1, "lr": 1e-2, "data": {"train": str(problems_file)},
-                 "eval": {"every": 1, "sources": [str(problems_file)], "limit": 2, "k": 2, "max_new_tokens": 4}},
+        "recipe": str(recipe),
+        "base": {"steps": 2},
         "grid": {"seed": [0, 1]},
         "aggregate_over": ["seed"],
     })
@@ -163,14 +167,19 @@ def test_tiny_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(tmp
     # finished cells are skipped; a cell interrupted after its first checkpoint resumes from it
     cell = sweep_dir / "cells" / "seed-1"
     first_summary = (sweep_dir / "cells" / "seed-0" / "summary.json").read_text()
-    (cell / "summary.json").unlink()
+    for done_later in ("summary.json", "model", "checkpoint-2"):  # what a crash during step 2 had not written yet
+        shutil.rmtree(cell / done_later) if (cell / done_later).is_dir() else (cell / done_later).unlink()
     seen.clear()
     results = run_sweep(load_sweep(path), reward_funcs=distinct_characters, on_cell=lambda i, n, c, status: seen.append((c.name, status)))
     assert seen == [("seed-0", "done"), ("seed-1", "resume")]
     assert (sweep_dir / "cells" / "seed-0" / "summary.json").read_text() == first_summary
-    assert json.loads((cell / "summary.json").read_text())["resumed_from"] == "checkpoint-2"
+    assert json.loads((cell / "summary.json").read_text())["resumed_from"] == "checkpoint-1"
     assert [r["status"] for r in results["rows"]] == ["done", "done"]
 
     # a changed recipe is refused rather than silently mixed with the finished cells
     with pytest.raises(SdlabError, match="cell seed-0 was started with a different recipe"):
         run_sweep(load_sweep(path, ["lr=0.5"]), reward_funcs=distinct_characters)
+
+    # the sweep directory alone is enough to collect the results (the recipe was merged into sweep.yaml)
+    (tmp_path / "grpo.yaml").unlink()
+    assert [r["steps"] for r in collect_results(sweep_dir)["rows"]] == [2, 2]

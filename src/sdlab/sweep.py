@@ -274,11 +274,12 @@ def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback
     sweep_dir = Path(config.output_dir)
     if force and sweep_dir.exists() and is_main_process():
         shutil.rmtree(sweep_dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    if is_main_process():
-        (sweep_dir / SWEEP_FILE).write_text(dump_config(config))
     for cell, train_config in cells:
         check_same_config(cell, train_config)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    if is_main_process():  # self-contained: the recipe file is merged in, so reports need only this directory
+        resolved = config.model_copy(update={"recipe": None, "base": base_recipe(config)})
+        (sweep_dir / SWEEP_FILE).write_text(dump_config(resolved))
     for index, (cell, train_config) in enumerate(cells):
         status = cell_status(Path(train_config.output_dir), needs_final_eval=config.final_eval is not None)
         if on_cell:

@@ -19,6 +19,7 @@ import csv
 import json
 import logging
 import math
+from functools import lru_cache
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -46,6 +47,7 @@ def role_scores(metrics: dict[str, dict[str, Any]], id_dataset: str | None, key:
     return {"id": id_metrics.get(key) if id_metrics else None, "ood": fmean(ood) if ood else None}
 
 
+@lru_cache(maxsize=64)
 def distinct_problems(spec: str | None) -> int | None:
     """Distinct training problems (ids) of a data spec; None when it cannot be loaded here."""
     if not spec:
