@@ -269,7 +269,9 @@ def test_probe_end_to_end_writes_tables_json_samples_and_heatmap(tiny_model_dir,
     assert list(saved["contexts"]) == contexts
     assert saved["problems"]["selected"] == 2 and saved["problems"]["solution_source"] == {"reference": 2}
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert len(samples) == len(contexts) * 2 * 2 and all(math.isfinite(s["nll"]) for s in samples)
+    scored = [s for s in samples if s["context"] != "selection"]
+    assert len(scored) == len(contexts) * 2 * 2 and all(math.isfinite(s["nll"]) for s in scored)
+    assert len(samples) - len(scored) == 2 * 2  # the selection round: 2 problems x n
     for name in contexts[1:]:
         row = saved["contexts"][name]
         split = row["divergence"]

@@ -14,8 +14,8 @@
    student's samples, split by epistemic-marker tokens (`sdlab.gap`).
 
 Output (written to a temporary directory renamed to `out` at the end, so a failed or
-interrupted run leaves nothing half-written): probe.json, probe.md, samples.jsonl,
-heatmap.html, config.yaml, versions.json.
+interrupted run leaves nothing half-written): probe.json, probe.md, samples.jsonl (every
+sample, the selection round's as context "selection"), heatmap.html, config.yaml, versions.json.
 """
 
 from __future__ import annotations
@@ -161,15 +161,14 @@ def run_probe(config: ProbeConfig, *, force: bool = False) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         needs_solution = any(s.kind in SOLUTION_KINDS for s in plan)
-        selected, solutions, selection = select_problems(config, problems, [text for text, _ in base], generator, needs_solution=needs_solution)
+        selected, solutions, selection, selection_records = select_problems(config, problems, [text for text, _ in base], generator, needs_solution=needs_solution)
         chosen = [problems[i] for i in selected]
         rounds, prompts, truncated = run_rounds(config, plan, chosen, [base[i] for i in selected], solutions, generator, tokenizer)
         summary = {"problems": selection, **analyse(config, plan, rounds, prompts, model, tokenizer, work / "heatmap.html")}
         for spec in plan:
             summary["contexts"][spec.name]["truncated_prompts"] = truncated[spec.name]
-            for group in rounds[spec.name]:
-                for record in group:
-                    append_jsonl(work / "samples.jsonl", record)
+        for record in selection_records + [r for spec in plan for group in rounds[spec.name] for r in group]:
+            append_jsonl(work / "samples.jsonl", record)
         summary["wall_time_s"] = round(time.time() - start, 1)
         write_json(work / "probe.json", summary)
         (work / "probe.md").write_text(format_tables(summary) + "\n")
@@ -197,20 +196,22 @@ def grade_groups(groups: list[list[Completion]], answers: list[str]) -> list[lis
     return shaped
 
 
-def select_problems(config: ProbeConfig, problems, prompt_texts: list[str], generator, *, needs_solution: bool) -> tuple[list[int], list[str | None], dict]:
+def select_problems(config: ProbeConfig, problems, prompt_texts: list[str], generator, *, needs_solution: bool) -> tuple[list[int], list[str | None], dict, list[dict]]:
     """Scan problems in chunks until `limit_problems` have an unguided solve count in the band.
+    Returns (selected indices, their s, a summary, the selection samples' records).
 
     s is one of the model's own correct samples; a problem with none (a band starting at 0)
     falls back to the data's reference solution, and is skipped when it has none either."""
     lo, hi = config.band
     limit = config.limit_problems or len(problems)
-    selected, solutions, counts, sources = [], [], [], Counter()
+    selected, solutions, counts, sources, records = [], [], [], Counter(), []
     for start in range(0, len(problems), limit):
         if len(selected) >= limit:
             break
         chunk = range(start, min(start + limit, len(problems)))
         groups = generator.generate([prompt_texts[i] for i in chunk], params_for(config, seed=config.seed + start))
         for i, group, verdicts in zip(chunk, groups, grade_groups(groups, [problems[i].answer for i in chunk])):
+            records.extend(sample_records(problems[i].id, "selection", group, verdicts))
             correct = [c.text for c, ok in zip(group, verdicts) if ok]
             counts.append(len(correct))
             if not lo <= len(correct) <= hi or len(selected) >= limit:
@@ -234,7 +235,7 @@ def select_problems(config: ProbeConfig, problems, prompt_texts: list[str], gene
     return selected, solutions, {
         "tried": len(counts), "selected": len(selected), "band": [lo, hi],
         "solve_count_histogram": histogram, "solution_source": dict(sources),
-    }
+    }, records
 
 
 def run_rounds(config: ProbeConfig, plan, problems, base, solutions, generator, tokenizer):
@@ -258,18 +259,20 @@ def run_rounds(config: ProbeConfig, plan, problems, base, solutions, generator, 
         prompts[spec.name] = [ids for _, ids, _ in fitted]
         logger.info("round %d/%d: context %s", index, len(plan), spec.name)
         groups = generator.generate([text for text, _, _ in fitted], params_for(config, seed=config.seed + 1000 * index))
-        rounds[spec.name] = [
-            [
-                {
-                    "problem_id": problem.id, "context": spec.name, "sample": j, "text": c.text, "token_ids": c.token_ids,
-                    "num_tokens": c.num_tokens, "finished": c.finished, "correct": bool(ok),
-                    "markers_paper": count_markers(c.text, mode="paper"), "markers_word": count_markers(c.text, mode="word"),
-                }
-                for j, (c, ok) in enumerate(zip(group, verdicts))
-            ]
-            for problem, group, verdicts in zip(problems, groups, grade_groups(groups, [p.answer for p in problems]))
-        ]
+        rounds[spec.name] = [sample_records(p.id, spec.name, group, verdicts) for p, group, verdicts in zip(problems, groups, grade_groups(groups, [p.answer for p in problems]))]
     return rounds, prompts, truncated
+
+
+def sample_records(problem_id: str, context: str, group: list[Completion], verdicts: list[bool]) -> list[dict]:
+    """One samples.jsonl row per completion (scoring adds `nll` and `nll_model`)."""
+    return [
+        {
+            "problem_id": problem_id, "context": context, "sample": j, "text": c.text, "token_ids": c.token_ids,
+            "num_tokens": c.num_tokens, "finished": c.finished, "correct": bool(ok),
+            "markers_paper": count_markers(c.text, mode="paper"), "markers_word": count_markers(c.text, mode="word"),
+        }
+        for j, (c, ok) in enumerate(zip(group, verdicts))
+    ]
 
 
 SAMPLE_METRICS = {"score": "correct", "response_tokens": "num_tokens", "markers_paper": "markers_paper", "markers_word": "markers_word", "finished": "finished"}
