@@ -237,10 +237,11 @@ def sweep(
 def print_aggregate(results: dict) -> None:
     from rich.table import Table
 
-    columns = [c for c in ("train_reward_mean", "train_response_tokens_mean", "train_markers_per_response", "id_avg@k", "ood_avg@k") if any(f"{c}_mean" in row for row in results["aggregate"])]
+    headers = {"train_reward_mean": "reward", "train_response_tokens_mean": "tokens", "train_markers_per_response": "markers", "id_avg@k": "ID avg@k", "ood_avg@k": "OOD avg@k"}
+    columns = [c for c in headers if any(f"{c}_mean" in row for row in results["aggregate"])]
     group_by = [axis for axis in results["axes"] if axis not in results["aggregate_over"]]
-    table = Table(title=f"{results['name']}: mean [95% CI] over {', '.join(results['aggregate_over'])}")
-    for column in (*group_by, "n", *columns):
+    table = Table(title=f"{results['name']}: final values, mean [95% CI] over {', '.join(results['aggregate_over'])}")
+    for column in (*group_by, "finished", *(headers[c] for c in columns)):
         table.add_column(column)
     for row in results["aggregate"]:
         cells = []
