@@ -22,6 +22,12 @@ import torch
 from sdlab.losses import divergence as per_token_divergence
 
 
+# Logits (float32 elements) held per distribution at once: 2**27 is 512 MiB. A window of the
+# response is projected through lm_head at a time, so a 152k vocabulary and a batch of 8 see
+# about 110 positions per window, whatever the response length.
+LOGIT_BUDGET = 2**27
+
+
 @dataclass(frozen=True)
 class SamplingSpec:
     """The decoding transform the samples were drawn with (applied in Hugging Face's order)."""
@@ -122,13 +128,14 @@ def score_responses(
     sampling: SamplingSpec | None = None,
     alpha: float = 0.5,
     batch_size: int = 8,
-    time_chunk: int = 1024,
+    time_chunk: int | None = None,
     progress=None,
 ) -> list[ResponseScores]:
     """Score `responses[i]` after `prompts[i]` (the student) and after each `teacher_prompts[k][i]`.
 
     Returns one `ResponseScores` per response, in input order. Responses are processed in
-    chunks of `batch_size`, longest-first after sorting by length so a chunk pads little.
+    chunks of `batch_size`, longest-first after sorting by length so a chunk pads little;
+    `time_chunk` positions go through lm_head at once (default: what fits LOGIT_BUDGET).
     `alpha` selects the divergence as in `sdlab.losses.divergence` (0 forward KL,
     1 reverse KL, in between the generalised JSD). `progress(n)` is called after each chunk.
     """
@@ -148,8 +155,9 @@ def score_responses(
         logp, logq = [], []
         teacher_logp: list[list[torch.Tensor]] = [[] for _ in teacher_prompts]
         divergence: list[list[torch.Tensor]] = [[] for _ in teacher_prompts]
-        for t0 in range(0, targets.shape[1], time_chunk):
-            window = slice(t0, t0 + time_chunk)
+        width = time_chunk or max(16, LOGIT_BUDGET // (len(chunk) * model.get_output_embeddings().weight.shape[0]))
+        for t0 in range(0, targets.shape[1], width):
+            window = slice(t0, t0 + width)
             logits = hidden_to_logits(model, student_hidden[:, window])  # [B, W, V]
             student = torch.log_softmax(logits, dim=-1)
             logp.append(gather_tokens(student, targets[:, window]))
