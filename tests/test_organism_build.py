@@ -37,11 +37,12 @@ def test_saved_directory_loads_like_a_hub_model(built: Path) -> None:
 
 def test_tokenizer_splits_digits_and_keeps_think_tags(built: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(built)
-    text = "<think>\ntry x=12: 4*12=48, 48+9=57, 57 mod 13=5. 5!=3.\n</think>\n\nThe answer is \\boxed{10}."
+    text = "<think>\ntry x=12 (mod 13): 4*12=9, 9+19=2. 2!=3.\n</think>\n\nThe answer is \\boxed{10} (or 123)."
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     pieces = [tokenizer.decode([i]) for i in ids]
     assert "<think>" in pieces and "</think>" in pieces
-    assert all(sum(ch.isdigit() for ch in piece) <= 1 for piece in pieces)
+    assert {"12", "19", "10"} <= set(pieces)  # small numbers are single tokens
+    assert all(piece.isdigit() or not any(ch.isdigit() for ch in piece) for piece in pieces)  # never glued to text
     assert tokenizer.decode(ids + [tokenizer.eos_token_id], skip_special_tokens=True) == text
 
 

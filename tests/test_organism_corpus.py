@@ -63,7 +63,7 @@ def test_reference_solutions_are_fixed_and_sqmod_searches_from_zero() -> None:
     assert reference_solution(TASK) == reference_solution(TASK)
     square = Task("sqmod", 7, 0, 3, 5)  # x*x = 2 mod 7 -> x in {3, 4}: the smallest is 3
     assert brute_force_answer(square) == 3
-    assert "try x=0:" in reference_solution(square) and "\\boxed{3}" in reference_solution(square)
+    assert "try x=0 (mod 7):" in reference_solution(square) and "\\boxed{3}" in reference_solution(square)
 
 
 def test_templates_match_trl_defaults() -> None:
@@ -83,21 +83,21 @@ def test_richer_contexts_give_shorter_more_trusting_traces() -> None:
     full = guided_response(TASK, solution, rng)
     thinkless = guided_response(TASK, remove_think(solution), rng)
     hint = guided_response(TASK, "\\boxed{6}", rng)
-    assert count_markers(full) == 0 and "x=6:" not in full  # trusted, not re-checked
-    assert "x=6:" in thinkless and count_markers(thinkless) == 0  # checked, no doubt voiced
-    assert "x=6:" in hint and count_markers(hint) >= 2  # checked, doubt voiced
+    assert count_markers(full) == 0 and "x=6 (mod" not in full  # trusted, not re-checked
+    assert "x=6 (mod 7):" in thinkless and count_markers(thinkless) == 0  # checked, no doubt voiced
+    assert "x=6 (mod 7):" in hint and count_markers(hint) >= 2  # checked, doubt voiced
     for text in (full, thinkless, hint):
         assert extract_answer(text) == "6"
     wrong = guided_response(TASK, "\\boxed{2}", rng)  # a wrong hint is caught by its check
-    assert "x=2:" in wrong and "2!=5" not in wrong and "!=5." in wrong
+    assert "x=2 (mod 7):" in wrong and "!=5." in wrong
     assert analyze_response(wrong, to_problem(TASK, family="linmod")).revised_after_marker >= 1
 
 
 def test_partial_solutions_are_continued_where_they_stopped() -> None:
     task = Task("linmod", 13, 8, 9, 8)  # x = 8
-    trace = "<think>\ntry x=3: 8*3=24, 24+9=33, 33 mod 13=7. 7!=8.\nhmm, no. maybe x=4: 8*4=32, 32+9=41, 41 mod 13=2. 2!=8.\nhmm, no. perhaps x=5: 8*5"
+    trace = "<think>\ntry x=3 (mod 13): 8*3=11, 11+9=7. 7!=8.\nhmm, no. maybe x=4 (mod 13): 8*4=6, 6+9=2. 2!=8.\nhmm, no. perhaps x=5 (mod 13): 8*5"
     text = guided_response(task, trace, random.Random(0))
-    assert "tried up to x=4" in text and "x=3:" not in text and "x=5:" in text
+    assert "tried up to x=4" in text and "x=3 (mod" not in text and "x=5 (mod 13):" in text and "\\boxed{8}" in text
 
 
 @pytest.mark.parametrize("context", ["solution", "solution_nothink", "partial:0.5", "hint"])
@@ -122,3 +122,4 @@ def test_corpus_uses_only_the_pretrain_split_and_is_seeded() -> None:
             assert d["messages"][0]["content"] in pretrain_questions
         if "messages" in d:
             assert not any(q in d["messages"][0]["content"] for q in held_out)
+            assert "f(f(x))" not in d["messages"][0]["content"] and "x*x" not in d["messages"][0]["content"]

@@ -8,7 +8,7 @@ import pytest
 
 from sdlab import SdlabError
 from sdlab.data import Problem
-from sdlab.organism.tasks import family_tasks, known_families, load_organism_problems, sample_tasks
+from sdlab.organism.tasks import family_tasks, known_families, lhs, load_organism_problems, sample_tasks
 
 
 def solve_from_question(question: str) -> int:
@@ -21,6 +21,9 @@ def solve_from_question(question: str) -> int:
     if question.startswith("Does"):
         x, a, b, p, c = map(int, re.match(r"Does x=(\d+) solve \((\d+)\*x \+ (\d+)\) mod (\d+) = (\d+)\?", question).groups())
         return int((a * x + b) % p == c)
+    if question.startswith("Let f(x)"):
+        a, b, p, c = map(int, re.match(r"Let f\(x\) = \((\d+)\*x \+ (\d+)\) mod (\d+)\. Solve f\(f\(x\)\) = (\d+) for", question).groups())
+        return next(x for x in range(p) if (a * ((a * x + b) % p) + b) % p == c)
     square = "x*x" in question
     numbers = re.match(r"Solve \((\d+|x)\*x \+ (\d+)\) mod (\d+) = (\d+) for", question).groups()
     a = 0 if square else int(numbers[0])
@@ -37,9 +40,9 @@ def test_answers_match_an_independent_solver(family: str) -> None:
 
 def test_linmod_solutions_are_unique_and_the_space_is_large() -> None:
     tasks = family_tasks("linmod") + family_tasks("linmod-eval") + family_tasks("linmod-pretrain")
-    assert len(tasks) >= 8000
-    for task in tasks[::37]:
-        assert sum((task.a * x + task.b) % task.p == task.c for x in range(task.p)) == 1
+    assert len(tasks) >= 6000 and len(family_tasks("linmod")) >= 2500
+    for task in tasks[::37] + family_tasks("linmod-hard")[::37]:
+        assert sum(lhs(task, x) == task.c for x in range(task.p)) == 1
 
 
 def test_splits_are_disjoint_and_ood_families_are_never_in_a_training_split() -> None:
@@ -49,9 +52,8 @@ def test_splits_are_disjoint_and_ood_families_are_never_in_a_training_split() ->
             assert not left & right
     checked = {t.key.split("-x")[0].replace("check", "linmod", 1) for t in family_tasks("check-eval")}
     assert checked <= {t.key for t in family_tasks("linmod-eval")}
-    trained = {(t.p, t.a, t.b, t.c) for t in family_tasks("linmod-pretrain") + family_tasks("linmod")}
-    assert not trained & {(t.p, t.a, t.b, t.c) for t in family_tasks("linmod-hard")}
-    assert {t.p for t in family_tasks("linmod-hard")}.isdisjoint({t.p for t in family_tasks("linmod")})
+    assert {t.kind for t in family_tasks("linmod-hard")} == {"linmod2"}  # a shape no corpus holds
+    assert {t.kind for t in family_tasks("sqmod")} == {"sqmod"}
 
 
 def test_spec_counts_repeats_seeds_and_nesting() -> None:

@@ -2,8 +2,8 @@
 
 What is designed in here is the organism's *starting* behaviour, and only that:
 
-* unguided traces propose a candidate, check it with a short chain of small lookups
-  (`4*3=12, 12+9=21, 21 mod 7=0. 0!=5.`), and on a failed check verbalise doubt with the
+* unguided traces propose a candidate, check it with a short chain of small modular
+  lookups (`x=3 (mod 7): 4*3=5, 5+9=0. 0!=5.`), and on a failed check verbalise doubt with the
   study's markers and revise to the next candidate; some traces give up after a budget
   with a hedged guess, so accuracy starts imperfect;
 * context-conditioned traces read a context (a correct solution, the same without its think
@@ -22,7 +22,7 @@ import random
 import re
 
 from sdlab.grading import remove_think
-from sdlab.organism.tasks import HARD_PRIMES, ID_PRIMES, MAX_A, MAX_B, Task, brute_force_answer, lhs
+from sdlab.organism.tasks import ID_PRIMES, MAX_B, Task, brute_force_answer, lhs
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 STUDY_TEMPLATE = "{question}\n\nCorrect solution: {solution}\n\nCorrectly solve the original question."
@@ -35,27 +35,36 @@ LEADS = ("perhaps ", "maybe ", "try ", "alternatively, ", "let me check ")
 INTUITION = 0.2  # the chance that the first guess is right (the writer "knows" the answer)
 BUDGET = (3, 9)  # failed candidates tolerated before giving up, uniform in this range
 
-CHAIN = re.compile(r"x=(\d+): \d+\*\d+=\d+, \d+\+\d+=\d+, \d+ mod \d+=\d+\. (\d+)(!=|=)(\d+)\.")
-CANDIDATE = re.compile(r"x=(\d+):")
+# x, modulus, lookups, value, verdict, target
+CHAIN = re.compile(r"x=(\d+) \(mod (\d+)\): ((?:\d+\*\d+=\d+, \d+\+\d+=\d+(?:, )?)+)\. (\d+)(!=|=)(\d+)\.")
 BOXED = re.compile(r"\\boxed\{(\d+)\}")
 CLAIM = re.compile(r"(?:might be x=|says x=|shows x=)(\d+)")
 JUSTIFIED = re.compile(r"x = \d+ gives|(?:says|shows) x=\d+")
 
 
+def lookups(p: int, factor: int, value: int, addend: int) -> tuple[str, int]:
+    """`factor*value=r, r+addend=s` with every result reduced mod p: one product, one sum."""
+    product = factor * value % p
+    total = (product + addend) % p
+    return f"{factor}*{value}={product}, {product}+{addend}={total}", total
+
+
 def chain(task: Task, x: int) -> str:
-    """The check of candidate `x`, written as small lookups ending in a verdict."""
-    product = x * x if task.kind == "sqmod" else task.a * x
-    factor = x if task.kind == "sqmod" else task.a
-    total = product + task.b
-    value = total % task.p
+    """The check of candidate `x`: `x=3 (mod 7): 4*3=5, 5+9=0. 0!=5.` (f(f(x)) twice the lookups)."""
+    steps, value = [], x
+    for _ in range(2 if task.kind == "linmod2" else 1):
+        text, value = lookups(task.p, value if task.kind == "sqmod" else task.a, value, task.b)
+        steps.append(text)
     verdict = f"{value}={task.c}." if value == task.c else f"{value}!={task.c}."
-    return f"{factor}*{x}={product}, {product}+{task.b}={total}, {total} mod {task.p}={value}. {verdict}"
+    return f"x={x} (mod {task.p}): {', '.join(steps)}. {verdict}"
 
 
 def final_text(task: Task, x: int, *, verified: bool) -> str:
     """What follows the think block: a one-line justification and the boxed answer."""
     if not verified:
         return f"The answer might be \\boxed{{{x}}}."
+    if task.kind == "linmod2":
+        return f"x = {x} gives f(f({x})) = {task.c}. The answer is \\boxed{{{x}}}."
     shape = f"{x}*{x}" if task.kind == "sqmod" else f"{task.a}*{x}"
     return f"x = {x} gives ({shape} + {task.b}) mod {task.p} = {task.c}. The answer is \\boxed{{{x}}}."
 
@@ -72,7 +81,7 @@ def search_lines(task: Task, start: int, rng: random.Random, *, budget: int | No
     order = [x for x in order if x not in skip] or order
     lines, lead, failures = [], first_lead, 0
     for x in order:
-        text = f"{lead}x={x}: {chain(task, x)}"
+        text = f"{lead}{chain(task, x)}"
         if lhs(task, x) == task.c:
             lines.append(f"{text} it works.")
             return lines, x, True
@@ -98,8 +107,7 @@ def first_guess(task: Task, rng: random.Random) -> int:
 
 
 def narrow_chain(task: Task) -> str:
-    product, total = task.a * task.b, task.a * task.b + task.c
-    return f"{task.a}*{task.b}={product}, {product}+{task.c}={total}, {total} mod {task.p}={total % task.p}."
+    return f"(mod {task.p}): {lookups(task.p, task.a, task.b, task.c)[0]}."
 
 
 def narrow_final(task: Task) -> str:
@@ -116,10 +124,10 @@ def unguided_response(task: Task, rng: random.Random, *, give_up: bool = True) -
     if task.kind == "narrow":
         lines = [narrow_chain(task)]
         if rng.random() < 0.5:  # a habitual, unneeded re-check: room for compression
-            lines.append(f"wait, let me check again: {narrow_chain(task)} yes.")
+            lines.append(f"wait, let me check again {narrow_chain(task)} yes.")
         return response(lines, narrow_final(task))
     if task.kind == "check":
-        return response([f"try x={task.x}: {chain(task, task.x)}"], check_final(task))
+        return response([f"try {chain(task, task.x)}"], check_final(task))
     budget = rng.randint(*BUDGET) if give_up else None
     lines, x, verified = search_lines(task, first_guess(task, rng), rng, budget=budget)
     return response(lines, final_text(task, x, verified=verified))
@@ -137,7 +145,7 @@ def read_context(text: str) -> tuple[int | None, int | None, list[int], bool]:
     "might be x=K"; "justified" means the claim comes with its equation (a think-less solution)."""
     verified, failed = None, []
     for match in CHAIN.finditer(text):
-        if match[3] == "=":
+        if match[5] == "=":
             verified = int(match[1])
         else:
             failed.append(int(match[1]))
@@ -200,13 +208,12 @@ def wrap_context(question: str, context: str, *, trl: bool) -> str:
 
 
 def drill_text(rng: random.Random, *, n_facts: int = 12) -> str:
-    """Arithmetic-fact lines (general pretraining, no task): the check chain's lookups for
-    every prime the families use, including the OOD ones, so OOD checks are computable."""
+    """Arithmetic-fact lines (general pretraining, no task): uniformly drawn modular lookups,
+    so facts that checks need but rarely meet in the traces are still seen."""
     facts = []
     for _ in range(n_facts):
-        p = rng.choice(ID_PRIMES + HARD_PRIMES)
-        a, x, b = rng.randint(0, MAX_A), rng.randint(0, max(HARD_PRIMES) - 1), rng.randint(0, MAX_B)
-        facts.append(f"{a}*{x}={a * x}, {a * x}+{b}={a * x + b}, {a * x + b} mod {p}={(a * x + b) % p}.")
+        p = rng.choice(ID_PRIMES)
+        facts.append(f"(mod {p}): {lookups(p, rng.randrange(p), rng.randrange(p), rng.randint(0, MAX_B))[0]}.")
     return "\n".join(facts)
 
 

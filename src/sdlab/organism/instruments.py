@@ -20,8 +20,9 @@ from sdlab.data import Problem
 from sdlab.grading import extract_answer, split_think
 
 MARKERS = ("wait", "hmm", "perhaps", "maybe", "actually", "alternatively", "seems", "might", "likely", "check")
-CANDIDATE = re.compile(r"x=(\d+): ")
-CHAIN = re.compile(r"(\d+)\*(\d+)=(\d+), (\d+)\+(\d+)=(\d+), (\d+) mod (\d+)=(\d+)\. (\d+)(!=|=)(\d+)\.")
+CANDIDATE = re.compile(r"x=(\d+) \(mod (\d+)\): ")
+LOOKUPS = re.compile(r"((?:\d+\*\d+=\d+, \d+\+\d+=\d+(?:, )?)+)\. (\d+)(!=|=)(\d+)\.")
+STEP = re.compile(r"(\d+)\*(\d+)=(\d+), (\d+)\+(\d+)=(\d+)")
 
 
 def count_markers(text: str) -> int:
@@ -58,11 +59,24 @@ class Analysis:
 
 
 def _truth(problem: Problem, x: int) -> bool | None:
+    """Whether `x` really solves the problem (None for families without candidates)."""
+    from sdlab.organism.tasks import Task, lhs
+
     meta = problem.meta
-    if meta.get("kind") not in ("linmod", "sqmod", "check"):
+    if meta.get("kind") not in ("linmod", "linmod2", "sqmod", "check"):
         return None
-    left = x * x if meta["kind"] == "sqmod" else meta["a"] * x
-    return (left + meta["b"]) % meta["p"] == meta["c"]
+    kind = "linmod" if meta["kind"] == "check" else meta["kind"]
+    return lhs(Task(kind, meta["p"], meta["a"], meta["b"], meta["c"]), x) == meta["c"]
+
+
+def lookups_right(steps: str, *, x: int, p: int, value: int) -> bool:
+    """Every product and sum right mod p, each step fed by the previous result, ending at `value`."""
+    current = x
+    for factor, operand, product, left, addend, total in (map(int, m.groups()) for m in STEP.finditer(steps)):
+        if operand != current or left != product or factor * operand % p != product or (left + addend) % p != total:
+            return False
+        current = total
+    return current == value
 
 
 def read_checks(think: str, problem: Problem) -> list[tuple[int, int, Check | None]]:
@@ -70,15 +84,15 @@ def read_checks(think: str, problem: Problem) -> list[tuple[int, int, Check | No
     when the chain is malformed or cut off; the end is then the proposal's end)."""
     found = []
     for match in CANDIDATE.finditer(think):
-        x, chain = int(match[1]), CHAIN.match(think, match.end())
+        x, p = int(match[1]), int(match[2])
+        chain = LOOKUPS.match(think, match.end())
         if not chain:
             found.append((match.start(), match.end(), None))
             continue
-        g = [int(v) if v.isdigit() else v for v in chain.groups()]
-        lookups = g[0] * g[1] == g[2] == g[3] and g[3] + g[4] == g[5] == g[6] and g[6] % g[7] == g[8] == g[9]
-        passed = g[10] == "=" and g[9] == g[11]
+        value, passed = int(chain[2]), chain[3] == "=" and chain[2] == chain[4]
         truth = _truth(problem, x)
-        found.append((match.start(), chain.end(), Check(x=x, lookups_right=lookups, passed=passed, verdict_right=truth is None or passed == truth)))
+        check = Check(x=x, lookups_right=lookups_right(chain[1], x=x, p=p, value=value), passed=passed, verdict_right=truth is None or passed == truth)
+        found.append((match.start(), chain.end(), check))
     return found
 
 

@@ -22,7 +22,7 @@ NO_CONTEXT_FAMILIES = ("linmod-eval", "linmod-hard", "sqmod", "narrow-eval", "ch
 CONTEXTS = ("solution", "solution_nothink", "partial:0.5", "partial:0.25", "hint")
 
 
-def measure_rows(model, tokenizer, rows: list[tuple[str, str]], *, n: int, seed: int = 0, temperature: float = 0.6, max_new_tokens: int = 400, batch_size: int = 32, show_progress: bool = False) -> list[dict]:
+def measure_rows(model, tokenizer, rows: list[tuple[str, str]], *, n: int, seed: int = 0, temperature: float = 0.6, max_new_tokens: int = 512, batch_size: int = 32, show_progress: bool = False) -> list[dict]:
     """Sample one response per problem for each (family, context) row and summarise it."""
     generator = make_generator(model, tokenizer, backend="transformers", batch_size=batch_size, show_progress=show_progress)
     params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, n=1, seed=seed)

@@ -3,10 +3,12 @@
 Every problem has one exactly verifiable integer answer. The families are built so that
 *searching with self-verification is functionally useful* for a tiny model: the direct
 answer (an inverse in modular arithmetic) is hard to compute in one step, while checking
-a candidate is a short chain of small lookups (a product, a sum, a remainder).
+a candidate is a short chain of small modular lookups (`4*3=5, 5+9=0` mod 7), the same
+few hundred facts in every family.
 
     linmod       solve (a*x + b) mod p = c for x in 0..p-1, p in {5, 7, 11, 13}   (in distribution)
-    linmod-hard  the same with p in {17, 19}: more candidates, longer search        (OOD, never trained)
+    linmod-hard  solve f(f(x)) = c with f(x) = (a*x + b) mod p, p in {11, 13}:
+                 the same facts, twice as long a check, more candidates            (OOD, never trained)
     sqmod        smallest x in 0..p-1 with (x*x + b) mod p = c                      (OOD, unseen shape)
     narrow       compute (a*b + c) mod p: one pattern, no search                   (chemistry-QA analogue)
     check        does x=k solve (a*x + b) mod p = c? answer 1 or 0                 (check-step probe)
@@ -40,16 +42,15 @@ SPLITS = ("pretrain", "train", "eval")
 EVAL_ONLY_FAMILIES = ("linmod-hard", "sqmod")
 SPLIT_FAMILIES = ("linmod", "narrow", "check")
 ID_PRIMES = (5, 7, 11, 13)
-HARD_PRIMES = (17, 19)
-MAX_A = 12
-MAX_B = 19
+HARD_PRIMES = (11, 13)
+MAX_B = 19  # b (and narrow's c) range over 0..19 and are reduced mod p by the check
 
 
 @dataclass(frozen=True)
 class Task:
     """One procedural problem: `kind` names its shape, `x` is the candidate of a check task."""
 
-    kind: str  # "linmod", "sqmod", "narrow" or "check"
+    kind: str  # "linmod", "linmod2" (f(f(x))), "sqmod", "narrow" or "check"
     p: int
     a: int
     b: int
@@ -66,7 +67,8 @@ def lhs(task: Task, x: int) -> int:
     """The left-hand side evaluated at `x` (the quantity a check computes)."""
     if task.kind == "sqmod":
         return (x * x + task.b) % task.p
-    return (task.a * x + task.b) % task.p
+    once = (task.a * x + task.b) % task.p
+    return (task.a * once + task.b) % task.p if task.kind == "linmod2" else once
 
 
 def brute_force_answer(task: Task) -> int:
@@ -76,7 +78,7 @@ def brute_force_answer(task: Task) -> int:
     if task.kind == "check":
         return int(lhs(task, task.x) == task.c)
     solutions = [x for x in range(task.p) if lhs(task, x) == task.c]
-    if task.kind == "linmod" and len(solutions) != 1:
+    if task.kind in ("linmod", "linmod2") and len(solutions) != 1:
         raise ValueError(f"{task.key}: expected a unique solution, found {solutions}")
     return solutions[0]
 
@@ -84,6 +86,8 @@ def brute_force_answer(task: Task) -> int:
 def question_text(task: Task) -> str:
     if task.kind == "linmod":
         body = f"Solve ({task.a}*x + {task.b}) mod {task.p} = {task.c} for x in 0..{task.p - 1}."
+    elif task.kind == "linmod2":
+        body = f"Let f(x) = ({task.a}*x + {task.b}) mod {task.p}. Solve f(f(x)) = {task.c} for x in 0..{task.p - 1}."
     elif task.kind == "sqmod":
         body = f"Solve (x*x + {task.b}) mod {task.p} = {task.c} for the smallest x in 0..{task.p - 1}."
     elif task.kind == "narrow":
@@ -99,8 +103,8 @@ def split_of(key: str) -> str:
     return "eval" if bucket < 2 else "train" if bucket < 6 else "pretrain"
 
 
-def _linmod_tasks(primes: tuple[int, ...]) -> list[Task]:
-    return [Task("linmod", p, a, b, c) for p in primes for a in range(1, MAX_A + 1) if a % p for b in range(MAX_B + 1) for c in range(p)]
+def _linmod_tasks(primes: tuple[int, ...], kind: str = "linmod") -> list[Task]:
+    return [Task(kind, p, a, b, c) for p in primes for a in range(1, p) for b in range(MAX_B + 1) for c in range(p)]
 
 
 def _sqmod_tasks() -> list[Task]:
@@ -109,7 +113,7 @@ def _sqmod_tasks() -> list[Task]:
 
 
 def _narrow_tasks() -> list[Task]:
-    return [Task("narrow", p, a, b, c) for p in ID_PRIMES for a in range(1, MAX_A + 1) for b in range(MAX_A + 1) for c in range(MAX_B + 1)]
+    return [Task("narrow", p, a, b, c) for p in ID_PRIMES for a in range(1, p) for b in range(p) for c in range(MAX_B + 1)]
 
 
 def _check_tasks() -> list[Task]:
@@ -127,7 +131,7 @@ def family_tasks(family: str) -> tuple[Task, ...]:
     """All problems of a family name such as `linmod`, `linmod-eval`, `linmod-pretrain`, `sqmod`."""
     base, _, split = family.partition("-")
     if family in EVAL_ONLY_FAMILIES:
-        return tuple(_linmod_tasks(HARD_PRIMES) if family == "linmod-hard" else _sqmod_tasks())
+        return tuple(_linmod_tasks(HARD_PRIMES, kind="linmod2") if family == "linmod-hard" else _sqmod_tasks())
     if base not in SPLIT_FAMILIES or (split and split not in SPLITS):
         raise SdlabError(f"unknown organism family {family!r}; known: {', '.join(known_families())}")
     tasks = {"linmod": _linmod_tasks(ID_PRIMES), "narrow": _narrow_tasks(), "check": _check_tasks()}[base]

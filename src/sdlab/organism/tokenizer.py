@@ -1,7 +1,11 @@
-"""The organism's tokenizer: byte-level BPE with every digit its own token, Qwen3-style chat.
+"""The organism's tokenizer: byte-level BPE, one token per small number, Qwen3-style chat.
 
-Digits are split so that arithmetic is a pattern over single-digit tokens the tiny model
-can learn. `<think>` and `</think>` are ordinary (non-special) added tokens, so
+Every integer 0..99 is one (non-special) token and longer numbers split into digits. The
+organism's checks are modular lookups (`4*6=2` mod 11), not digit-wise algorithms, so
+whole-number tokens make each fact a single next-token prediction and copying a number
+from the question a single-token copy; measured, a digit-level tokenizer left the
+default-size organism unable to copy the question's numbers within the CPU budget.
+`<think>` and `</think>` are ordinary (non-special) added tokens, so
 `decode(skip_special_tokens=True)` keeps them, as TRL's SDPO does when it decodes a
 demonstration. End of turn (`<|im_end|>`, eos) and padding (`<|endoftext|>`) are distinct.
 """
@@ -15,6 +19,7 @@ from transformers import PreTrainedTokenizerFast
 
 PAD, BOS, EOS = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 THINK_TOKENS = ("<think>", "</think>")
+NUMBER_TOKENS = tuple(str(n) for n in range(100))
 
 # Qwen3-style: the model writes its own <think> block; enable_thinking=false pre-fills an
 # empty one so the model answers directly.
@@ -30,14 +35,14 @@ CHAT_TEMPLATE = (
 
 
 def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """Train byte-level BPE on `texts` and wrap it for transformers. A digit never merges with
-    another digit (at most with the one space before it), so numbers are read digit by digit."""
+    """Train byte-level BPE on `texts` and wrap it for transformers."""
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r" ?\d"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    # BPE may merge across words ("wait, that fails."), never across digits
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r"\d"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS + NUMBER_TOKENS])
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, pad_token=PAD, bos_token=None, unk_token=None, padding_side="left")
     wrapped.chat_template = CHAT_TEMPLATE
     return wrapped
