@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,24 @@ def test_organism_recipes_use_the_cpu_settings(recipe):
 def test_accelerate_configs_parse(config_file):
     data = yaml.safe_load(config_file.read_text())
     assert data["distributed_type"] in {"DEEPSPEED", "FSDP"} and data["mixed_precision"] == "bf16"
+
+
+def test_sdlab_validate_checks_every_shipped_recipe(monkeypatch):
+    from typer.testing import CliRunner
+
+    from sdlab.cli import app
+
+    monkeypatch.chdir(REPO)
+    for recipe in TRAIN_RECIPES:
+        result = CliRunner().invoke(app, ["validate", str(recipe.relative_to(REPO))])
+        assert result.exit_code == 0, (recipe, result.output)
+        assert ": ok (" in result.output
+
+
+def test_sdlab_validate_reports_a_bad_override_on_one_line_with_exit_2():
+    import subprocess
+
+    sdlab = Path(sys.executable).with_name("sdlab")
+    result = subprocess.run([str(sdlab), "validate", "recipes/organism/grpo.yaml", "method=ppo"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "method: Input should be 'grpo', 'sdpo' or 'sft'" in result.stderr and "Traceback" not in result.stderr
