@@ -1,0 +1,26 @@
+"""`sdlab organism data`: exported problems load back through the shared JSONL loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from sdlab.cli import app
+from sdlab.data import load_problems
+from sdlab.organism.tasks import load_organism_problems
+
+
+def test_organism_data_exports_loadable_jsonl(tmp_path: Path) -> None:
+    out = tmp_path / "linmod.jsonl"
+    result = CliRunner().invoke(app, ["organism", "data", "linmod", "--n", "3x2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    loaded = load_problems(out)
+    expected = load_organism_problems("organism:linmod:3x2")
+    assert [(p.question, p.answer) for p in loaded] == [(p.question, p.answer) for p in expected]
+    assert all(p.solution and "<think>" in p.solution for p in loaded)
+
+
+def test_organism_data_rejects_an_unknown_family(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["organism", "data", "nope", "--n", "3", "--out", str(tmp_path / "x.jsonl")])
+    assert result.exit_code != 0 and "unknown organism family" in str(result.exception)
