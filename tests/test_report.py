@@ -54,7 +54,7 @@ def demo_dir(tmp_path_factory, tiny_model_dir) -> Path:
     final_eval = {"k": 4, "limit": 2, "max_new_tokens": 4}
     coverage = root / "coverage.yaml"
     coverage.write_text(yaml.safe_dump({"name": "coverage", "output_dir": str(demo / "coverage"), "base": tiny, "final_eval": final_eval,
-                                        "grid": {"method": ["grpo", "sdpo"], "coverage": {"1x4": {"data.train": "organism:linmod:1x4"}, "4": {"data.train": "organism:linmod:4"}}, "seed": [0, 1]}}, sort_keys=False))
+                                        "grid": {"method": ["grpo", "sdpo"], "coverage": {"1x4": {"data.train": "organism:linmod:1x4"}, "4": {"data.train": "organism:linmod:4"}}, "seed": [0]}}, sort_keys=False))
     run_sweep(load_sweep(coverage, ["steps=1", "eval.every=0"]), reward_funcs=distinct_characters)
 
     traces = {mode: write_jsonl(root / f"{mode}.jsonl", [{"messages": [{"role": "user", "content": f"What is {i} + {i}?"}, {"role": "assistant", "content": f"{'wait, ' * (mode == 'd_ug')}\\boxed{{{2 * i}}}"}]} for i in range(4)])
@@ -92,9 +92,12 @@ def test_numbers_are_written_beside_the_html(report, demo_dir):
     names = sorted(p.name for p in data.iterdir())
     assert "pass_at_k.csv" in names and any(n.startswith("coverage_") for n in names) and any(n.startswith("sft_") for n in names)
     assert any(n.startswith("probe_") for n in names) and any(n.startswith("training_") and "grpo_run" in n for n in names)
-    evals = read_csv(next(data.glob("eval_*eval_base.csv")))
+    evals = read_csv(data / "evaluations.csv")
     metrics = json.loads((demo_dir / "eval_base" / "metrics.json").read_text())
-    assert [r["dataset"] for r in evals] == ["problems", "ood"] and float(evals[0]["pass@k"]) == pytest.approx(metrics["problems"]["pass@k"])
+    base = [r for r in evals if r["source"] == "eval_base"]
+    assert [(r["dataset"], r["role"]) for r in base] == [("problems", "ID"), ("ood", "OOD")]
+    assert float(base[0]["pass@k"]) == pytest.approx(metrics["problems"]["pass@k"])
+    assert {r["source"] for r in evals} == {"eval_base", "grpo_run"}  # the run's last periodic evaluation too
     coverage = read_csv(next(data.glob("coverage_*.csv")))
     assert sorted((r["series"], r["distinct_problems"]) for r in coverage) == [("method=grpo", "1.0"), ("method=grpo", "4.0"), ("method=sdpo", "1.0"), ("method=sdpo", "4.0")]
     sft = read_csv(next(data.glob("sft_*.csv")))
@@ -122,7 +125,7 @@ def test_report_renders_in_headless_chromium(report, demo_dir, tmp_path):
     probe = json.loads((demo_dir / "probe" / "probe.json").read_text())
     assert f"<td>{list(probe['contexts'])[1]}</td>" in page
     images = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) >= 6 and not re.search(r'(src|href)="(https?:|file:|//)', page)  # nothing outside the page
+    assert len(images) >= 7 and not re.search(r'(src|href)="(https?:|file:|//)', page)  # nothing outside the page
     for encoded in images:
         png = base64.b64decode(encoded, validate=True)
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
@@ -141,9 +144,9 @@ def test_missing_inputs_leave_a_note_per_section(demo_dir, tmp_path):
 
 def test_cli_writes_the_report(demo_dir, tmp_path):
     out = tmp_path / "cli" / "r.html"
-    result = subprocess.run([sys.executable, "-m", "sdlab.cli", "report", str(demo_dir / "probe"), str(demo_dir / "grpo_run"), "--out", str(out)],
+    result = subprocess.run([sys.executable, "-m", "sdlab.cli", "report", str(demo_dir / "probe"), "--out", str(out)],
                             capture_output=True, text=True, timeout=120, env={**os.environ, "MPLBACKEND": "Agg"})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert out.is_file() and (out.parent / "report_data").is_dir()
+    assert "Context-richness probe" in out.read_text() and (out.parent / "report_data").is_dir()
     missing = subprocess.run([sys.executable, "-m", "sdlab.cli", "report", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "not a directory" in missing.stderr and "Traceback" not in missing.stderr

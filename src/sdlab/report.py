@@ -151,6 +151,14 @@ def run_final_eval(run: Path) -> dict[str, dict[str, Any]]:
     return {r["dataset"]: r for r in rows if r["step"] == last}
 
 
+def evaluations(inputs: Inputs) -> dict[str, dict[str, dict[str, Any]]]:
+    """Label -> {dataset: metrics} for every `sdlab eval` directory and every run's final
+    evaluation; labels are directory names, with the parent's name added where two clash."""
+    found = [(p, json.loads((p / "metrics.json").read_text())) for p in inputs.evals] + [(p, run_final_eval(p)) for p in inputs.runs]
+    names = [p.name for p, _ in found]
+    return {(p.name if names.count(p.name) == 1 else f"{p.parent.name}/{p.name}"): metrics for p, metrics in found if metrics}
+
+
 def mean_by_step(runs: list[list[dict[str, Any]]], key: str) -> list[tuple[float, float | None]]:
     steps: dict[int, list[float]] = {}
     for rows in runs:
@@ -235,16 +243,20 @@ def results_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> s
                      f"OOD = mean over the non-ID evaluation sets. Matched settings: {html.escape(matched)}. Data: <code>{csv}</code></p>"
                      + table(["group", "finished", "ID set", "ID avg@k", "OOD avg@k", "ID pass@k", "response tokens", "markers"], body)
                      + image(interval_bars(labels, bands, ylabel="avg@k"), f"ID and OOD accuracy of sweep {sweep.results['name']}"))
-    for path, metrics in [(p, json.loads((p / "metrics.json").read_text())) for p in inputs.evals] + [(p, run_final_eval(p)) for p in inputs.runs]:
-        if not metrics:
-            continue
-        records = [{"dataset": name, **{k: m.get(k) for k in ("avg@k", "pass@k", "mean_response_tokens", "mean_markers_paper", "n_problems", "k")},
-                    "ci_low": (m.get("avg@k_ci95") or [None, None])[0], "ci_high": (m.get("avg@k_ci95") or [None, None])[1]} for name, m in metrics.items()]
-        csv = save(f"eval_{slug(path)}", records)
-        body = [[fmt(r["dataset"]), fmt(r["avg@k"]) + (f" [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]" if r["ci_low"] is not None else ""), fmt(r["pass@k"]),
-                 fmt(r["mean_response_tokens"], 1), fmt(r["mean_markers_paper"], 2), fmt(r["n_problems"]), fmt(r["k"])] for r in records]
-        parts.append(f"<h3>{html.escape(str(path))}</h3><p>avg@k with its 95% interval over problems. Data: <code>{csv}</code></p>"
-                     + table(["data set", "avg@k", "pass@k", "response tokens", "markers", "problems", "k"], body))
+    evaluated = evaluations(inputs)
+    if evaluated:
+        records = [{"source": label, "dataset": name, "role": "ID" if i == 0 else "OOD", **{k: m.get(k) for k in ("avg@k", "pass@k", "mean_response_tokens", "mean_markers_paper", "n_problems", "k")},
+                    "ci_low": (m.get("avg@k_ci95") or [None, None])[0], "ci_high": (m.get("avg@k_ci95") or [None, None])[1]}
+                   for label, metrics in evaluated.items() for i, (name, m) in enumerate(metrics.items())]
+        csv = save("evaluations", records)
+        body = [[fmt(r["source"]), fmt(r["dataset"]), r["role"], fmt(r["avg@k"]) + (f" [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]" if r["ci_low"] is not None else ""),
+                 fmt(r["pass@k"]), fmt(r["mean_response_tokens"], 1), fmt(r["mean_markers_paper"], 2), fmt(r["n_problems"]), fmt(r["k"])] for r in records]
+        datasets = list(dict.fromkeys(r["dataset"] for r in records))
+        by_key = {(r["source"], r["dataset"]): (r["avg@k"], r["ci_low"], r["ci_high"]) for r in records}
+        bands = {label: [by_key.get((label, d), (None, None, None)) for d in datasets] for label in evaluated}
+        parts.append(f"<h3>Evaluations</h3><p>avg@k with its 95% interval over problems; the first data set of each evaluation is taken as in-distribution. Data: <code>{csv}</code></p>"
+                     + table(["model", "data set", "role", "avg@k", "pass@k", "response tokens", "markers", "problems", "k"], body)
+                     + image(interval_bars(datasets, bands, ylabel="avg@k"), "avg@k per data set and model"))
     return "".join(parts) or missing("No evaluated sweep, run or `sdlab eval` directory among the inputs.")
 
 
@@ -282,10 +294,10 @@ def pass_at_k_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) ->
                         per_cell.append([fmean(values) for values in zip(*chosen)])
                 if per_cell:
                     curves.setdefault(f"{sweep.results['name']}: {role}", {})[label] = [fmean(v) for v in zip(*per_cell)]
-    for path, metrics in [(p, json.loads((p / "metrics.json").read_text())) for p in inputs.evals] + [(p, run_final_eval(p)) for p in inputs.runs]:
+    for label, metrics in evaluations(inputs).items():
         for name, m in metrics.items():
             if m.get("pass_curve"):
-                curves.setdefault(name, {})[path.name] = m["pass_curve"]
+                curves.setdefault(name, {})[label] = m["pass_curve"]
     if not curves:
         return missing("No pass@k curves: give an evaluated sweep (final_eval), run or `sdlab eval` directory.")
     csv = save("pass_at_k", [{"panel": panel, "label": label, "k": k, "pass@k": v} for panel, lines in curves.items() for label, curve in lines.items() for k, v in enumerate(curve, 1)])
@@ -295,13 +307,13 @@ def pass_at_k_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) ->
 
 
 def sft_section(sweeps: list[SweepData], save: CsvSink) -> str:
-    from sdlab.evaluate import mean_and_ci95
-
     parts = []
     for sweep in sweeps:
         sft_rows = [r for r in sweep.results["aggregate"] if r.get("method") == "sft"]
         if not sft_rows:
             continue
+        from sdlab.evaluate import mean_and_ci95  # imports torch: only when there is an SFT sweep
+
         cells = [c["row"] for c in sweep.results["cells"] if c["row"].get("method") == "sft"]
         records = []
         base = {role: [c[f"base_{role}_avg@k"] for c in cells if c.get(f"base_{role}_avg@k") is not None] for role in ("id", "ood")}
