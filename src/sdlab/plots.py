@@ -32,7 +32,7 @@ def _finite(value: float | None) -> bool:
     return value is not None and not math.isnan(value)
 
 
-def line_panels(panels: dict[str, Series], *, xlabel: str, markers: dict[str, float] | None = None, title: str = "") -> str:
+def line_panels(panels: dict[str, Series], *, xlabel: str, markers: dict[str, float] | None = None, title: str = "", ylim: tuple[float, float] | None = None) -> str:
     """One panel per metric, one line per label; `markers` draws a dashed vertical line per
     label (the early-warning step) in that label's colour."""
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
@@ -49,6 +49,8 @@ def line_panels(panels: dict[str, Series], *, xlabel: str, markers: dict[str, fl
         axis.set_title(name, fontsize=10)
         axis.set_xlabel(xlabel)
         axis.grid(alpha=0.3)
+        if ylim:
+            axis.set_ylim(*ylim)
     if markers:
         axes[0][0].plot([], [], color="grey", linestyle="--", label="early warning")
     axes[0][0].legend(fontsize=7)
@@ -58,7 +60,7 @@ def line_panels(panels: dict[str, Series], *, xlabel: str, markers: dict[str, fl
     return to_data_uri(figure)
 
 
-def interval_bars(groups: Sequence[str], values: dict[str, Sequence[Band]], *, ylabel: str) -> str:
+def interval_bars(groups: Sequence[str], values: dict[str, Sequence[Band]], *, ylabel: str, ylim: tuple[float, float] | None = None) -> str:
     """Grouped bars (one bar per key of `values`, e.g. ID and OOD) with 95% interval whiskers."""
     figure, axis = plt.subplots(figsize=(max(4.5, 0.9 * len(groups) * len(values)), 3.4))
     width = 0.8 / max(1, len(values))
@@ -70,13 +72,15 @@ def interval_bars(groups: Sequence[str], values: dict[str, Sequence[Band]], *, y
     axis.set_xticks(range(len(groups)))
     axis.set_xticklabels(groups, rotation=20, ha="right", fontsize=8)
     axis.set_ylabel(ylabel)
+    if ylim:
+        axis.set_ylim(*ylim)
     axis.legend(fontsize=8)
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return to_data_uri(figure)
 
 
-def interval_lines(panels: dict[str, dict[str, list[tuple[float, Band]]]], *, xlabel: str, ylabel: str, log_x: bool = False) -> str:
+def interval_lines(panels: dict[str, dict[str, list[tuple[float, Band]]]], *, xlabel: str, ylabel: str, log_x: bool = False, ylim: tuple[float, float] | None = None) -> str:
     """One panel per key (ID, OOD), one line per series with 95% interval error bars."""
     figure, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False)
     for axis, (name, series) in zip(axes[0], panels.items()):
@@ -90,6 +94,8 @@ def interval_lines(panels: dict[str, dict[str, list[tuple[float, Band]]]], *, xl
             axis.errorbar(xs, means, yerr=[low, high], marker="o", capsize=3, label=label, color=f"C{i}")
         if log_x:
             axis.set_xscale("log")
+        if ylim:
+            axis.set_ylim(*ylim)
         axis.set_title(name, fontsize=10)
         axis.set_xlabel(xlabel)
         axis.set_ylabel(ylabel)

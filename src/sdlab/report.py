@@ -29,6 +29,7 @@ from sdlab.sweep_results import write_csv
 logger = logging.getLogger(__name__)
 
 TRAINING_PANELS = {"score (reward)": "reward_mean", "response tokens": "response_tokens_mean", "epistemic markers per response": "markers_per_response", "loss": "loss"}
+FRACTION = (0.0, 1.02)  # y range of accuracy plots: scores are fractions
 STUDY_SFT = "The study (DeepSeek-R1-Distill-Qwen-7B, AIME24): base 54.79, SFT on D_ug 51.04, SFT on D_sg 20.21."
 
 
@@ -242,7 +243,7 @@ def results_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> s
         parts.append(f"<h3>sweep {html.escape(sweep.results['name'])}</h3><p>Final avg@k, mean [95% interval] over {', '.join(sweep.results['aggregate_over'])}; "
                      f"OOD = mean over the non-ID evaluation sets. Matched settings: {html.escape(matched)}. Data: <code>{csv}</code></p>"
                      + table(["group", "finished", "ID set", "ID avg@k", "OOD avg@k", "ID pass@k", "response tokens", "markers"], body)
-                     + image(interval_bars(labels, bands, ylabel="avg@k"), f"ID and OOD accuracy of sweep {sweep.results['name']}"))
+                     + image(interval_bars(labels, bands, ylabel="avg@k", ylim=FRACTION), f"ID and OOD accuracy of sweep {sweep.results['name']}"))
     evaluated = evaluations(inputs)
     if evaluated:
         records = [{"source": label, "dataset": name, "role": "ID" if i == 0 else "OOD", **{k: m.get(k) for k in ("avg@k", "pass@k", "mean_response_tokens", "mean_markers_paper", "n_problems", "k")},
@@ -256,7 +257,7 @@ def results_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> s
         bands = {label: [by_key.get((label, d), (None, None, None)) for d in datasets] for label in evaluated}
         parts.append(f"<h3>Evaluations</h3><p>avg@k with its 95% interval over problems; the first data set of each evaluation is taken as in-distribution. Data: <code>{csv}</code></p>"
                      + table(["model", "data set", "role", "avg@k", "pass@k", "response tokens", "markers", "problems", "k"], body)
-                     + image(interval_bars(datasets, bands, ylabel="avg@k"), "avg@k per data set and model"))
+                     + image(interval_bars(datasets, bands, ylabel="avg@k", ylim=FRACTION), "avg@k per data set and model"))
     return "".join(parts) or missing("No evaluated sweep, run or `sdlab eval` directory among the inputs.")
 
 
@@ -275,7 +276,7 @@ def coverage_section(sweeps: list[SweepData], save: CsvSink) -> str:
             records.append({"series": series, "coverage": row["coverage"], "distinct_problems": x, **{f"{r}_avg@k_{p}": row.get(f"{r}_avg@k_{p}") for r in ("id", "ood") for p in ("mean", "ci_low", "ci_high")}})
         csv = save(f"coverage_{slug(sweep.path)}", records)
         parts.append(f"<h3>sweep {html.escape(sweep.results['name'])}</h3><p>Final avg@k vs distinct training problems (log scale), mean and 95% interval over seeds. Data: <code>{csv}</code></p>"
-                     + image(interval_lines(panels, xlabel="distinct training problems", ylabel="avg@k", log_x=True), "coverage plot"))
+                     + image(interval_lines(panels, xlabel="distinct training problems", ylabel="avg@k", log_x=True, ylim=FRACTION), "coverage plot"))
     return "".join(parts) or missing("No sweep with a `coverage` axis among the inputs: give e.g. the output of `sdlab sweep recipes/sweeps/coverage.yaml`.")
 
 
@@ -303,7 +304,7 @@ def pass_at_k_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) ->
     csv = save("pass_at_k", [{"panel": panel, "label": label, "k": k, "pass@k": v} for panel, lines in curves.items() for label, curve in lines.items() for k, v in enumerate(curve, 1)])
     panels = {panel: {label: list(enumerate(curve, 1)) for label, curve in lines.items()} for panel, lines in curves.items()}
     return f"<p>Unbiased pass@k for k = 1 .. k samples (mean over problems; sweeps: over seeds too). Data: <code>{csv}</code></p>" + "".join(
-        image(line_panels(dict(list(panels.items())[i : i + 3]), xlabel="k"), "pass@k curves") for i in range(0, len(panels), 3))
+        image(line_panels(dict(list(panels.items())[i : i + 3]), xlabel="k", ylim=FRACTION), "pass@k curves") for i in range(0, len(panels), 3))
 
 
 def sft_section(sweeps: list[SweepData], save: CsvSink) -> str:
