@@ -75,6 +75,10 @@ def test_overrides_go_to_the_sweep_or_to_every_cell(tmp_path, problems_file):
     cells = validate_sweep(config)
     assert {c.steps for _, c in cells} == {2} and {c.eval.k for _, c in cells} == {3}
     assert cells[0][1].output_dir.startswith(str(tmp_path / "other"))
+    with pytest.raises(SdlabError, match="seed is set by the grid"):
+        load_sweep(path, ["seed=3"])
+    with pytest.raises(SdlabError, match="not key=value"):
+        load_sweep(path, ["steps"])
 
 
 def test_sweep_dir_placeholder_and_key_owned_by_two_axes(tmp_path, problems_file):

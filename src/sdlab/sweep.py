@@ -40,7 +40,7 @@ import yaml
 from pydantic import Field, PositiveInt, field_validator
 
 from sdlab import SdlabError
-from sdlab.config import StrictModel, apply_overrides, build_config, dump_config, read_yaml
+from sdlab.config import StrictModel, apply_overrides, build_config, dump_config, parse_override, read_yaml
 from sdlab.train_config import TrainConfig, check_paths
 
 logger = logging.getLogger(__name__)
@@ -200,9 +200,13 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
         (sweep_level if override.split("=", 1)[0].split(".")[0] in SweepConfig.model_fields else recipe_level).append(override)
     apply_overrides(data, sweep_level)
     config = build_config(SweepConfig, data, source=str(path))
+    grid_keys = {key for axis, levels in config.grid.items() for _, values in axis_levels(axis, levels) for key in values}
     for override in recipe_level:
-        key, value = override.split("=", 1)
-        config.base[key] = yaml.safe_load(value) if value else ""
+        path_parts, value = parse_override(override)
+        key = ".".join(path_parts)
+        if key in grid_keys:
+            raise SdlabError(f"override {override!r}: {key} is set by the grid, which would win; override the axis instead (e.g. 'grid.{key}=[...]')")
+        config.base[key] = value
     return config
 
 
