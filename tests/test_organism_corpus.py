@@ -18,7 +18,8 @@ from sdlab.organism.corpus import (
     unguided_response,
     wrap_context,
 )
-from sdlab.organism.instruments import analyze_response, count_markers
+from sdlab.epistemic import count_markers
+from sdlab.organism.instruments import analyze_response
 from sdlab.organism.tasks import Task, brute_force_answer, family_tasks, load_organism_problems, sample_tasks, to_problem
 
 TASK = Task("linmod", 7, 4, 9, 5)  # (4*x + 9) mod 7 = 5 -> x = 6

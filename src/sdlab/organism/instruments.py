@@ -17,23 +17,18 @@ import re
 from dataclasses import asdict, dataclass
 
 from sdlab.data import Problem
+from sdlab.epistemic import count_markers
 from sdlab.grading import extract_answer, split_think
 
-MARKERS = ("wait", "hmm", "perhaps", "maybe", "actually", "alternatively", "seems", "might", "likely", "check")
 CANDIDATE = re.compile(r"x=(\d+) \(mod (\d+)\): ")
 LOOKUPS = re.compile(r"((?:\d+\*\d+=\d+, \d+\+\d+=\d+(?:, )?)+)\. (\d+)(!=|=)(\d+)\.")
 STEP = re.compile(r"(\d+)\*(\d+)=(\d+), (\d+)\+(\d+)=(\d+)")
 
 
-def count_markers(text: str) -> int:
-    """The study's count: substring occurrences of each marker, case-insensitive."""
-    lowered = text.lower()
-    return sum(lowered.count(word) for word in MARKERS)
-
-
 @dataclass(frozen=True)
 class Check:
-    """One written check of candidate `x`: were its lookups right, did it pass, was the verdict right."""
+    """One written check of candidate `x`: were its lookups right, did the response judge it
+    passing (`5=5`), and was that judgement right about `x`."""
 
     x: int
     lookups_right: bool
@@ -89,7 +84,7 @@ def read_checks(think: str, problem: Problem) -> list[tuple[int, int, Check | No
         if not chain:
             found.append((match.start(), match.end(), None))
             continue
-        value, passed = int(chain[2]), chain[3] == "=" and chain[2] == chain[4]
+        value, passed = int(chain[2]), chain[3] == "="  # the verdict the response wrote
         truth = _truth(problem, x)
         check = Check(x=x, lookups_right=lookups_right(chain[1], x=x, p=p, value=value), passed=passed, verdict_right=truth is None or passed == truth)
         found.append((match.start(), chain.end(), check))

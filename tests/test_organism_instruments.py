@@ -1,0 +1,50 @@
+"""Instruments on hand-written responses: search, revisions, give-ups and check accuracy."""
+
+from __future__ import annotations
+
+from sdlab.organism.instruments import analyze_response, summarize
+from sdlab.organism.tasks import Task, to_problem
+
+PROBLEM = to_problem(Task("linmod", 7, 4, 9, 5), family="linmod-eval")  # x = 6
+
+
+def test_recovery_after_a_marker() -> None:
+    text = (
+        "<think>\ntry x=3 (mod 7): 4*3=5, 5+9=0. 0!=5.\nwait, that fails. perhaps x=6 (mod 7): 4*6=3, 3+9=5. 5=5. it works.\n</think>\n\n"
+        "x = 6 gives (4*6 + 9) mod 7 = 5. The answer is \\boxed{6}."
+    )
+    a = analyze_response(text, PROBLEM)
+    assert a.correct and a.first_candidate_right is False and a.recovered
+    assert (a.candidates, a.checks, a.failed_checks, a.revised_after_marker, a.revised_without_marker, a.gave_up) == (2, 2, 1, 1, 0, 0)
+    assert a.check_lookups_right == 2 and a.check_verdicts_right == 2 and a.markers == 2
+
+
+def test_give_up_and_revision_without_marker() -> None:
+    text = (
+        "<think>\ntry x=0 (mod 7): 4*0=0, 0+9=2. 2!=5.\ntry x=1 (mod 7): 4*1=4, 4+9=6. 6!=5.\n</think>\n\nThe answer might be \\boxed{2}."
+    )
+    a = analyze_response(text, PROBLEM)
+    assert not a.correct and a.answered and not a.recovered
+    assert (a.revised_after_marker, a.revised_without_marker, a.gave_up) == (0, 1, 1)
+
+
+def test_wrong_lookups_and_wrong_verdicts_are_counted() -> None:
+    # 4*6 is 3 mod 7, not 2: a wrong lookup, and a wrong verdict (6 is the answer, judged failing)
+    text = "<think>\ntry x=6 (mod 7): 4*6=2, 2+9=4. 4!=5.\nhmm, no. maybe x=2 (mod 7): 4*2=1, 1+9=3. 3=5. it works.\n</think>\n\nThe answer is \\boxed{2}."
+    a = analyze_response(text, PROBLEM)
+    assert a.first_candidate_right is True and not a.correct
+    assert a.check_lookups_right == 1 and a.check_verdicts_right == 0  # "3=5" passes nothing right
+
+
+def test_cut_off_and_malformed_responses() -> None:
+    a = analyze_response("<think>\ntry x=3 (mod 7): 4*3=", PROBLEM)
+    assert not a.answered and a.candidates == 1 and a.checks == 0
+    assert analyze_response("no idea", PROBLEM).first_candidate_right is None
+
+
+def test_summary_rates() -> None:
+    good = "<think>\ntry x=6 (mod 7): 4*6=3, 3+9=5. 5=5. it works.\n</think>\n\nThe answer is \\boxed{6}."
+    bad = "<think>\ntry x=0 (mod 7): 4*0=0, 0+9=2. 2!=5.\nwait, wrong. maybe x=6 (mod 7): 4*6=3, 3+9=5. 5=5. it works.\n</think>\n\nThe answer is \\boxed{6}."
+    summary = summarize([analyze_response(t, PROBLEM) for t in (good, bad)], [10, 20])
+    assert summary["accuracy"] == 1.0 and summary["first_candidate_right"] == 0.5 and summary["recovery"] == 1.0
+    assert summary["tokens"] == 15 and summary["candidates"] == 1.5 and summary["failed_then_marker_revision"] == 1.0
