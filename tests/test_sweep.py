@@ -162,6 +162,7 @@ def test_tiny_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(tmp
     assert rows[0]["id_dataset"] == "problems" and rows[0]["id_avg@k"] == 0.0 and rows[0]["base_id_avg@k"] == 0.0
     assert rows[0]["train_reward_mean"] > 0 and rows[0]["distinct_train_problems"] == 8
     assert [p["step"] for p in results["cells"][0]["curve"]] == [0, 1, 2]
+    assert {"step0_id_avg@k", "step2_id_avg@k", "step2_ood_avg@k"} <= set(rows[0]) and "step2_id_avg@k_mean" in results["aggregate"][0]
     assert results["shared"]["batch"] == 2 and results["aggregate"][0]["n"] == 2
     assert results["aggregate"][0]["train_reward_mean_mean"] == pytest.approx((rows[0]["train_reward_mean"] + rows[1]["train_reward_mean"]) / 2)
     for name in ("results.csv", "results_steps.csv", "aggregate.csv", "results.json"):

@@ -3,7 +3,8 @@ intervals over seeds.
 
     results.csv        one row per cell: grid levels, status, final training metrics,
                        final ID/OOD avg@k and pass@k (per data set and pooled), the base
-                       model's step-0 evaluation, distinct training problems
+                       model's step-0 evaluation, distinct training problems, and the
+                       periodic evaluation as `step<N>_id_avg@k` / `step<N>_ood_avg@k`
     results_steps.csv  one row per cell, evaluation step and data set (periodic evaluation)
     aggregate.csv      one row per group of cells that differ only in `aggregate_over`
                        (seeds): n, then mean / ci_low / ci_high of every numeric column
@@ -98,6 +99,8 @@ def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, An
     for name, metrics in (final or {}).items():
         row[f"{name}/avg@k"], row[f"{name}/pass@k"] = metrics.get("avg@k"), metrics.get("pass@k")
     curve = [{"step": step, **{f"{r}_avg@k": v for r, v in role_scores(by_dataset, id_dataset).items()}, "datasets": by_dataset} for step, by_dataset in steps.items()]
+    for point in curve:  # the periodic evaluation, wide, so that seeds aggregate per step too
+        row[f"step{point['step']}_id_avg@k"], row[f"step{point['step']}_ood_avg@k"] = point["id_avg@k"], point["ood_avg@k"]
     return {
         "row": row,
         "curve": curve,
