@@ -317,6 +317,10 @@ def run_training(
     if resume:
         truncate_step_logs(run_dir, after_step=checkpoint_step(checkpoint) if checkpoint else 0)
     write_run_header(run_dir, config)
+    if config.runtime.threads is not None:
+        import torch
+
+        torch.set_num_threads(config.runtime.threads)
     set_seed(config.seed)
     if config.method == "sft" and config.sft.collect is not None and not Path(config.sft.dataset).is_file():
         from sdlab.sft import collect_sft_data

@@ -118,6 +118,9 @@ class RuntimeConfig(StrictModel):
     gradient_checkpointing: bool = False
     micro_batch: PositiveInt | None = None  # completions per forward pass per device; None = a whole mini-batch
     dataloader_num_workers: int = Field(0, ge=0)
+    # torch CPU threads; None = torch's default. On a shared 2-core machine 1 thread made organism
+    # generation ~30x faster than 2 (contended threads spin-wait); see docs/measurements.md.
+    threads: PositiveInt | None = None
     vllm: VllmConfig = Field(default_factory=VllmConfig)
 
 
