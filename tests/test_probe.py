@@ -263,7 +263,7 @@ def test_probe_end_to_end_writes_tables_json_samples_and_heatmap(tiny_model_dir,
     out = tmp_path / "probe"
     contexts = ["none", "solution", "solution_nothink", "regenerated", "partial:0.5", "hint"]
     summary = run_probe(probe_config(tiny_model_dir, problems_file, out, contexts=contexts, max_prompt_tokens=90))
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "heatmap.html", "probe.json", "probe.md", "samples.jsonl", "versions.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "heatmap.html", "probe.json", "probe.md", "prompts.jsonl", "samples.jsonl", "versions.json"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".probe")]  # the temporary directory was renamed
     saved = json.loads((out / "probe.json").read_text())
     assert list(saved["contexts"]) == contexts
@@ -280,6 +280,9 @@ def test_probe_end_to_end_writes_tables_json_samples_and_heatmap(tiny_model_dir,
         assert weighted / (split["marker_tokens"] + split["other_tokens"]) == pytest.approx(split["mean"], rel=1e-5)
         assert row["gap"]["mean"] == pytest.approx(row["entropy"]["mean"] - row["entropy_context"]["mean"], abs=1e-4)
     assert saved["contexts"]["solution"]["truncated_prompts"] == 2  # 90 tokens cannot hold question + solution
+    prompts = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
+    hint = next(p["prompt"] for p in prompts if p["context"] == "hint" and p["problem_id"] == "a")
+    assert "What is 2 + 3?\n\nCorrect solution: \\boxed{5}\n\nCorrectly solve the original question." in hint
     table = (out / "probe.md").read_text()
     assert "| context | score | response tokens | epistemic words (paper)" in table and "| partial:0.5 |" in table
     assert "teacher context: regenerated" in (out / "heatmap.html").read_text()

@@ -15,7 +15,8 @@
 
 Output (written to a temporary directory renamed to `out` at the end, so a failed or
 interrupted run leaves nothing half-written): probe.json, probe.md, samples.jsonl (every
-sample, the selection round's as context "selection"), heatmap.html, config.yaml, versions.json.
+sample, the selection round's as context "selection"), prompts.jsonl (every prompt as
+rendered), heatmap.html, config.yaml, versions.json.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class ProbeConfig(StrictModel):
     limit_problems: PositiveInt | None = 100  # stop selecting once this many problems are in the band
     split: str = "train"
     max_new_tokens: PositiveInt = 1024
+    solution_source: Literal["own", "reference"] = "own"  # s: the model's own correct sample (the study), or the data's reference solution
     max_prompt_tokens: PositiveInt = 8192  # teacher prompts longer than this lose the middle of their context
     temperature: float = Field(0.6, gt=0)
     top_p: float = Field(0.95, gt=0, le=1)
@@ -163,12 +165,15 @@ def run_probe(config: ProbeConfig, *, force: bool = False) -> dict:
         needs_solution = any(s.kind in SOLUTION_KINDS for s in plan)
         selected, solutions, selection, selection_records = select_problems(config, problems, [text for text, _ in base], generator, needs_solution=needs_solution)
         chosen = [problems[i] for i in selected]
-        rounds, prompts, truncated = run_rounds(config, plan, chosen, [base[i] for i in selected], solutions, generator, tokenizer)
+        rounds, prompts, truncated, shown = run_rounds(config, plan, chosen, [base[i] for i in selected], solutions, generator, tokenizer)
         summary = {"problems": selection, **analyse(config, plan, rounds, prompts, model, tokenizer, work / "heatmap.html")}
         for spec in plan:
             summary["contexts"][spec.name]["truncated_prompts"] = truncated[spec.name]
         for record in selection_records + [r for spec in plan for group in rounds[spec.name] for r in group]:
             append_jsonl(work / "samples.jsonl", record)
+        for spec in plan:
+            for problem, text in zip(chosen, shown[spec.name]):
+                append_jsonl(work / "prompts.jsonl", {"problem_id": problem.id, "context": spec.name, "prompt": text})
         summary["wall_time_s"] = round(time.time() - start, 1)
         write_json(work / "probe.json", summary)
         (work / "probe.md").write_text(format_tables(summary) + "\n")
@@ -200,8 +205,9 @@ def select_problems(config: ProbeConfig, problems, prompt_texts: list[str], gene
     """Scan problems in chunks until `limit_problems` have an unguided solve count in the band.
     Returns (selected indices, their s, a summary, the selection samples' records).
 
-    s is one of the model's own correct samples; a problem with none (a band starting at 0)
-    falls back to the data's reference solution, and is skipped when it has none either."""
+    s is one of the model's own correct samples (`solution_source: own`, the study's choice) or
+    the data's reference solution (`reference`); each falls back to the other, and a problem
+    with neither is skipped when a context needs s."""
     lo, hi = config.band
     limit = config.limit_problems or len(problems)
     selected, solutions, counts, sources, records = [], [], [], Counter(), []
@@ -216,7 +222,10 @@ def select_problems(config: ProbeConfig, problems, prompt_texts: list[str], gene
             counts.append(len(correct))
             if not lo <= len(correct) <= hi or len(selected) >= limit:
                 continue
-            solution, source = (pick(correct, seed=config.seed, key=problems[i].id), "own") if correct else (problems[i].solution, "reference")
+            own = pick(correct, seed=config.seed, key=problems[i].id)
+            reference = problems[i].solution
+            prefer_own = config.solution_source == "own" and own is not None or reference is None
+            solution, source = (own, "own") if prefer_own else (reference, "reference")
             if solution is None and needs_solution:
                 sources["none: skipped"] += 1
                 continue
@@ -240,10 +249,12 @@ def select_problems(config: ProbeConfig, problems, prompt_texts: list[str], gene
 
 def run_rounds(config: ProbeConfig, plan, problems, base, solutions, generator, tokenizer):
     """One fresh round of n samples per context, in plan order. Returns per-context
-    [problem][sample] records, prompt ids [problem], and how many prompts had their context cut."""
+    [problem][sample] records, prompt ids [problem], how many prompts had their context cut,
+    and the prompt texts [problem] (written to prompts.jsonl to audit what the teacher saw)."""
     rounds: dict[str, list[list[dict]]] = {}
     prompts: dict[str, list[list[int]]] = {}
     truncated: dict[str, int] = {}
+    shown: dict[str, list[str]] = {}
     for index, spec in enumerate(plan, start=1):
         if spec.kind == "none":
             fitted = [(text, ids, 0) for text, ids in base]
@@ -257,10 +268,11 @@ def run_rounds(config: ProbeConfig, plan, problems, base, solutions, generator, 
         if truncated[spec.name]:
             logger.warning("context %s: %d teacher prompts over %d tokens had the middle of their context cut", spec.name, truncated[spec.name], config.max_prompt_tokens)
         prompts[spec.name] = [ids for _, ids, _ in fitted]
+        shown[spec.name] = [text for text, _, _ in fitted]
         logger.info("round %d/%d: context %s", index, len(plan), spec.name)
         groups = generator.generate([text for text, _, _ in fitted], params_for(config, seed=config.seed + 1000 * index))
         rounds[spec.name] = [sample_records(p.id, spec.name, group, verdicts) for p, group, verdicts in zip(problems, groups, grade_groups(groups, [p.answer for p in problems]))]
-    return rounds, prompts, truncated
+    return rounds, prompts, truncated, shown
 
 
 def sample_records(problem_id: str, context: str, group: list[Completion], verdicts: list[bool]) -> list[dict]:
@@ -294,12 +306,12 @@ def analyse(config: ProbeConfig, plan, rounds, prompts, model, tokenizer, heatma
     teachers = [s.name for s in plan if s.kind != "none"]
     student = [r for group in rounds["none"] for r in group]
     owner = [i for i, group in enumerate(rounds["none"]) for _ in group]  # problem index of each student response
-    total = len(student) + sum(len(owner) for _ in teachers)
+    total = len(student) * (1 + len(teachers)) + sum(len(group) for name in teachers for group in rounds[name])
     common = dict(pad_id=tokenizer.pad_token_id, sampling=sampling, alpha=config.alpha, batch_size=config.score_batch_size)
-    with tqdm(total=total, desc="score", unit="response") as bar:
+    with tqdm(total=total, desc="score", unit="pass") as bar:  # one unit = one response through one prompt
         scores = score_responses(
             model, prompts=[prompts["none"][i] for i in owner], responses=[r["token_ids"] for r in student],
-            teacher_prompts=[[prompts[name][i] for i in owner] for name in teachers], progress=bar.update, **common,
+            teacher_prompts=[[prompts[name][i] for i in owner] for name in teachers], progress=lambda n: bar.update(n * (1 + len(teachers))), **common,
         )
         attach_nll(student, scores)
         for name in teachers:
