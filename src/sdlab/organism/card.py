@@ -9,8 +9,8 @@ DESIGN = """\
 
 The corpus decides the organism's *starting* behaviour, and only that:
 
-- **Unguided traces** propose a candidate, check it with a short chain of small lookups
-  (`4*3=12, 12+9=21, 21 mod 7=0. 0!=5.`), and after a failed check verbalise doubt with
+- **Unguided traces** propose a candidate, check it with a short chain of modular lookups
+  (`x=3 (mod 7): 4*3=5, 5+9=0. 0!=5.`), and after a failed check verbalise doubt with
   the study's markers (wait, hmm, perhaps, maybe, actually, alternatively, seems, might,
   check) and revise to the next candidate. The first guess is right one time in five;
   traces give up with a hedged guess after 3 to 9 failed checks, so accuracy starts imperfect.
