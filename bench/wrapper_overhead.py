@@ -88,7 +88,12 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=32, help="max completion tokens")
     parser.add_argument("--repeats", type=int, default=5, help="A/B pairs")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both (contended threads spin-wait)")
     args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     import logging
 
