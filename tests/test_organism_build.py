@@ -46,6 +46,23 @@ def test_tokenizer_splits_digits_and_keeps_think_tags(built: Path) -> None:
     assert tokenizer.decode(ids + [tokenizer.eos_token_id], skip_special_tokens=True) == text
 
 
+def test_auto_tokenizer_encodes_like_the_training_tokenizer(built: Path) -> None:
+    """transformers loads a qwen2 directory's tokenizer as Qwen2Tokenizer, which rebuilds its
+    pre-tokenizer; the organism is trained under the same one, so ids must agree exactly."""
+    from transformers import PreTrainedTokenizerFast
+
+    from sdlab.organism.build import document_text
+    from sdlab.organism.corpus import corpus_documents
+    from sdlab.organism.tokenizer import QWEN2_PRETOKENIZE_REGEX
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    assert QWEN2_PRETOKENIZE_REGEX == PRETOKENIZE_REGEX
+    auto, raw = AutoTokenizer.from_pretrained(built), PreTrainedTokenizerFast.from_pretrained(built)
+    for document in corpus_documents(40, seed=5):
+        text = document_text(raw, document)
+        assert auto(text, add_special_tokens=False)["input_ids"] == raw(text, add_special_tokens=False)["input_ids"]
+
+
 def test_second_call_reuses_the_cache_and_force_rebuilds(built: Path) -> None:
     stamp = (built / "model.safetensors").stat().st_mtime_ns
     assert build_organism(built, size="test", seed=0, show_progress=False, measure=False) == built

@@ -31,7 +31,7 @@ from sdlab.organism.tokenizer import render_chat, train_tokenizer
 logger = logging.getLogger(__name__)
 
 # Bump when the task families, trace writer or training loop change what gets built.
-CORPUS_VERSION = 2
+CORPUS_VERSION = 3
 BUILD_FILE = "build.json"
 MEASURE_N = 24  # problems per row of the model card's table (the docs use more)
 
