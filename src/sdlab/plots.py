@@ -28,6 +28,12 @@ def to_data_uri(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _legend(axis, fontsize: int = 8) -> None:
+    """A legend only where something is labelled (an empty one makes matplotlib warn)."""
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=fontsize)
+
+
 def _finite(value: float | None) -> bool:
     return value is not None and not math.isnan(value)
 
@@ -53,7 +59,7 @@ def line_panels(panels: dict[str, Series], *, xlabel: str, markers: dict[str, fl
             axis.set_ylim(*ylim)
     if markers:
         axes[0][0].plot([], [], color="grey", linestyle="--", label="early warning")
-    axes[0][0].legend(fontsize=7)
+    _legend(axes[0][0], fontsize=7)
     if title:
         figure.suptitle(title, fontsize=11)
     figure.tight_layout()
@@ -74,7 +80,7 @@ def interval_bars(groups: Sequence[str], values: dict[str, Sequence[Band]], *, y
     axis.set_ylabel(ylabel)
     if ylim:
         axis.set_ylim(*ylim)
-    axis.legend(fontsize=8)
+    _legend(axis)
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return to_data_uri(figure)
@@ -100,6 +106,6 @@ def interval_lines(panels: dict[str, dict[str, list[tuple[float, Band]]]], *, xl
         axis.set_xlabel(xlabel)
         axis.set_ylabel(ylabel)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        _legend(axis)
     figure.tight_layout()
     return to_data_uri(figure)
