@@ -63,7 +63,7 @@ def train(
     config = load_train_config(recipe, overrides or [])
     summary = run_training(config, resume=resume, force=force, show_teacher=show_teacher, on_teacher_audit=print if show_teacher else None)
     final = summary.get("final") or {}
-    shown = {k: final[k] for k in ("step", "reward", "completion_tokens", "markers_per_response") if k in final}
+    shown = {k: final[k] for k in ("reward_mean", "response_tokens_mean", "markers_per_response", "loss") if final.get(k) is not None}
     print(f"{config.output_dir}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s; final {shown}")
 
 
