@@ -1,0 +1,56 @@
+"""`sdlab demo` end to end on the `test`-size organism: every stage runs through the real
+commands (organism build, probe, GRPO and SDPO training, evaluation, report), and a rerun
+skips what is finished instead of redoing it."""
+
+import json
+
+import pytest
+
+from sdlab import SdlabError
+from sdlab.demo import load_demo_config, run_demo
+
+# Small enough for seconds per stage; every stage still runs its real code path.
+TINY_DEMO = [
+    "organism_size=test",
+    "probe_overrides=[limit_problems=2, n=2, 'band=[0, 2]', max_new_tokens=24, solution_source=reference, 'contexts=[none, solution, solution_nothink]']",
+    "shared_overrides=[steps=2, eval.every=1, eval.k=1, max_completion_length=16, batch=2, rollouts=2, save_steps=1, eval.max_new_tokens=16]",
+    "eval_sources=[organism:linmod-eval:3, organism:sqmod:3]",
+    "eval_k=2",
+    "eval_max_new_tokens=16",
+]
+
+
+@pytest.fixture
+def demo_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("SDLAB_HOME", str(tmp_path / "home"))
+    return load_demo_config(None, [*TINY_DEMO, f"out={tmp_path / 'demo'}"])
+
+
+def test_demo_runs_every_stage_and_writes_one_report(demo_config, tmp_path):
+    stages = []
+    report = run_demo(demo_config, say=stages.append)
+    out = tmp_path / "demo"
+    assert report == out / "report.html" and report.is_file()
+    assert (out / "probe" / "probe.json").is_file()
+    for arm in ("grpo", "sdpo"):
+        summary = json.loads((out / "train" / arm / "summary.json").read_text())
+        assert summary["steps"] == 2
+        assert (out / "train" / arm / "model" / "model.safetensors").is_file()
+    for model in ("base", "grpo", "sdpo"):
+        metrics = json.loads((out / "eval" / model / "metrics.json").read_text())
+        assert set(metrics) == {"organism_linmod-eval_3", "organism_sqmod_3"}
+        assert all(m["k"] == 2 for m in metrics.values())
+    page = report.read_text()
+    for heading in ("Training dynamics", "Context-richness probe", "ID and OOD results", "pass@k"):
+        assert heading in page
+    assert not any("skipped" in line for line in stages)
+
+    rerun = []
+    run_demo(demo_config, say=rerun.append)
+    assert sum("skipped" in line for line in rerun) == 1 + 2 + 3  # probe, two arms, three evaluations
+
+
+def test_demo_rejects_unknown_keys_before_any_work(tmp_path):
+    with pytest.raises(SdlabError, match="arm"):
+        load_demo_config(None, [f"out={tmp_path / 'x'}", "armz={}"])
+    assert not (tmp_path / "x").exists()
