@@ -5,6 +5,7 @@ Tests load them like any hub model: `AutoModelForCausalLM.from_pretrained(tiny_m
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,4 +40,13 @@ def math_eval_dir() -> Path:
     path = SHARED_DATA / "evaluation"
     if not path.is_dir():
         pytest.skip(f"{path} not found (the shared math data sits beside the repository)")
+    return path
+
+
+@pytest.fixture
+def problems_file(tmp_path) -> Path:
+    """Eight one-digit sums in the JSONL problem format."""
+    path = tmp_path / "problems.jsonl"
+    rows = [{"id": f"p{i}", "question": f"What is {i} + {i}? Put the answer in \\boxed{{}}.", "answer": str(2 * i)} for i in range(8)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path

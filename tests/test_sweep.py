@@ -25,14 +25,6 @@ def write_sweep(path: Path, data: dict) -> Path:
     return path
 
 
-@pytest.fixture
-def problems_file(tmp_path) -> Path:
-    path = tmp_path / "problems.jsonl"
-    rows = [{"id": f"p{i}", "question": f"What is {i} + {i}? Put the answer in \\boxed{{}}.", "answer": str(2 * i)} for i in range(8)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
 def grid_sweep(tmp_path, problems_file, **extra) -> dict:
     return {
         "name": "demo",

@@ -19,15 +19,6 @@ def write_recipe(path: Path, data: dict) -> Path:
 
 
 @pytest.fixture
-def problems_file(tmp_path) -> Path:
-    """Eight one-digit sums in the JSONL problem format."""
-    path = tmp_path / "problems.jsonl"
-    rows = [{"id": f"p{i}", "question": f"What is {i} + {i}? Put the answer in \\boxed{{}}.", "answer": str(2 * i)} for i in range(8)]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-@pytest.fixture
 def recipe(tmp_path, problems_file) -> Path:
     return write_recipe(tmp_path / "grpo.yaml", {"method": "grpo", "model": "organism", "output_dir": str(tmp_path / "run"), "data": {"train": str(problems_file)}})
 
