@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from sdlab import SdlabError
@@ -186,3 +188,25 @@ def test_killed_run_resumes_to_the_same_metrics(method, recipe, tiny_model_dir, 
     assert comparable(cut) == comparable(full)
     assert len({r["loss"] for r in full}) > 1 and any(r["grad_norm"] for r in full)  # it really trained
     assert read_jsonl(tmp_path / "cut" / "samples.jsonl") == read_jsonl(tmp_path / "full" / "samples.jsonl")
+
+
+def test_run_killed_after_its_last_checkpoint_resumes_without_training_again(recipe, tiny_model_dir, problems_file, tmp_path):
+    """A kill between the final checkpoint and the final model: --resume only writes the model
+    and the summary (transformers would otherwise run one step past max_steps)."""
+    from safetensors.torch import load_file
+
+    from sdlab.rundir import read_jsonl
+
+    out = tmp_path / "run"
+    overrides = tiny_overrides(tiny_model_dir, problems_file, out, "method=grpo")
+    run(recipe, overrides)
+    shutil.rmtree(out / "model")
+    (out / "summary.json").unlink()
+    before = (out / "metrics.jsonl").read_text()
+    summary = run(recipe, overrides, resume=True)
+    assert summary["resumed_from"] == "checkpoint-3" and summary["steps"] == 3
+    assert (out / "metrics.jsonl").read_text() == before and [r["step"] for r in read_jsonl(out / "metrics.jsonl")] == [1, 2, 3]
+    assert not (out / "checkpoint-4").exists()
+    final, last = load_file(out / "model" / "model.safetensors"), load_file(out / "checkpoint-3" / "model.safetensors")
+    assert final.keys() == last.keys() and all(torch.equal(final[k], last[k]) for k in final)
+    assert (out / "model" / "tokenizer_config.json").is_file()

@@ -27,7 +27,7 @@ from transformers import TrainerCallback
 
 from sdlab import SdlabError
 from sdlab.config import dump_config
-from sdlab.rundir import prepare_run_dir, read_jsonl, write_json, write_run_header
+from sdlab.rundir import prepare_run_dir, read_json, read_jsonl, write_json, write_run_header
 from sdlab.train_config import ORGANISM, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -238,6 +238,20 @@ def truncate_step_logs(run_dir: Path, *, after_step: int) -> None:
             tmp.replace(path)
 
 
+def training_finished(checkpoint: Path) -> bool:
+    """Whether `checkpoint` was taken at the run's last optimizer step (transformers' own state file)."""
+    state = read_json(checkpoint / "trainer_state.json")
+    return state["global_step"] >= state["max_steps"]
+
+
+def export_model(checkpoint: Path, out: Path) -> None:
+    """The final model directory from a checkpoint: weights (safetensors) and tokenizer only."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    AutoModelForCausalLM.from_pretrained(checkpoint).save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(checkpoint).save_pretrained(out)
+
+
 def check_resumable(run_dir: Path, config: TrainConfig) -> Path | None:
     """The checkpoint to resume from; the recipe must match the one the run started with."""
     saved = run_dir / "config.yaml"
@@ -317,6 +331,13 @@ def run_training(
     if resume:
         truncate_step_logs(run_dir, after_step=checkpoint_step(checkpoint) if checkpoint else 0)
     write_run_header(run_dir, config)
+    if checkpoint is not None and training_finished(checkpoint):
+        # Killed after its last checkpoint but before the final model was written: resuming
+        # the trainer would train one step past max_steps, so only finish the run.
+        export_model(checkpoint, run_dir / "model")
+        summary = summarize(run_dir, wall_time_s=0.0, resumed_from=checkpoint)
+        write_json(run_dir / "summary.json", summary)
+        return summary
     if config.runtime.threads is not None:
         import torch
 
@@ -360,19 +381,19 @@ def run_training(
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     wall = time.perf_counter() - started
     trainer.save_model(str(run_dir / "model"))
-    summary = summarize(run_dir, wall_time_s=wall, resumed_from=checkpoint, early_warning_step=getattr(monitor, "early_warning_step", None))
+    summary = summarize(run_dir, wall_time_s=wall, resumed_from=checkpoint)
     write_json(run_dir / "summary.json", summary)
     return summary
 
 
-def summarize(run_dir: Path, *, wall_time_s: float, resumed_from: Path | None, early_warning_step: int | None) -> dict[str, Any]:
+def summarize(run_dir: Path, *, wall_time_s: float, resumed_from: Path | None) -> dict[str, Any]:
     rows = read_jsonl(run_dir / "metrics.jsonl")
     evals = read_jsonl(run_dir / "eval.jsonl")
     return {
         "steps": rows[-1].get("step") if rows else 0,
         "wall_time_s": round(wall_time_s, 2),
         "resumed_from": resumed_from.name if resumed_from else None,
-        "early_warning_step": early_warning_step,
+        "early_warning_step": rows[-1].get("early_warning_step") if rows else None,  # the monitor carries it in every row
         "first": rows[0] if rows else None,
         "final": rows[-1] if rows else None,
         "final_eval": evals[-1] if evals else None,
