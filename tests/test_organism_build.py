@@ -21,7 +21,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_saved_directory_loads_like_a_hub_model(built: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(built)
     tokenizer = AutoTokenizer.from_pretrained(built)
-    assert type(model).__name__ == "Qwen2ForCausalLM"
+    assert type(model).__name__ == "LlamaForCausalLM"
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>" and tokenizer.eos_token_id != tokenizer.pad_token_id
     assert model.generation_config.eos_token_id == tokenizer.eos_token_id
     assert (built / "README.md").read_text().startswith("# sdlab model organism")
@@ -47,16 +47,12 @@ def test_tokenizer_splits_digits_and_keeps_think_tags(built: Path) -> None:
 
 
 def test_auto_tokenizer_encodes_like_the_training_tokenizer(built: Path) -> None:
-    """transformers loads a qwen2 directory's tokenizer as Qwen2Tokenizer, which rebuilds its
-    pre-tokenizer; the organism is trained under the same one, so ids must agree exactly."""
+    """transformers 5 re-tokenizes some architectures' tokenizers with hard-coded pre-tokenizers
+    (qwen2 among them); the organism's ids through AutoTokenizer must be its training ids."""
     from transformers import PreTrainedTokenizerFast
 
     from sdlab.organism.build import document_text
     from sdlab.organism.corpus import corpus_documents
-    from sdlab.organism.tokenizer import QWEN2_PRETOKENIZE_REGEX
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
-
-    assert QWEN2_PRETOKENIZE_REGEX == PRETOKENIZE_REGEX
     auto, raw = AutoTokenizer.from_pretrained(built), PreTrainedTokenizerFast.from_pretrained(built)
     for document in corpus_documents(40, seed=5):
         text = document_text(raw, document)

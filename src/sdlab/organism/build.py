@@ -1,4 +1,4 @@
-"""Build the model organism: corpus -> tokenizer -> tiny Qwen2 -> next-token pretraining -> save.
+"""Build the model organism: corpus -> tokenizer -> tiny Llama -> next-token pretraining -> save.
 
     sdlab organism build                       # default size, cached under $SDLAB_HOME/organism/
     python -c "from sdlab.organism.build import build_organism; print(build_organism(size='test'))"
@@ -31,9 +31,9 @@ from sdlab.organism.tokenizer import render_chat, train_tokenizer
 logger = logging.getLogger(__name__)
 
 # Bump when the task families, trace writer or training loop change what gets built.
-CORPUS_VERSION = 3
+CORPUS_VERSION = 5
 BUILD_FILE = "build.json"
-MEASURE_N = 24  # problems per row of the model card's table (the docs use more)
+MEASURE_N = 16  # problems per row of the model card's table (the docs use more)
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class Size:
 
 SIZES = {
     "test": Size(hidden=32, layers=2, heads=2, intermediate=64, documents=200, steps=20, batch=4, seq_len=128, lr=3e-3),
-    "tiny": Size(hidden=128, layers=4, heads=4, intermediate=384, documents=6000, steps=400, batch=8, seq_len=256, lr=3e-3),
+    "tiny": Size(hidden=128, layers=4, heads=4, intermediate=384, documents=6000, steps=600, batch=8, seq_len=256, lr=5e-3),
     "small": Size(hidden=192, layers=6, heads=6, intermediate=512, documents=20000, steps=1600, batch=8, seq_len=256, lr=2e-3),
 }
 
@@ -88,17 +88,17 @@ def pack_tokens(token_lists: list[list[int]], *, seq_len: int) -> torch.Tensor:
 
 
 def make_model(size: Size, tokenizer, *, seed: int):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = Qwen2Config(
+    config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=size.hidden, intermediate_size=size.intermediate,
         num_hidden_layers=size.layers, num_attention_heads=size.heads, num_key_value_heads=size.heads,
-        max_position_embeddings=2048, tie_word_embeddings=True, rope_theta=10000.0,
+        max_position_embeddings=2048, tie_word_embeddings=True, rope_theta=10000.0, attention_bias=True,  # q/k/v/o biases, as Qwen2 has
         bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"), eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     config._attn_implementation = "eager"  # faster than sdpa at this size on CPU (measured)
-    return Qwen2ForCausalLM(config)
+    return LlamaForCausalLM(config)
 
 
 def lr_at(step: int, *, steps: int, peak: float, warmup: int) -> float:

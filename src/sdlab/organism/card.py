@@ -48,7 +48,7 @@ uses. Task families, spec syntax and design: `docs/organism.md` in the sdlab rep
 
 ## Model and corpus
 
-- Qwen2ForCausalLM: hidden {s['hidden']}, {s['layers']} layers, {s['heads']} heads, MLP {s['intermediate']}, tied embeddings; {stats['parameters']:,} parameters.
+- LlamaForCausalLM: hidden {s['hidden']}, {s['layers']} layers, {s['heads']} heads, MLP {s['intermediate']}, tied embeddings; {stats['parameters']:,} parameters.
 - Tokenizer: byte-level BPE, vocabulary {stats['vocab']}, digits never merged; `<think>`/`</think>` are ordinary tokens; eos `<|im_end|>`, pad `<|endoftext|>`; Qwen3-style chat template with `enable_thinking`.
 - Corpus (version {stats['corpus_version']}): {stats['corpus_documents']:,} documents, {stats['corpus_tokens']:,} tokens, from the `pretrain` split only (no train or eval problem, no `linmod-hard` or `sqmod` problem); documents by kind: {stats['documents_by_kind']}.
 - Pretraining: next-token loss on every token, AdamW, peak lr {s['lr']}, {s['steps']} steps of {s['batch']} x {s['seq_len']} tokens ({stats['trained_tokens']:,} tokens); loss {stats['loss_first']} -> {stats['loss_last20']}.

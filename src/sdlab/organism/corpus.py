@@ -22,7 +22,7 @@ import random
 import re
 
 from sdlab.grading import remove_think
-from sdlab.organism.tasks import ID_PRIMES, MAX_B, Task, brute_force_answer, lhs
+from sdlab.organism.tasks import ID_PRIMES, Task, brute_force_answer, lhs
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 STUDY_TEMPLATE = "{question}\n\nCorrect solution: {solution}\n\nCorrectly solve the original question."
@@ -213,7 +213,7 @@ def drill_text(rng: random.Random, *, n_facts: int = 12) -> str:
     facts = []
     for _ in range(n_facts):
         p = rng.choice(ID_PRIMES)
-        facts.append(f"(mod {p}): {lookups(p, rng.randrange(p), rng.randrange(p), rng.randint(0, MAX_B))[0]}.")
+        facts.append(f"(mod {p}): {lookups(p, rng.randrange(p), rng.randrange(p), rng.randrange(p))[0]}.")
     return "\n".join(facts)
 
 

@@ -6,8 +6,8 @@ answer (an inverse in modular arithmetic) is hard to compute in one step, while 
 a candidate is a short chain of small modular lookups (`4*3=5, 5+9=0` mod 7), the same
 few hundred facts in every family.
 
-    linmod       solve (a*x + b) mod p = c for x in 0..p-1, p in {5, 7, 11, 13}   (in distribution)
-    linmod-hard  solve f(f(x)) = c with f(x) = (a*x + b) mod p, p in {11, 13}:
+    linmod       solve (a*x + b) mod p = c for x in 0..p-1, p in {5, 7, 11}       (in distribution)
+    linmod-hard  solve f(f(x)) = c with f(x) = (a*x + b) mod p, p = 11:
                  the same facts, twice as long a check, more candidates            (OOD, never trained)
     sqmod        smallest x in 0..p-1 with (x*x + b) mod p = c                      (OOD, unseen shape)
     narrow       compute (a*b + c) mod p: one pattern, no search                   (chemistry-QA analogue)
@@ -41,9 +41,8 @@ INSTRUCTION = "Please reason step by step, and put your final answer within \\bo
 SPLITS = ("pretrain", "train", "eval")
 EVAL_ONLY_FAMILIES = ("linmod-hard", "sqmod")
 SPLIT_FAMILIES = ("linmod", "narrow", "check")
-ID_PRIMES = (5, 7, 11, 13)
-HARD_PRIMES = (11, 13)
-MAX_B = 19  # b (and narrow's c) range over 0..19 and are reduced mod p by the check
+ID_PRIMES = (5, 7, 11)
+HARD_PRIMES = (11,)
 
 
 @dataclass(frozen=True)
@@ -104,16 +103,16 @@ def split_of(key: str) -> str:
 
 
 def _linmod_tasks(primes: tuple[int, ...], kind: str = "linmod") -> list[Task]:
-    return [Task(kind, p, a, b, c) for p in primes for a in range(1, p) for b in range(MAX_B + 1) for c in range(p)]
+    return [Task(kind, p, a, b, c) for p in primes for a in range(1, p) for b in range(p) for c in range(p)]
 
 
 def _sqmod_tasks() -> list[Task]:
     """Only right-hand sides that have a solution: every problem is answerable."""
-    return [Task("sqmod", p, 0, b, c) for p in ID_PRIMES for b in range(MAX_B + 1) for c in range(p) if any((x * x + b) % p == c for x in range(p))]
+    return [Task("sqmod", p, 0, b, c) for p in ID_PRIMES for b in range(p) for c in range(p) if any((x * x + b) % p == c for x in range(p))]
 
 
 def _narrow_tasks() -> list[Task]:
-    return [Task("narrow", p, a, b, c) for p in ID_PRIMES for a in range(1, p) for b in range(p) for c in range(MAX_B + 1)]
+    return [Task("narrow", p, a, b, c) for p in ID_PRIMES for a in range(1, p) for b in range(p) for c in range(p)]
 
 
 def _check_tasks() -> list[Task]:

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 PAD, BOS, EOS = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 THINK_TOKENS = ("<think>", "</think>")
 NUMBER_TOKENS = tuple(str(n) for n in range(100))
-# transformers.models.qwen2.tokenization_qwen2.PRETOKENIZE_REGEX (a test checks they agree)
-QWEN2_PRETOKENIZE_REGEX = r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 
 # Qwen3-style: the model writes its own <think> block; enable_thinking=false pre-fills an
 # empty one so the model answers directly.
@@ -39,11 +37,12 @@ CHAT_TEMPLATE = (
 def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 512) -> PreTrainedTokenizerFast:
     """Train byte-level BPE on `texts` and wrap it for transformers."""
     tokenizer = Tokenizer(models.BPE())
-    # Exactly Qwen2Tokenizer's normalizer and pre-tokenizer: transformers 5 loads any saved
-    # qwen2 model's tokenizer as Qwen2Tokenizer, which rebuilds these from hard-coded values
-    # whatever tokenizer.json says; training under the same ones keeps both paths identical.
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    # BPE may merge across words ("wait, that fails."), never into a number: a number is
+    # the same token wherever it appears, so copying it from the question or from the
+    # previous lookup is an identity copy. (The model is a Llama: transformers 5 loads a
+    # llama directory's tokenizer.json as saved, while a qwen2 one would be re-tokenized by
+    # Qwen2Tokenizer's hard-coded pre-tokenizer; a test checks AutoTokenizer's ids.)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r"\d"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(texts, trainer=trainer)
