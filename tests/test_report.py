@@ -140,6 +140,8 @@ def test_missing_inputs_leave_a_note_per_section(demo_dir, tmp_path):
     for text in ("No training run or sweep among the inputs", "No probe among the inputs", "No sweep with a `coverage` axis", "No SFT sweep among the inputs"):
         assert text.replace("`", "`") in page
     assert page.count('class="missing"') == 4
+    absent = page[page.index('<h2 id="absent">'):]
+    assert all(heading in absent for heading in ("Training dynamics", "Coverage", "Off-policy SFT")) and "ID and OOD results" not in absent
 
 
 def test_cli_writes_the_report(demo_dir, tmp_path):

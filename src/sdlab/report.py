@@ -104,8 +104,11 @@ def image(uri: str, alt: str) -> str:
     return f'<img src="{uri}" alt="{html.escape(alt)}">'
 
 
+MISSING = '<p class="missing">'
+
+
 def missing(text: str) -> str:
-    return f'<p class="missing">{html.escape(text)}</p>'
+    return f"{MISSING}{html.escape(text)}</p>"
 
 
 def slug(path: Path) -> str:
@@ -358,9 +361,16 @@ def build_report(paths: list[str | Path], out: str | Path) -> Path:
         ("passk", "pass@k curves", pass_at_k_section(inputs, sweeps, save)),
         ("sft", "Off-policy SFT: base, D_ug, D_sg", sft_section(sweeps, save)),
     ]
+    # A section with nothing to show is not drawn empty: it moves to one closing list that
+    # says which input would fill it, so every drawn section is filled from the inputs.
+    filled = [section for section in sections if not section[2].startswith(MISSING)]
+    absent = [section for section in sections if section[2].startswith(MISSING)]
     listed = "".join(f"<li>{kind[:-1]}: <code>{html.escape(str(path))}</code></li>" for kind, path in inputs.all())
-    toc = "".join(f'<li><a href="#{anchor}">{html.escape(heading)}</a></li>' for anchor, heading, _ in sections)
-    body = "".join(f'<h2 id="{anchor}">{html.escape(heading)}</h2>{content}' for anchor, heading, content in sections)
+    toc = "".join(f'<li><a href="#{anchor}">{html.escape(heading)}</a></li>' for anchor, heading, _ in filled)
+    body = "".join(f'<h2 id="{anchor}">{html.escape(heading)}</h2>{content}' for anchor, heading, content in filled)
+    if absent:
+        toc += '<li><a href="#absent">Not in this report</a></li>'
+        body += '<h2 id="absent">Not in this report</h2><ul>' + "".join(f"<li>{html.escape(heading)}: {content}</li>" for _, heading, content in absent) + "</ul>"
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>sdlab report</title><style>{STYLE}</style></head><body>'
             f"<h1>sdlab report</h1><p>Generated {stamp}.</p><h2 id=\"inputs\">Inputs</h2><ul>{listed}</ul><ul>{toc}</ul>{body}</body></html>")
