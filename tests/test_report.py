@@ -152,3 +152,13 @@ def test_cli_writes_the_report(demo_dir, tmp_path):
     assert "Context-richness probe" in out.read_text() and (out.parent / "report_data").is_dir()
     missing = subprocess.run([sys.executable, "-m", "sdlab.cli", "report", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "not a directory" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_markdown_summary_has_the_probe_table_and_every_sweep_group(demo_dir, tmp_path):
+    markdown = tmp_path / "results.md"
+    build_report([demo_dir], tmp_path / "report.html", markdown=markdown)
+    text = markdown.read_text()
+    assert "| context | score | response tokens |" in text and "| solution |" in text
+    for group in ("method=grpo, coverage=1x4", "method=sdpo, coverage=4", "sft_data=d_ug", "sft_data=d_sg"):
+        assert f"| {group} |" in text
+    assert "Sweep `offpolicy`" in text and "| sft_data=d_ug | 2/2 |" in text  # two seeds, averaged

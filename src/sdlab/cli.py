@@ -256,12 +256,13 @@ def print_aggregate(results: dict) -> None:
 def report(
     inputs: list[Path] = typer.Argument(..., help="Run, sweep, probe or eval directories (or a directory holding several)."),
     out: Path = typer.Option(None, "--out", help="HTML file to write; default: report.html in the first input directory."),
+    markdown: Path = typer.Option(None, "--markdown", help="Also write the probe tables and sweep results as Markdown (what the README quotes)."),
 ) -> None:
     """One self-contained HTML report (training dynamics, probe table, ID/OOD results, coverage, pass@k, SFT table);
     every number also goes to report_data/*.csv beside it."""
     from sdlab.report import build_report
 
-    path = build_report(inputs, out or inputs[0] / "report.html")
+    path = build_report(inputs, out or inputs[0] / "report.html", markdown=markdown)
     print(f"{path} (data: {path.parent / 'report_data'})")
 
 

@@ -340,7 +340,36 @@ th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f2f2
 img{max-width:100%;display:block;margin:.5em 0}.missing{color:#a60;font-style:italic}code{background:#f5f5f5;padding:0 3px}"""
 
 
-def build_report(paths: list[str | Path], out: str | Path) -> Path:
+def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
+    """The numbers a README quotes, as Markdown: each probe's Table 1 and gap, and each
+    sweep's final ID/OOD accuracy, length and markers (mean [95% interval] over seeds)."""
+    from sdlab.probe_report import pm
+
+    parts = []
+    for probe in inputs.probes:
+        summary = json.loads((probe / "probe.json").read_text())
+        problems = summary["problems"]
+        rows = [[name, pm(e["score"]), pm(e["response_tokens"], 1), pm(e["markers_paper"]), pm(e["gap"]) if "gap" in e else "0",
+                 fmt((e.get("divergence") or {}).get("mean"), 4), fmt((e.get("divergence") or {}).get("ratio"), 2)] for name, e in summary["contexts"].items()]
+        parts.append(f"Probe `{probe}`: {problems['selected']} problems of {problems['tried']} tried (solve count {problems['band'][0]} to {problems['band'][1]}), "
+                     "mean ± standard error over problems.\n\n"
+                     + markdown_table(["context", "score", "response tokens", "epistemic words", "information gap (nats)", "JSD per token", "marker / other"], rows))
+    for sweep in sweeps:
+        rows = [[sweep.label(r), f"{r['finished']}/{r['n']}", fmt_ci(r, "id_avg@k"), fmt_ci(r, "ood_avg@k"), fmt_ci(r, "id_tokens", 0), fmt_ci(r, "id_markers", 1),
+                 fmt_ci(r, "ood_tokens", 0), fmt(r.get("early_warning_step_mean"), 1)] for r in sweep.results["aggregate"]]
+        base = sweep.results["aggregate"][0] if sweep.results["aggregate"] else {}
+        parts.append(f"Sweep `{sweep.results['name']}` (`{sweep.path}`): final evaluation, mean [95% interval] over {', '.join(sweep.results['aggregate_over'])}; "
+                     f"base model: ID {fmt(base.get('base_id_avg@k_mean'))}, OOD {fmt(base.get('base_ood_avg@k_mean'))} (step-0 evaluation).\n\n"
+                     + markdown_table(["group", "cells done", "ID avg@k", "OOD avg@k", "ID tokens", "ID markers", "OOD tokens", "early-warning step"], rows))
+    return "\n\n".join(parts) + "\n"
+
+
+def build_report(paths: list[str | Path], out: str | Path, *, markdown: str | Path | None = None) -> Path:
     """Write `out` (HTML) and `report_data/*.csv` beside it; returns the HTML path."""
     inputs = detect_inputs(paths)
     out = Path(out)
@@ -377,4 +406,6 @@ def build_report(paths: list[str | Path], out: str | Path) -> Path:
     tmp = out.with_suffix(".tmp")
     tmp.write_text(page)
     tmp.replace(out)
+    if markdown is not None:
+        Path(markdown).write_text(markdown_summary(inputs, sweeps))
     return out

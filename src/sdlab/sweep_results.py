@@ -93,9 +93,9 @@ def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, An
         "id_dataset": id_dataset,
     }
     for prefix, metrics in (("", final), ("base_", base)):
-        for key in ("avg@k", "pass@k"):
+        for key, column in (("avg@k", "avg@k"), ("pass@k", "pass@k"), ("mean_response_tokens", "tokens"), ("mean_markers_paper", "markers")):
             scores = role_scores(metrics or {}, id_dataset, key)
-            row[f"{prefix}id_{key}"], row[f"{prefix}ood_{key}"] = scores["id"], scores["ood"]
+            row[f"{prefix}id_{column}"], row[f"{prefix}ood_{column}"] = scores["id"], scores["ood"]
     for name, metrics in (final or {}).items():
         row[f"{name}/avg@k"], row[f"{name}/pass@k"] = metrics.get("avg@k"), metrics.get("pass@k")
     curve = [{"step": step, **{f"{r}_avg@k": v for r, v in role_scores(by_dataset, id_dataset).items()}, "datasets": by_dataset} for step, by_dataset in steps.items()]
