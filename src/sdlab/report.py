@@ -360,12 +360,12 @@ def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
                      "mean ± standard error over problems.\n\n"
                      + markdown_table(["context", "score", "response tokens", "epistemic words", "information gap (nats)", "JSD per token", "marker / other"], rows))
     for sweep in sweeps:
-        rows = [[sweep.label(r), f"{r['finished']}/{r['n']}", fmt_ci(r, "id_avg@k"), fmt_ci(r, "ood_avg@k"), fmt_ci(r, "id_tokens", 0), fmt_ci(r, "id_markers", 1),
+        rows = [[sweep.label(r), f"{r['finished']}/{r['n']}", fmt_ci(r, "id_avg@k"), fmt_ci(r, "id_pass@k"), fmt_ci(r, "ood_avg@k"), fmt_ci(r, "id_tokens", 0), fmt_ci(r, "id_markers", 1),
                  fmt_ci(r, "ood_tokens", 0), fmt(r.get("early_warning_step_mean"), 1)] for r in sweep.results["aggregate"]]
         base = sweep.results["aggregate"][0] if sweep.results["aggregate"] else {}
         parts.append(f"Sweep `{sweep.results['name']}` (`{sweep.path}`): final evaluation, mean [95% interval] over {', '.join(sweep.results['aggregate_over'])}; "
-                     f"base model: ID {fmt(base.get('base_id_avg@k_mean'))}, OOD {fmt(base.get('base_ood_avg@k_mean'))} (step-0 evaluation).\n\n"
-                     + markdown_table(["group", "cells done", "ID avg@k", "OOD avg@k", "ID tokens", "ID markers", "OOD tokens", "early-warning step"], rows))
+                     f"base model at step 0 (the periodic evaluation, fewer samples): ID {fmt(base.get('base_id_avg@k_mean'))}, OOD {fmt(base.get('base_ood_avg@k_mean'))}.\n\n"
+                     + markdown_table(["group", "cells done", "ID avg@k", "ID pass@k", "OOD avg@k", "ID tokens", "ID markers", "OOD tokens", "early-warning step"], rows))
     return "\n\n".join(parts) + "\n"
 
 
