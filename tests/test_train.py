@@ -210,3 +210,18 @@ def test_run_killed_after_its_last_checkpoint_resumes_without_training_again(rec
     final, last = load_file(out / "model" / "model.safetensors"), load_file(out / "checkpoint-3" / "model.safetensors")
     assert final.keys() == last.keys() and all(torch.equal(final[k], last[k]) for k in final)
     assert (out / "model" / "tokenizer_config.json").is_file()
+
+
+def test_resume_refuses_a_rebuilt_organism(recipe, tiny_model_dir, problems_file, tmp_path):
+    """`model: organism` names whatever build is cached; resuming on another build would mix weights."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "build.json").write_text(json.dumps({"settings_hash": "first"}))
+    out = tmp_path / "run"
+    overrides = tiny_overrides(model, problems_file, out, "method=grpo")
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe, overrides, extra_callbacks=[CrashAfter(2)])
+    assert json.loads((out / "model_build.json").read_text())["settings_hash"] == "first"
+    (model / "build.json").write_text(json.dumps({"settings_hash": "second"}))
+    with pytest.raises(SdlabError, match="organism build first"):
+        run(recipe, overrides, resume=True)

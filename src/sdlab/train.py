@@ -252,6 +252,23 @@ def export_model(checkpoint: Path, out: Path) -> None:
     AutoTokenizer.from_pretrained(checkpoint).save_pretrained(out)
 
 
+MODEL_FILE = "model_build.json"
+
+
+def check_same_model(run_dir: Path, model_path: str, *, resuming: bool) -> None:
+    """Record which organism build a run starts from, and refuse to resume on another one:
+    `model: organism` names whatever build is cached now, and a rebuild changes the weights."""
+    from sdlab.organism.build import BUILD_FILE
+
+    build = read_json(Path(model_path) / BUILD_FILE).get("settings_hash")
+    record = run_dir / MODEL_FILE
+    saved = read_json(record).get("settings_hash")
+    if resuming and record.exists() and saved != build:
+        raise SdlabError(f"{record}: this run started from organism build {saved}, but {model_path} is now build {build}; rebuild that organism or start over with --force")
+    if not (resuming and record.exists()):
+        write_json(record, {"model": model_path, "settings_hash": build})
+
+
 def check_resumable(run_dir: Path, config: TrainConfig) -> Path | None:
     """The checkpoint to resume from; the recipe must match the one the run started with."""
     saved = run_dir / "config.yaml"
@@ -352,6 +369,7 @@ def run_training(
             max_attempts=collect.max_attempts, max_new_tokens=collect.max_new_tokens, temperature=collect.temperature, seed=config.seed,
         )
     model_path = resolve_model(config.model)
+    check_same_model(run_dir, model_path, resuming=checkpoint is not None)
     monitor = EpistemicMonitor(run_dir, success_threshold=config.sdpo.success_threshold)
     callbacks = [monitor, *(extra_callbacks or [])]
     if on_teacher_audit is not None and config.method == "sdpo":
