@@ -83,7 +83,7 @@ def validate(
 @app.command("sft-data")
 def sft_data(
     model: str = typer.Option(..., "--model", help="Model dir, hub id or `organism`."),
-    data: str = typer.Option(..., "--data", help="Problem source: parquet/JSONL path, datasets dir or organism:FAMILY:N."),
+    data: str = typer.Option(..., "--data", help="Problem source: parquet/JSONL path, datasets dir or an organism spec (organism:linmod:512)."),
     mode: str = typer.Option("unguided", "--mode", help="unguided (D_ug: no context) or guided (D_sg: solution in context, dropped for training)."),
     n_correct: int = typer.Option(800, "--n-correct", min=1, help="Correct traces to collect (one per problem)."),
     out: Path = typer.Option(..., "--out", help="Output chat JSONL; an existing file is resumed."),
@@ -160,7 +160,7 @@ def probe(
     recipe: Path = typer.Argument(None, help="Optional probe recipe (recipes/probe/organism.yaml); options below override it."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. alpha=1.0 entropy_under=model"),
     model: str = typer.Option(None, "--model", help="Model directory, hub id or `organism`."),
-    data: str = typer.Option(None, "--data", help="Problems: parquet/JSONL path, datasets dir or organism:FAMILY:N."),
+    data: str = typer.Option(None, "--data", help="Problems: parquet/JSONL path, datasets dir or an organism spec (organism:linmod:512)."),
     contexts: str = typer.Option(None, "--contexts", help="Comma-separated: none, solution, solution_nothink, regenerated, partial:F, hint."),
     n: int = typer.Option(None, "--n", min=1, help="Samples per problem and context (study: 8)."),
     out: Path = typer.Option(None, "--out", help="Output directory (probe.json, probe.md, samples.jsonl, heatmap.html)."),
