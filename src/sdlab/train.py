@@ -262,11 +262,12 @@ def check_same_model(run_dir: Path, model_path: str, *, resuming: bool) -> None:
 
     build = read_json(Path(model_path) / BUILD_FILE).get("settings_hash")
     record = run_dir / MODEL_FILE
-    saved = read_json(record).get("settings_hash")
-    if resuming and record.exists() and saved != build:
-        raise SdlabError(f"{record}: this run started from organism build {saved}, but {model_path} is now build {build}; rebuild that organism or start over with --force")
-    if not (resuming and record.exists()):
-        write_json(record, {"model": model_path, "settings_hash": build})
+    if resuming and record.exists():
+        saved = read_json(record).get("settings_hash")
+        if saved != build:
+            raise SdlabError(f"{record}: this run started from organism build {saved}, but {model_path} is now build {build}; rebuild that organism or start over with --force")
+        return
+    write_json(record, {"model": model_path, "settings_hash": build})
 
 
 def check_resumable(run_dir: Path, config: TrainConfig) -> Path | None:
@@ -360,16 +361,16 @@ def run_training(
 
         torch.set_num_threads(config.runtime.threads)
     set_seed(config.seed)
+    model_path = resolve_model(config.model)
+    check_same_model(run_dir, model_path, resuming=checkpoint is not None)
     if config.method == "sft" and config.sft.collect is not None and not Path(config.sft.dataset).is_file():
         from sdlab.sft import collect_sft_data
 
         collect = config.sft.collect
         collect_sft_data(
-            model=resolve_model(config.model), data=collect.data, mode=collect.mode, n_correct=collect.n_correct, out=config.sft.dataset,
+            model=model_path, data=collect.data, mode=collect.mode, n_correct=collect.n_correct, out=config.sft.dataset,
             max_attempts=collect.max_attempts, max_new_tokens=collect.max_new_tokens, temperature=collect.temperature, seed=config.seed,
         )
-    model_path = resolve_model(config.model)
-    check_same_model(run_dir, model_path, resuming=checkpoint is not None)
     monitor = EpistemicMonitor(run_dir, success_threshold=config.sdpo.success_threshold)
     callbacks = [monitor, *(extra_callbacks or [])]
     if on_teacher_audit is not None and config.method == "sdpo":
