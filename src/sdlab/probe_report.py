@@ -16,12 +16,6 @@ STUDY_TABLE_1 = {  # REFERENCE.md, Table 1 (DeepSeek-R1-Distill-Qwen-7B): score,
 }
 
 
-def study_reference(context: str) -> str:
-    """The study's Table 1 row for `context` as "score / tokens / words" ("" if it has none)."""
-    study = STUDY_TABLE_1.get(context)
-    return f"{study[0]:.2f} / {study[1]:,} / {study[2]}" if study else ""
-
-
 def pm(value: dict | tuple, digits: int = 2, style: str = "f") -> str:
     """{"mean", "se"} or (mean, se) -> "0.30 ± 0.04" (style "g": significant digits, for
     small numbers such as per-token divergences); a NaN SE (one problem) is left out."""
@@ -43,7 +37,8 @@ def format_tables(summary: dict) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, row in summary["contexts"].items():
-        reference = study_reference(name)
+        study = STUDY_TABLE_1.get(name)
+        reference = f"{study[0]:.2f} / {study[1]:,} / {study[2]}" if study else ""
         lines.append(f"| {name} | {pm(row['score'])} | {pm(row['response_tokens'], 1)} | {pm(row['markers_paper'])} | {pm(row['markers_word'])} | {reference} |")
     estimator = summary["estimator"]
     lines += [

@@ -346,19 +346,11 @@ def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
 
 
 def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
-    """The numbers a README quotes, as Markdown: each probe's Table 1 and gap, and each
+    """The numbers a README quotes, as Markdown: each probe's tables (as in its probe.md), and each
     sweep's final ID/OOD accuracy, length and markers (mean [95% interval] over seeds)."""
-    from sdlab.probe_report import pm, study_reference
+    from sdlab.probe_report import format_tables
 
-    parts = []
-    for probe in inputs.probes:
-        summary = json.loads((probe / "probe.json").read_text())
-        problems = summary["problems"]
-        rows = [[name, pm(e["score"]), pm(e["response_tokens"], 1), pm(e["markers_paper"]), pm(e["gap"]) if "gap" in e else "0",
-                 fmt((e.get("divergence") or {}).get("mean"), 4), fmt((e.get("divergence") or {}).get("ratio"), 2), study_reference(name)] for name, e in summary["contexts"].items()]
-        parts.append(f"Probe `{probe}`: {problems['selected']} problems of {problems['tried']} tried (solve count {problems['band'][0]} to {problems['band'][1]}), "
-                     "mean ± standard error over problems.\n\n"
-                     + markdown_table(["context", "score", "response tokens", "epistemic words", "information gap (nats)", "JSD per token", "marker / other", "study: score / tokens / words"], rows))
+    parts = [f"Probe `{probe}`: mean ± standard error over problems.\n\n" + format_tables(json.loads((probe / "probe.json").read_text())) for probe in inputs.probes]
     for sweep in sweeps:
         rows = [[sweep.label(r), f"{r['finished']}/{r['n']}", fmt_ci(r, "id_avg@k"), fmt_ci(r, "id_pass@k"), fmt_ci(r, "ood_avg@k"), fmt_ci(r, "id_tokens", 0), fmt_ci(r, "id_markers", 1),
                  fmt_ci(r, "ood_tokens", 0), fmt(r.get("early_warning_step_mean"), 1)] for r in sweep.results["aggregate"]]
