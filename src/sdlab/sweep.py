@@ -250,12 +250,10 @@ def check_same_config(cell: Cell, config: TrainConfig) -> None:
 
 
 def run_final_eval(config: TrainConfig, final: FinalEvalConfig) -> None:
-    import torch
-
     from sdlab.evaluate import EvalConfig, run_eval
+    from sdlab.train import apply_threads
 
-    if config.runtime.threads is not None:  # as training did (a rerun may only evaluate)
-        torch.set_num_threads(config.runtime.threads)
+    apply_threads(config)  # as training did (a rerun may only evaluate)
     out = Path(config.output_dir) / "final_eval"
     sources = final.sources or config.eval.sources
     if not sources:

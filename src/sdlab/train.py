@@ -139,6 +139,14 @@ def resolve_model(spec: str) -> str:
     return str(build_organism())
 
 
+def apply_threads(config: TrainConfig) -> None:
+    """Set torch's CPU threads from `runtime.threads` (None keeps torch's default)."""
+    if config.runtime.threads is not None:
+        import torch
+
+        torch.set_num_threads(config.runtime.threads)
+
+
 def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -356,10 +364,7 @@ def run_training(
         summary = summarize(run_dir, wall_time_s=0.0, resumed_from=checkpoint)
         write_json(run_dir / "summary.json", summary)
         return summary
-    if config.runtime.threads is not None:
-        import torch
-
-        torch.set_num_threads(config.runtime.threads)
+    apply_threads(config)
     set_seed(config.seed)
     model_path = resolve_model(config.model)
     check_same_model(run_dir, model_path, resuming=checkpoint is not None)
