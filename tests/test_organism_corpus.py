@@ -40,7 +40,7 @@ def test_self_correcting_traces_voice_doubt_and_right_first_traces_do_not() -> N
         problem = to_problem(task, family="linmod-pretrain")
         text = unguided_response(task, rng)
         analysis = analyze_response(text, problem)
-        assert analysis.check_lookups_right == analysis.checks  # the writer never miscomputes
+        assert analysis.check_lookups_right == analysis.check_copies_right == analysis.checks  # the writer never miscopies or miscomputes
         if analysis.first_candidate_right:
             seen["right_first"] += 1
             assert analysis.markers == 0 and analysis.correct

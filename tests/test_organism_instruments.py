@@ -36,6 +36,17 @@ def test_wrong_lookups_and_wrong_verdicts_are_counted() -> None:
     assert a.check_lookups_right == 1 and a.check_verdicts_right == 0  # "3=5" passes nothing right
 
 
+def test_a_check_of_a_miscopied_equation_is_counted_as_such() -> None:
+    # right lookups on the wrong equation: coefficient 3 for 4, then the target 4 for 5
+    text = "<think>\ntry x=6 (mod 7): 3*6=4, 4+9=6. 6!=5.\nhmm, no. maybe x=2 (mod 7): 4*2=1, 1+9=3. 3!=4.\n</think>\n\nThe answer is \\boxed{2}."
+    a = analyze_response(text, PROBLEM)
+    assert a.checks == 2 and a.check_lookups_right == 2 and a.check_copies_right == 0
+    ok = analyze_response("<think>\ntry x=6 (mod 7): 4*6=3, 3+9=5. 5=5. it works.\n</think>\n\nThe answer is \\boxed{6}.", PROBLEM)
+    assert ok.check_copies_right == 1
+    square = to_problem(Task("sqmod", 7, 0, 3, 5), family="sqmod")  # the factor is the candidate itself
+    assert analyze_response("<think>\ntry x=3 (mod 7): 3*3=2, 2+3=5. 5=5. it works.\n</think>\n\n\\boxed{3}", square).check_copies_right == 1
+
+
 def test_cut_off_and_malformed_responses() -> None:
     a = analyze_response("<think>\ntry x=3 (mod 7): 4*3=", PROBLEM)
     assert not a.answered and a.candidates == 1 and a.checks == 0

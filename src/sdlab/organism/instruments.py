@@ -2,8 +2,8 @@
 
 Pure functions on a response string and its problem. Later experiments use them to tell
 "stopped searching" (fewer candidates, fewer revisions, more give-ups) from "forgot how
-to verify" (check chains with wrong lookups or wrong verdicts), which the same accuracy
-drop could hide:
+to verify" (check chains with mis-copied equations, wrong lookups or wrong verdicts),
+which the same accuracy drop could hide:
 
     analyze_response(text, problem)  -> first candidate right?, candidates tried,
                                         what followed each failed check, check accuracy
@@ -27,10 +27,11 @@ STEP = re.compile(r"(\d+)\*(\d+)=(\d+), (\d+)\+(\d+)=(\d+)")
 
 @dataclass(frozen=True)
 class Check:
-    """One written check of candidate `x`: were its lookups right, did the response judge it
-    passing (`5=5`), and was that judgement right about `x`."""
+    """One written check of candidate `x`: did it copy the question's coefficients, were its
+    lookups right, did the response judge it passing (`5=5`), and was that judgement right."""
 
     x: int
+    copied_right: bool
     lookups_right: bool
     passed: bool
     verdict_right: bool
@@ -43,6 +44,7 @@ class Analysis:
     first_candidate_right: bool | None  # None: no candidate proposed
     candidates: int
     checks: int
+    check_copies_right: int
     check_lookups_right: int
     check_verdicts_right: int
     failed_checks: int
@@ -74,6 +76,17 @@ def lookups_right(steps: str, *, x: int, p: int, value: int) -> bool:
     return current == value
 
 
+def copies_right(steps: str, *, p: int, target: int, problem: Problem) -> bool:
+    """Whether the check used the question's coefficients, modulus and target: a check that
+    computes right on a mis-copied equation says nothing about its candidate."""
+    meta = problem.meta
+    for factor, operand, _, _, addend, _ in (map(int, m.groups()) for m in STEP.finditer(steps)):
+        expected_factor = operand if meta.get("kind") == "sqmod" else meta.get("a")
+        if (factor, addend) != (expected_factor, meta.get("b")):
+            return False
+    return (p, target) == (meta.get("p"), meta.get("c"))
+
+
 def read_checks(think: str, problem: Problem) -> list[tuple[int, int, Check | None]]:
     """Each proposed candidate: (start of its proposal, end of its check, its check or None
     when the chain is malformed or cut off; the end is then the proposal's end)."""
@@ -86,7 +99,10 @@ def read_checks(think: str, problem: Problem) -> list[tuple[int, int, Check | No
             continue
         value, passed = int(chain[2]), chain[3] == "="  # the verdict the response wrote
         truth = _truth(problem, x)
-        check = Check(x=x, lookups_right=lookups_right(chain[1], x=x, p=p, value=value), passed=passed, verdict_right=truth is None or passed == truth)
+        check = Check(
+            x=x, copied_right=copies_right(chain[1], p=p, target=int(chain[4]), problem=problem),
+            lookups_right=lookups_right(chain[1], x=x, p=p, value=value), passed=passed, verdict_right=truth is None or passed == truth,
+        )
         found.append((match.start(), chain.end(), check))
     return found
 
@@ -113,7 +129,7 @@ def analyze_response(text: str, problem: Problem) -> Analysis:
     first_right = None if first is None else first[1] == problem.answer.strip()
     return Analysis(
         correct=correct, answered=answer is not None, first_candidate_right=first_right, candidates=len(spans),
-        checks=len(checks), check_lookups_right=sum(c.lookups_right for c in checks), check_verdicts_right=sum(c.verdict_right for c in checks),
+        checks=len(checks), check_copies_right=sum(c.copied_right for c in checks), check_lookups_right=sum(c.lookups_right for c in checks), check_verdicts_right=sum(c.verdict_right for c in checks),
         failed_checks=sum(not c.passed for c in checks), revised_after_marker=after_marker, revised_without_marker=without_marker,
         gave_up=gave_up, markers=count_markers(text), recovered=first_right is False and correct,
     )
@@ -135,6 +151,7 @@ def summarize(analyses: list[Analysis], num_tokens: list[int] | None = None) -> 
         "recovery": sum(a.recovered for a in first_wrong) / max(1, len(first_wrong)),
         "failed_then_marker_revision": sum(a.revised_after_marker for a in analyses) / max(1, failed),
         "failed_then_give_up": sum(a.gave_up for a in analyses) / max(1, failed),
+        "check_copies_right": sum(a.check_copies_right for a in analyses) / max(1, checks),
         "check_lookups_right": sum(a.check_lookups_right for a in analyses) / max(1, checks),
         "check_verdicts_right": sum(a.check_verdicts_right for a in analyses) / max(1, checks),
     }
