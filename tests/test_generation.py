@@ -11,6 +11,7 @@ from sdlab.generation import (
     Completion,
     SamplingParams,
     TransformersGenerator,
+    kv_cache_for,
     load_model_and_tokenizer,
     make_generator,
     render_prompt,
@@ -53,6 +54,19 @@ def test_seed_makes_sampling_reproducible(loaded):
     other = generator.generate(QUESTIONS[:2], SamplingParams(n=4, max_new_tokens=8, seed=8, temperature=1.0, top_k=0, top_p=1.0))
     assert other != first
     assert len({tuple(c.token_ids) for c in first[0]}) > 1  # samples within a prompt differ
+
+
+def test_static_cache_on_cpu_samples_the_same_tokens_as_the_dynamic_one(loaded, monkeypatch):
+    """The CPU generator preallocates its KV cache for speed; that must not change a sample."""
+    import sdlab.generation
+
+    assert kv_cache_for("cpu") == "static" and kv_cache_for("cuda") is None
+    params = SamplingParams(n=4, max_new_tokens=24, seed=3, temperature=1.0, top_k=0, top_p=1.0)
+    static = make_generator(*loaded, backend="transformers", batch_size=2).generate(QUESTIONS, params)
+    monkeypatch.setattr(sdlab.generation, "kv_cache_for", lambda device_type: None)
+    dynamic = make_generator(*loaded, backend="transformers", batch_size=2).generate(QUESTIONS, params)
+    assert [[c.token_ids for c in g] for g in static] == [[c.token_ids for c in g] for g in dynamic]
+    assert any(c.num_tokens > 8 for g in static for c in g)  # long enough for the cache to matter
 
 
 def test_greedy_returns_n_identical_copies(loaded):

@@ -51,6 +51,7 @@ class DemoConfig(StrictModel):
     eval_k: PositiveInt = 8
     eval_max_new_tokens: PositiveInt = 320
     eval_limit: PositiveInt | None = None
+    eval_batch_size: PositiveInt = Field(8, description="problems per generation call (x eval_k samples)")
 
 
 def resolve_recipe(path: str) -> Path:
@@ -125,7 +126,7 @@ def run_demo(config: DemoConfig, *, force: bool = False, say: Callable[[str], No
             stage(f"4/5 evaluate {name}: done, skipped")
             continue
         stage(f"4/5 evaluate {name}: {', '.join(eval_sets)} (k={config.eval_k})")
-        evaluate(path, eval_sets, k=config.eval_k, sampling=sampling, out_dir=eval_dir, backend="transformers", resume=True)
+        evaluate(path, eval_sets, k=config.eval_k, sampling=sampling, out_dir=eval_dir, backend="transformers", batch_size=config.eval_batch_size, resume=True)
 
     stage("5/5 report")
     report = build_report([out], out / "report.html")

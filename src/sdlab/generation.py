@@ -128,6 +128,16 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def kv_cache_for(device_type: str) -> str | None:
+    """The `cache_implementation` for `model.generate` on this device.
+
+    On CPU a preallocated ("static") cache: the default dynamic cache grows by `torch.cat`
+    every token, which was a third of organism sampling time, and it sampled the same tokens
+    (docs/measurements.md#generation). Elsewhere transformers' default, because a static cache
+    makes transformers compile the forward pass on CUDA."""
+    return "static" if device_type == "cpu" else None
+
+
 def load_model_and_tokenizer(name_or_path: str | Path, *, dtype: torch.dtype | str | None = None, device: str | torch.device | None = None):
     """Load a causal LM and its tokenizer from a local directory or a hub id (no remote code).
 
@@ -208,6 +218,7 @@ class TransformersGenerator:
             num_return_sequences=1 if greedy else params.n,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=sorted(self.eos_ids),
+            cache_implementation=kv_cache_for(self.model.device.type),
             **({} if greedy else {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k or None}),
         )
         was_training = self.model.training

@@ -119,7 +119,8 @@ class RuntimeConfig(StrictModel):
     micro_batch: PositiveInt | None = None  # completions per forward pass per device; None = a whole mini-batch
     dataloader_num_workers: int = Field(0, ge=0)
     # torch CPU threads; None = torch's default. On a shared 2-core machine 1 thread made organism
-    # generation ~30x faster than 2 (contended threads spin-wait); see docs/measurements.md.
+    # generation ~30x faster than 2 (contended threads spin-wait); on an idle one 2 were 1.2-1.4x
+    # faster than 1. See docs/measurements.md#generation.
     threads: PositiveInt | None = None
     vllm: VllmConfig = Field(default_factory=VllmConfig)
 

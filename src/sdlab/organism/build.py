@@ -191,12 +191,8 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
     if measure:
         from sdlab.organism.measure import measure_abilities
 
-        measured, threads = time.time(), torch.get_num_threads()
-        torch.set_num_threads(1)  # sampling this small a model: two threads were ~3x slower (measured)
-        try:
-            stats["abilities"] = measure_abilities(model, tokenizer, seed=seed, n=MEASURE_N, quick=size == "test")
-        finally:
-            torch.set_num_threads(threads)
+        measured = time.time()
+        stats["abilities"] = measure_abilities(model, tokenizer, seed=seed, n=MEASURE_N, quick=size == "test")
         stats["measure_seconds"] = round(time.time() - measured, 1)
     stats["build_seconds"] = round(time.time() - started, 1)
     from sdlab.organism.card import model_card
