@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from sdlab import SdlabError
-from sdlab.report import build_report, detect_inputs
+from sdlab.report import build_report, detect_inputs, slug
 from tests.test_train import distinct_characters
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -162,3 +162,21 @@ def test_markdown_summary_has_the_probe_table_and_every_sweep_group(demo_dir, tm
     for group in ("method=grpo, coverage=1x4", "method=sdpo, coverage=4", "sft_data=d_ug", "sft_data=d_sg"):
         assert f"| {group} |" in text
     assert "Sweep `offpolicy`" in text and "| sft_data=d_ug | 2/2 |" in text  # two seeds, averaged
+
+
+def test_seeds_run_in_separate_directories_pool_into_one_aggregate(demo_dir, tmp_path):
+    """A seed added later in its own directory joins the same experiment's intervals; a sweep
+    whose settings differ (here the learning rate) stays a table of its own."""
+    from sdlab.sweep import load_sweep, run_sweep
+
+    recipe = demo_dir.parent / "offpolicy.yaml"
+    run_sweep(load_sweep(recipe, [f"output_dir={tmp_path / 'seed2'}", "grid.seed=[2]"]))
+    run_sweep(load_sweep(recipe, [f"output_dir={tmp_path / 'other_lr'}", "grid.seed=[0]", "lr=0.002"]))
+    markdown = tmp_path / "results.md"
+    build_report([demo_dir / "offpolicy", tmp_path / "seed2", tmp_path / "other_lr"], tmp_path / "report.html", markdown=markdown)
+    text = markdown.read_text()
+    assert f"(`{demo_dir / 'offpolicy'}, {tmp_path / 'seed2'}`)" in text and "| sft_data=d_ug | 3/3 |" in text
+    assert f"(`{tmp_path / 'other_lr'}`)" in text and "| sft_data=d_ug | 1/1 |" in text
+    pooled = read_csv(tmp_path / "report_data" / f"results_{slug(demo_dir / 'offpolicy')}.csv")
+    assert {row["n"] for row in pooled} == {"3"} and all(row["id_avg@k_ci_low"] for row in pooled)
+

@@ -120,8 +120,16 @@ def slug(path: Path) -> str:
 
 @dataclass
 class SweepData:
-    path: Path
+    paths: list[Path]  # one sweep directory, or several pooled (see `pool_sweeps`)
     results: dict[str, Any]
+
+    @property
+    def path(self) -> Path:
+        return self.paths[0]
+
+    @property
+    def where(self) -> str:
+        return ", ".join(map(str, self.paths))
 
     @property
     def group_by(self) -> list[str]:
@@ -142,7 +150,22 @@ class SweepData:
 def load_sweep_data(path: Path) -> SweepData:
     from sdlab.sweep_results import collect_results
 
-    return SweepData(path, collect_results(path))
+    return SweepData([path], collect_results(path))
+
+
+def pool_sweeps(sweeps: list[SweepData]) -> list[SweepData]:
+    """Merge the directories of one experiment (same sweep, seeds run apart) so that its
+    means and intervals are over all their seeds; different experiments stay apart."""
+    from sdlab.sweep_results import pool_results, pooling_key
+
+    pooled: dict[str, SweepData] = {}
+    for sweep in sweeps:
+        key = pooling_key(sweep.results)
+        if key in pooled:
+            pooled[key] = SweepData(pooled[key].paths + sweep.paths, pool_results([pooled[key].results, sweep.results]))
+        else:
+            pooled[key] = sweep
+    return list(pooled.values())
 
 
 def run_final_eval(run: Path) -> dict[str, dict[str, Any]]:
@@ -200,7 +223,7 @@ def training_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> 
         csv = save(f"training_{slug(sweep.path)}", [{"group": label, "step": step, **{key: dict(panels[title][label]).get(step) for title, key in TRAINING_PANELS.items()}}
                                                    for label in groups for step, _ in panels["score (reward)"][label]])
         shown = ", ".join(f"{label}: {step}" for label, step in warnings.items() if step is not None) or "none"
-        parts.append(f"<h3>sweep {html.escape(sweep.results['name'])} ({html.escape(str(sweep.path))})</h3><p>Mean over {', '.join(sweep.results['aggregate_over'])} per group; "
+        parts.append(f"<h3>sweep {html.escape(sweep.results['name'])} ({html.escape(sweep.where)})</h3><p>Mean over {', '.join(sweep.results['aggregate_over'])} per group; "
                      f"dashed lines: earliest early-warning step per group ({html.escape(shown)}). Data: <code>{csv}</code></p>"
                      + image(line_panels(panels, xlabel="step", markers=warnings), f"training dynamics of sweep {sweep.results['name']}"))
     return "".join(parts) or missing("No training run or sweep among the inputs: give a `sdlab train` output_dir or a sweep directory.")
@@ -355,7 +378,7 @@ def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
         rows = [[sweep.label(r), f"{r['finished']}/{r['n']}", fmt_ci(r, "id_avg@k"), fmt_ci(r, "id_pass@k"), fmt_ci(r, "ood_avg@k"), fmt_ci(r, "id_tokens", 0), fmt_ci(r, "id_markers", 1),
                  fmt_ci(r, "ood_tokens", 0), fmt(r.get("early_warning_step_mean"), 1)] for r in sweep.results["aggregate"]]
         base = sweep.results["aggregate"][0] if sweep.results["aggregate"] else {}
-        parts.append(f"Sweep `{sweep.results['name']}` (`{sweep.path}`): final evaluation, mean [95% interval] over {', '.join(sweep.results['aggregate_over'])}; "
+        parts.append(f"Sweep `{sweep.results['name']}` (`{sweep.where}`): final evaluation, mean [95% interval] over {', '.join(sweep.results['aggregate_over'])}; "
                      f"base model at step 0 (the periodic evaluation, fewer samples): ID {fmt(base.get('base_id_avg@k_mean'))}, OOD {fmt(base.get('base_ood_avg@k_mean'))}.\n\n"
                      + markdown_table(["group", "cells done", "ID avg@k", "ID pass@k", "OOD avg@k", "ID tokens", "ID markers", "OOD tokens", "early-warning step"], rows))
     return "\n\n".join(parts) + "\n"
@@ -373,7 +396,7 @@ def build_report(paths: list[str | Path], out: str | Path, *, markdown: str | Pa
             write_csv(data_dir / f"{name}.csv", rows)
         return f"report_data/{name}.csv"
 
-    sweeps = [load_sweep_data(path) for path in inputs.sweeps]
+    sweeps = pool_sweeps([load_sweep_data(path) for path in inputs.sweeps])
     sections: list[Section] = [
         ("training", "Training dynamics", training_section(inputs, sweeps, save)),
         ("probe", "Context-richness probe (Table 1) and information gap", probe_section(inputs, save)),

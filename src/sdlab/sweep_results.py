@@ -142,6 +142,30 @@ def aggregate(rows: list[dict[str, Any]], *, group_by: list[str], over: list[str
     return out
 
 
+def pooling_key(results: dict[str, Any]) -> str:
+    """Sweeps with equal keys are one experiment run in parts (a seed added later, in its own
+    directory): same name, axes and aggregation, and every shared setting equal but the seed."""
+    shared = {k: v for k, v in results["shared"].items() if k != "seed"}
+    return json.dumps([results["name"], results["axes"], results["aggregate_over"], shared], sort_keys=True, default=str)
+
+
+def pool_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result over the cells of every part, aggregated afresh (intervals over all seeds)."""
+    keys = {pooling_key(part) for part in parts}
+    if len(keys) != 1:
+        raise ValueError(f"{len(keys)} different experiments cannot be pooled")
+    first = parts[0]
+    rows = [row for part in parts for row in part["rows"]]
+    group_by = [axis for axis in first["axes"] if axis not in first["aggregate_over"]]
+    return {
+        **first,
+        "shared": {k: v for k, v in first["shared"].items() if k != "seed"},
+        "cells": [cell for part in parts for cell in part["cells"]],
+        "rows": rows,
+        "aggregate": aggregate(rows, group_by=group_by, over=first["aggregate_over"]),
+    }
+
+
 def collect_results(sweep_dir: str | Path) -> dict[str, Any]:
     """Read every cell of the sweep in `sweep_dir` (its sweep.yaml names the grid)."""
     from sdlab.sweep import CELLS, SWEEP_FILE, SweepConfig, cell_status, expand_grid, shared_settings
