@@ -259,7 +259,8 @@ def report(
     markdown: Path = typer.Option(None, "--markdown", help="Also write the probe tables and sweep results as Markdown (what the README quotes)."),
 ) -> None:
     """One self-contained HTML report (training dynamics, probe table, ID/OOD results, coverage, pass@k, SFT table);
-    every number also goes to report_data/*.csv beside it."""
+    every number also goes to report_data/*.csv beside it. Sweep directories of one experiment run apart
+    (same sweep and settings, other seeds) are pooled: their intervals cover all the seeds."""
     from sdlab.report import build_report
 
     path = build_report(inputs, out or inputs[0] / "report.html", markdown=markdown)
