@@ -55,7 +55,7 @@ def main() -> None:
         prompts = [[{"role": "user", "content": f"What is {i} + {i}? Put the answer in \\boxed{{}}."}] for i in range(args.prompts)]
         params = SamplingParams(n=args.k, max_new_tokens=args.max_new_tokens, seed=0)
         generator.generate(prompts[:1], SamplingParams(max_new_tokens=4, seed=0))  # warm-up
-        caches = {"static": lambda device_type: "static", "dynamic": lambda device_type: None} if args.caches else {"sdlab's choice": sdlab.generation.kv_cache_for}
+        caches = {"static": lambda model: "static", "dynamic": lambda model: None} if args.caches else {"sdlab's choice": sdlab.generation.kv_cache_for}
         rates: dict[str, list[float]] = {name: [] for name in caches}
         samples: dict[str, list] = {}
         for _ in range(args.repeats):

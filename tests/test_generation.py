@@ -60,10 +60,11 @@ def test_static_cache_on_cpu_samples_the_same_tokens_as_the_dynamic_one(loaded, 
     """The CPU generator preallocates its KV cache for speed; that must not change a sample."""
     import sdlab.generation
 
-    assert kv_cache_for("cpu") == "static" and kv_cache_for("cuda") is None
+    model, _ = loaded
+    assert kv_cache_for(model) == "static"
     params = SamplingParams(n=4, max_new_tokens=24, seed=3, temperature=1.0, top_k=0, top_p=1.0)
     static = make_generator(*loaded, backend="transformers", batch_size=2).generate(QUESTIONS, params)
-    monkeypatch.setattr(sdlab.generation, "kv_cache_for", lambda device_type: None)
+    monkeypatch.setattr(sdlab.generation, "kv_cache_for", lambda model: None)
     dynamic = make_generator(*loaded, backend="transformers", batch_size=2).generate(QUESTIONS, params)
     assert [[c.token_ids for c in g] for g in static] == [[c.token_ids for c in g] for g in dynamic]
     assert any(c.num_tokens > 8 for g in static for c in g)  # long enough for the cache to matter

@@ -128,14 +128,16 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def kv_cache_for(device_type: str) -> str | None:
-    """The `cache_implementation` for `model.generate` on this device.
+def kv_cache_for(model) -> str | None:
+    """The `cache_implementation` for `model.generate` on this model and device.
 
     On CPU a preallocated ("static") cache: the default dynamic cache grows by `torch.cat`
     every token, which was a third of organism sampling time, and it sampled the same tokens
-    (docs/measurements.md#generation). Elsewhere transformers' default, because a static cache
-    makes transformers compile the forward pass on CUDA."""
-    return "static" if device_type == "cpu" else None
+    (docs/measurements.md#generation). Only for architectures that declare static-cache
+    support (`_can_compile_fullgraph`: Llama, Qwen, Mistral, GPT-2, ...). Elsewhere
+    transformers' default, because a static cache makes transformers compile the forward
+    pass on CUDA."""
+    return "static" if model.device.type == "cpu" and getattr(model, "_can_compile_fullgraph", False) else None
 
 
 def load_model_and_tokenizer(name_or_path: str | Path, *, dtype: torch.dtype | str | None = None, device: str | torch.device | None = None):
@@ -218,7 +220,7 @@ class TransformersGenerator:
             num_return_sequences=1 if greedy else params.n,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=sorted(self.eos_ids),
-            cache_implementation=kv_cache_for(self.model.device.type),
+            cache_implementation=kv_cache_for(self.model),
             **({} if greedy else {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k or None}),
         )
         was_training = self.model.training
