@@ -19,8 +19,8 @@ import argparse
 import sys
 import tempfile
 import time
-from statistics import median
 from pathlib import Path
+from statistics import median
 
 import torch
 
@@ -71,6 +71,7 @@ def main() -> None:
             print(f"{name}: new tokens/s best {max(values):.0f}, median {median(values):.0f} over {args.repeats} runs")
         if args.caches:
             print(f"static / dynamic median throughput: {median(rates['static']) / median(rates['dynamic']):.2f}; same tokens: {samples['static'] == samples['dynamic']}")
+
 
 if __name__ == "__main__":
     main()

@@ -160,14 +160,11 @@ def pool_sweeps(sweeps: list[SweepData]) -> list[SweepData]:
     means and intervals are over all their seeds; different experiments stay apart."""
     from sdlab.sweep_results import pool_results, pooling_key
 
-    pooled: dict[str, SweepData] = {}
+    experiments: dict[str, list[SweepData]] = {}
     for sweep in sweeps:
-        key = pooling_key(sweep.results)
-        if key in pooled:
-            pooled[key] = SweepData(pooled[key].paths + sweep.paths, pool_results([pooled[key].results, sweep.results]))
-        else:
-            pooled[key] = sweep
-    return list(pooled.values())
+        experiments.setdefault(pooling_key(sweep.results), []).append(sweep)
+    return [parts[0] if len(parts) == 1 else SweepData([path for part in parts for path in part.paths], pool_results([part.results for part in parts]))
+            for parts in experiments.values()]
 
 
 def run_final_eval(run: Path) -> dict[str, dict[str, Any]]:
