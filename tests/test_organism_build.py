@@ -83,3 +83,12 @@ def test_default_directory_follows_sdlab_home(monkeypatch: pytest.MonkeyPatch, t
 def test_pack_tokens_cuts_the_stream_into_windows() -> None:
     windows = pack_tokens([[1, 2, 3], [4, 5], [6, 7, 8, 9]], seq_len=4)
     assert windows.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+
+
+def test_copy_probe_scores_every_slot_as_first_and_as_second_check(built: Path) -> None:
+    from sdlab.organism.measure import copy_probe
+
+    scores = copy_probe(AutoModelForCausalLM.from_pretrained(built), AutoTokenizer.from_pretrained(built), n=3)
+    assert set(scores) == {"first_check", "second_check"} and all(set(slots) == {"a", "b", "c"} for slots in scores.values())
+    assert all(0 < p < 1 for slots in scores.values() for p in slots.values())
+    assert scores["first_check"] != scores["second_check"]  # the check above changes what the model sees

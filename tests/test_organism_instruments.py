@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sdlab.organism.instruments import analyze_response, summarize
+import pytest
+
+from sdlab.organism.corpus import chain
+from sdlab.organism.instruments import analyze_response, slot_prefixes, summarize
 from sdlab.organism.tasks import Task, to_problem
 
 PROBLEM = to_problem(Task("linmod", 7, 4, 9, 5), family="linmod-eval")  # x = 6
@@ -59,3 +62,13 @@ def test_summary_rates() -> None:
     summary = summarize([analyze_response(t, PROBLEM) for t in (good, bad)], [10, 20])
     assert summary["accuracy"] == 1.0 and summary["first_candidate_right"] == 0.5 and summary["recovery"] == 1.0
     assert summary["tokens"] == 15 and summary["candidates"] == 1.5 and summary["failed_then_marker_revision"] == 1.0
+
+
+def test_slot_prefixes_stop_just_before_each_copied_number() -> None:
+    line = chain(Task("linmod", 7, 4, 9, 5), 3)  # x=3 (mod 7): 4*3=5, 5+9=0. 0!=5.
+    prefixes = slot_prefixes(line)
+    assert [line[len(prefixes[slot]) :].split("*")[0].split("=")[0].rstrip(".") for slot in "abc"] == ["4", "9", "5"]
+    twice = chain(Task("linmod2", 11, 4, 9, 5), 3)  # f(f(x)): the first addend is b
+    assert twice[len(slot_prefixes(twice)["b"]) :].startswith("9=")
+    with pytest.raises(ValueError, match="not a check line"):
+        slot_prefixes("the solution shows x=3 works.")

@@ -8,6 +8,7 @@ which the same accuracy drop could hide:
     analyze_response(text, problem)  -> first candidate right?, candidates tried,
                                         what followed each failed check, check accuracy
     summarize(analyses)              -> rates over many responses
+    slot_prefixes(check_line)        -> where a check copies each number (for the copy probe)
     measure_abilities(model, tok)    -> the model card's table (samples the model)
 """
 
@@ -85,6 +86,18 @@ def copies_right(steps: str, *, p: int, target: int, problem: Problem) -> bool:
         if (factor, addend) != (expected_factor, meta.get("b")):
             return False
     return (p, target) == (meta.get("p"), meta.get("c"))
+
+
+def slot_prefixes(line: str) -> dict[str, str]:
+    """A check line cut just before its coefficient, addend and target: where the number must be
+    copied from the question or from a check above (`x=3 (mod 7): ` + `4`, `... 5+` + `9`,
+    `... 0!=` + `5`). The copy probe (`measure.copy_probe`) reads the model's probability there."""
+    candidate = CANDIDATE.match(line)
+    chain = LOOKUPS.match(line, candidate.end()) if candidate else None
+    if chain is None:
+        raise ValueError(f"not a check line: {line!r}")
+    steps = chain.start(1)
+    return {"a": line[:steps], "b": line[: line.index("+", steps) + 1], "c": line[: chain.start(4)]}
 
 
 def read_checks(think: str, problem: Problem) -> list[tuple[int, int, Check | None]]:

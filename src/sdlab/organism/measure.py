@@ -5,16 +5,19 @@
 Rows are (family, context): accuracy, response tokens, markers, first-candidate accuracy,
 recovery share, candidates tried, check accuracy, all from `instruments`. Contexts are
 built by `sdlab.contexts` (the study's template), exactly as the probe and training build them.
+`copy_probe` says where the checks' copies come from (the question, or a check above).
 """
 
 from __future__ import annotations
 
 import logging
 
+import torch
+
 from sdlab.contexts import build_teacher_messages, context_text, parse_context_name
 from sdlab.generation import SamplingParams, make_generator
-from sdlab.organism.instruments import analyze_response, summarize
-from sdlab.organism.tasks import load_organism_problems
+from sdlab.organism.instruments import analyze_response, slot_prefixes, summarize
+from sdlab.organism.tasks import Task, load_organism_problems
 
 logger = logging.getLogger(__name__)
 
@@ -45,3 +48,30 @@ def measure_abilities(model, tokenizer, *, seed: int = 0, n: int = 64, temperatu
     if quick:  # a smoke run for tiny test builds: the pipeline, not the numbers
         return measure_rows(model, tokenizer, rows[:2], n=2, seed=seed, max_new_tokens=16)
     return measure_rows(model, tokenizer, rows, n=n, seed=seed, temperature=temperature, show_progress=show_progress)
+
+
+@torch.no_grad()
+def copy_probe(model, tokenizer, *, n: int = 32, seed: int = 0, candidate: int = 3) -> dict[str, dict[str, float]]:
+    """Mean teacher-forced probability of the question's own coefficient, addend and target at
+    their slots in a check of `candidate`, written as the response's first check and as its
+    second (after a full, correct check of another candidate).
+
+    A model that copies from the question scores alike in both; one that only repeats the
+    check above it (the default organism: 0.13 vs 1.00 for the coefficient) does not, which
+    tells "cannot copy" from "does not know the format" (docs/measurements.md#organism)."""
+    from sdlab.organism.corpus import chain
+
+    scores: dict[str, dict[str, list[float]]] = {"first_check": {}, "second_check": {}}
+    for problem in load_organism_problems(f"organism:linmod-eval:{n}:{seed}"):
+        meta = problem.meta
+        task = Task("linmod", meta["p"], meta["a"], meta["b"], meta["c"])
+        x = candidate % task.p
+        prompt = tokenizer.apply_chat_template(problem.messages, tokenize=False, add_generation_prompt=True) + "<think>\n"
+        before = {"first_check": "try ", "second_check": f"try {chain(task, (x + 1) % task.p)}\nhmm, no. try "}
+        for position, lead in before.items():
+            for slot, prefix in slot_prefixes(chain(task, x)).items():
+                ids = tokenizer(prompt + lead + prefix, return_tensors="pt", add_special_tokens=False).input_ids.to(model.device)
+                probs = torch.softmax(model(ids).logits[0, -1].float(), dim=-1)
+                number = {"a": task.a, "b": task.b, "c": task.c}[slot]
+                scores[position].setdefault(slot, []).append(probs[tokenizer.convert_tokens_to_ids(str(number))].item())
+    return {position: {slot: sum(v) / len(v) for slot, v in slots.items()} for position, slots in scores.items()}
