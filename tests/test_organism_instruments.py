@@ -50,6 +50,11 @@ def test_a_check_of_a_miscopied_equation_is_counted_as_such() -> None:
     assert analyze_response("<think>\ntry x=3 (mod 7): 3*3=2, 2+3=5. 5=5. it works.\n</think>\n\n\\boxed{3}", square).check_copies_right == 1
 
 
+def test_a_sampled_modulus_of_zero_is_a_wrong_check_not_a_crash() -> None:
+    analysis = analyze_response("<think>\ntry x=3 (mod 0): 4*3=5, 5+9=0. 0!=5.\n</think>\n\n\\boxed{3}", PROBLEM)
+    assert analysis.checks == 1 and analysis.check_lookups_right == 0 and analysis.check_copies_right == 0
+
+
 def test_cut_off_and_malformed_responses() -> None:
     a = analyze_response("<think>\ntry x=3 (mod 7): 4*3=", PROBLEM)
     assert not a.answered and a.candidates == 1 and a.checks == 0

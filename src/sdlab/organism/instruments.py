@@ -68,7 +68,10 @@ def _truth(problem: Problem, x: int) -> bool | None:
 
 
 def lookups_right(steps: str, *, x: int, p: int, value: int) -> bool:
-    """Every product and sum right mod p, each step fed by the previous result, ending at `value`."""
+    """Every product and sum right mod p, each step fed by the previous result, ending at `value`.
+    A modulus below 2 (a sampled `(mod 0)`) makes every lookup wrong, not a crash."""
+    if p < 2:
+        return False
     current = x
     for factor, operand, product, left, addend, total in (map(int, m.groups()) for m in STEP.finditer(steps)):
         if operand != current or left != product or factor * operand % p != product or (left + addend) % p != total:
