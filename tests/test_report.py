@@ -180,3 +180,24 @@ def test_seeds_run_in_separate_directories_pool_into_one_aggregate(demo_dir, tmp
     pooled = read_csv(tmp_path / "report_data" / f"results_{slug(demo_dir / 'offpolicy')}.csv")
     assert {row["n"] for row in pooled} == {"3"} and all(row["id_avg@k_ci_low"] for row in pooled)
 
+
+
+def test_method_summary_pools_every_sweep_by_method_and_counts_a_repeated_run_once(demo_dir, tmp_path):
+    """The coverage sweep's GRPO and SDPO cells and the off-policy SFT cells each become one row;
+    the same sweep given twice (a run made twice) adds no runs."""
+    from sdlab.report import load_sweep_data, method_summary, pool_sweeps
+
+    once = method_summary(pool_sweeps([load_sweep_data(demo_dir / name) for name in ("coverage", "offpolicy")]))
+    assert {(r["method"], r["runs"]) for r in once} == {("grpo", 2), ("sdpo", 2), ("sft", 4)}
+    grpo_cells = [c["row"] for c in json.loads((demo_dir / "coverage" / "results.json").read_text())["cells"] if c["row"]["method"] == "grpo"]
+    grpo = next(r for r in once if r["method"] == "grpo")
+    assert grpo["id_avg@k"] == pytest.approx(sum(c["id_avg@k"] for c in grpo_cells) / 2)
+    assert grpo["id_tokens_min"] == min(c["id_tokens"] for c in grpo_cells)
+    copy = tmp_path / "coverage_copy"
+    shutil.copytree(demo_dir / "coverage", copy)
+    twice = method_summary([load_sweep_data(demo_dir / "coverage"), load_sweep_data(copy)])
+    assert {(r["method"], r["runs"]) for r in twice} == {("grpo", 2), ("sdpo", 2)}
+    markdown = tmp_path / "results.md"
+    build_report([demo_dir], tmp_path / "report.html", markdown=markdown)
+    assert "By method, over every sweep" in markdown.read_text() and "| sft |" in markdown.read_text()
+    assert (tmp_path / "report_data" / "methods.csv").is_file()

@@ -256,6 +256,12 @@ def results_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> s
     from sdlab.plots import interval_bars
 
     parts = []
+    summary = method_summary(sweeps)
+    if summary:
+        csv = save("methods", summary)
+        parts.append("<h3>By method, over every sweep</h3><p>Mean over every finished run of the sweeps above with the same ID set (coverages, contexts, "
+                     f"teachers and seeds pooled, so not a matched comparison; the per-sweep tables below are). Data: <code>{csv}</code></p>"
+                     + table(METHOD_COLUMNS, [[html.escape(cell) for cell in row] for row in method_rows(summary)]))
     for sweep in sweeps:
         rows = sweep.results["aggregate"]
         csv = save(f"results_{slug(sweep.path)}", rows)
@@ -362,14 +368,60 @@ th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f2f2
 img{max-width:100%;display:block;margin:.5em 0}.missing{color:#a60;font-style:italic}code{background:#f5f5f5;padding:0 3px}"""
 
 
+def method_summary(sweeps: list[SweepData]) -> list[dict[str, Any]]:
+    """Every finished cell of the given sweeps, grouped by method and ID set: the study's SDPO vs
+    GRPO comparison over whatever coverages, contexts, teachers and seeds were run. It pools
+    unmatched conditions, so it sits beside the matched per-sweep tables, never instead of them.
+    A run made twice (same settings give the same numbers: the richness sweep's solution arm
+    repeats the coverage sweep's 512 arm) counts once."""
+    identity = ("method", "id_dataset", "seed", "train_data", "id_avg@k", "id_pass@k", "ood_avg@k", "id_tokens", "id_markers", "ood_tokens",
+                "train_reward_mean", "train_response_tokens_mean", "train_markers_per_response")  # all equal: one run made twice
+    groups: dict[tuple[Any, Any], dict[tuple, dict[str, Any]]] = {}
+    for sweep in sweeps:
+        for cell in sweep.results["cells"]:
+            row = cell["row"]
+            if row.get("status") == "done" and row.get("id_avg@k") is not None:
+                groups.setdefault((row.get("method"), row.get("id_dataset")), {})[tuple(row.get(k) for k in identity)] = row
+    summary = []
+    for (method, dataset), unique in groups.items():
+        rows = list(unique.values())
+
+        def mean(key: str) -> float | None:
+            values = [float(r[key]) for r in rows if r.get(key) is not None]
+            return sum(values) / len(values) if values else None
+
+        def spread(key: str) -> tuple[float, float]:
+            values = [float(r[key]) for r in rows if r.get(key) is not None]
+            return (min(values), max(values)) if values else (None, None)
+
+        (tokens_low, tokens_high), (markers_low, markers_high) = spread("id_tokens"), spread("id_markers")
+        summary.append({
+            "method": method, "id_dataset": dataset, "runs": len(rows), "id_avg@k": mean("id_avg@k"), "id_pass@k": mean("id_pass@k"), "ood_avg@k": mean("ood_avg@k"),
+            "id_tokens_min": tokens_low, "id_tokens_max": tokens_high, "id_markers_min": markers_low, "id_markers_max": markers_high,
+            "early_warning_fired": sum(r.get("early_warning_step") is not None for r in rows),
+            "base_id_avg@k": mean("base_id_avg@k"), "base_ood_avg@k": mean("base_ood_avg@k"),  # step 0's evaluation (its k may differ: no pass@k)
+        })
+    return sorted(summary, key=lambda r: (str(r["id_dataset"]), str(r["method"])))
+
+
+def method_rows(summary: list[dict[str, Any]]) -> list[list[str]]:
+    return [[fmt(r["method"]), fmt(r["id_dataset"]), str(r["runs"]), fmt(r["id_avg@k"]), fmt(r["id_pass@k"]), fmt(r["ood_avg@k"]),
+             f"{fmt(r['id_tokens_min'], 0)}-{fmt(r['id_tokens_max'], 0)}", f"{fmt(r['id_markers_min'], 1)}-{fmt(r['id_markers_max'], 1)}",
+             f"{r['early_warning_fired']}/{r['runs']}", f"{fmt(r['base_id_avg@k'])} / {fmt(r['base_ood_avg@k'])}"] for r in summary]
+
+
+METHOD_COLUMNS = ["method", "ID set", "runs", "ID avg@k", "ID pass@k", "OOD avg@k", "ID tokens (range)", "ID markers (range)", "early warning fired", "base at step 0: ID / OOD avg@k"]
+
+
 def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
-    """The numbers a README quotes, as Markdown: each probe's tables (as in its probe.md), and each
-    sweep's final ID/OOD accuracy, length and markers (mean [95% interval] over seeds)."""
+    """The numbers a README quotes, as Markdown: each probe's tables (as in its probe.md), each
+    sweep's final ID/OOD accuracy, length and markers (mean [95% interval] over seeds), and the
+    by-method summary over all sweeps."""
     from sdlab.probe_report import format_tables
 
     parts = [f"Probe `{probe}`: mean ± standard error over problems.\n\n" + format_tables(json.loads((probe / "probe.json").read_text())) for probe in inputs.probes]
@@ -380,6 +432,10 @@ def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
         parts.append(f"Sweep `{sweep.results['name']}` (`{sweep.where}`): final evaluation, mean [95% interval] over {', '.join(sweep.results['aggregate_over'])}; "
                      f"base model at step 0 (the periodic evaluation, fewer samples): ID {fmt(base.get('base_id_avg@k_mean'))}, OOD {fmt(base.get('base_ood_avg@k_mean'))}.\n\n"
                      + markdown_table(["group", "cells done", "ID avg@k", "ID pass@k", "OOD avg@k", "ID tokens", "ID markers", "OOD tokens", "early-warning step"], rows))
+    summary = method_summary(sweeps)
+    if summary:
+        parts.append("By method, over every sweep above (every finished run with the same ID set; conditions pooled, so not a matched comparison):\n\n"
+                     + markdown_table(METHOD_COLUMNS, method_rows(summary)))
     return "\n\n".join(parts) + "\n"
 
 
