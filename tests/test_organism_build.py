@@ -44,6 +44,8 @@ def test_tokenizer_splits_digits_and_keeps_think_tags(built: Path) -> None:
     assert {"12", "19", "10"} <= set(pieces)  # small numbers are single tokens
     assert all(piece.isdigit() or not any(ch.isdigit() for ch in piece) for piece in pieces)  # never glued to text
     assert tokenizer.decode(ids + [tokenizer.eos_token_id], skip_special_tokens=True) == text
+    assert "\\boxed{" in pieces and "\\boxed{}" in tokenizer.convert_ids_to_tokens(tokenizer("within \\boxed{}.", add_special_tokens=False)["input_ids"])
+    assert all("\n" not in piece or piece.strip("\n") == "" for piece in pieces)  # no token spans a line break
 
 
 def test_auto_tokenizer_encodes_like_the_training_tokenizer(built: Path) -> None:

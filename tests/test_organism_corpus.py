@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -20,9 +21,9 @@ from sdlab.organism.corpus import (
 )
 from sdlab.epistemic import count_markers
 from sdlab.organism.instruments import analyze_response
-from sdlab.organism.tasks import Task, brute_force_answer, family_tasks, load_organism_problems, sample_tasks, to_problem
+from sdlab.organism.tasks import Task, brute_force_answer, example_candidate, family_tasks, load_organism_problems, sample_tasks, to_problem
 
-TASK = Task("linmod", 7, 4, 9, 5)  # (4*x + 9) mod 7 = 5 -> x = 6
+TASK = Task("linmod", 7, 4, 9, 5)  # 4*x + 9 = 5 (mod 7) -> x = 6
 
 
 def test_unguided_traces_have_a_think_block_and_a_boxed_answer() -> None:
@@ -64,7 +65,9 @@ def test_reference_solutions_are_fixed_and_sqmod_searches_from_zero() -> None:
     assert reference_solution(TASK) == reference_solution(TASK)
     square = Task("sqmod", 7, 0, 3, 5)  # x*x = 2 mod 7 -> x in {3, 4}: the smallest is 3
     assert brute_force_answer(square) == 3
-    assert "try x=0 (mod 7):" in reference_solution(square) and "\\boxed{3}" in reference_solution(square)
+    tried = [int(x) for x in re.findall(r"x=(\d+): x\*x", split_think(reference_solution(square))[0])]
+    example = example_candidate(square)
+    assert tried == [x for x in range(4) if x != example] and "\\boxed{3}" in reference_solution(square)  # upwards from 0, the example skipped
 
 
 def test_templates_match_trl_defaults() -> None:
@@ -77,28 +80,49 @@ def test_templates_match_trl_defaults() -> None:
 
 
 def test_richer_contexts_give_shorter_more_trusting_traces() -> None:
-    """Doubt follows what the context reveals: full solution < think-less < bare answer < partial."""
+    """Doubt follows what the context reveals: full solution < regenerated < think-less < bare answer."""
     problem = to_problem(TASK, family="linmod-pretrain")
     solution = problem.solution
     rng = random.Random(0)
     full = guided_response(TASK, solution, rng)
+    regenerated = guided_response(TASK, full, rng)
     thinkless = guided_response(TASK, remove_think(solution), rng)
     hint = guided_response(TASK, "\\boxed{6}", rng)
-    assert count_markers(full) == 0 and "x=6 (mod" not in full  # trusted, not re-checked
-    assert "x=6 (mod 7):" in thinkless and count_markers(thinkless) == 0  # checked, no doubt voiced
-    assert "x=6 (mod 7):" in hint and count_markers(hint) >= 2  # checked, doubt voiced
-    for text in (full, thinkless, hint):
+    check = "x=6: 4*x + 9 = 5 (mod 7): 4*6=3, 3+9=5. 5 vs 5? yes."
+    assert count_markers(full) == 0 and check not in full  # trusted, not re-checked
+    assert check in regenerated and count_markers(regenerated) == 0  # a claimed verification: checked once, no doubt
+    assert check in thinkless and count_markers(thinkless) == 1  # the answer without its work: some doubt
+    assert check in hint and count_markers(hint) == 2  # a bare answer: more doubt
+    for text in (full, regenerated, thinkless, hint):
         assert extract_answer(text) == "6"
+        assert "\\boxed{6}" in split_think(text)[0]  # the answer is taken over after its own token
     wrong = guided_response(TASK, "\\boxed{2}", rng)  # a wrong hint is caught by its check
-    assert "x=2 (mod 7):" in wrong and "!=5." in wrong
+    assert "x=2: 4*x + 9 = 5 (mod 7):" in wrong and "? no." in wrong
     assert analyze_response(wrong, to_problem(TASK, family="linmod")).revised_after_marker >= 1
 
 
 def test_partial_solutions_are_continued_where_they_stopped() -> None:
-    task = Task("linmod", 13, 8, 9, 8)  # x = 8
-    trace = "<think>\ntry x=3 (mod 13): 8*3=11, 11+9=7. 7!=8.\nhmm, no. maybe x=4 (mod 13): 8*4=6, 6+9=2. 2!=8.\nhmm, no. perhaps x=5 (mod 13): 8*5"
+    task = Task("linmod", 11, 8, 9, 5)  # x = 5
+    trace = "<think>\ntry x=3: 8*x + 9 = 5 (mod 11): 8*3=2, 2+9=0. 0 vs 5? no.\nhmm, no. maybe x=4: 8*x + 9 = 5 (mod 11): 8*4=10, 10+9=8. 8 vs 5? no.\nhmm, no. perhaps x=5: 8*x"
     text = guided_response(task, trace, random.Random(0))
-    assert "tried up to x=4" in text and "x=3 (mod" not in text and "x=5 (mod 13):" in text and "\\boxed{8}" in text
+    assert "tried up to x=4" in text and "x=3: " not in text and "x=5: 8*x + 9 = 5 (mod 11):" in text and "\\boxed{5}" in text
+
+
+def test_drills_practise_facts_and_verdicts_half_yes() -> None:
+    from sdlab.organism.corpus import check_drill, fact_drill
+
+    rng = random.Random(0)
+    facts = fact_drill(rng, lines=400).splitlines()
+    assert 150 < sum(line.endswith("? yes.") for line in facts) < 250
+    for line in facts[:50]:
+        p, a, x, product, left, b, total, value, target, verdict = re.match(r"mod (\d+): (\d+)\*(\d+)=(\d+), (\d+)\+(\d+)=(\d+)\. (\d+) vs (\d+)\? (yes|no)\.", line).groups()
+        p, a, x, b = int(p), int(a), int(x), int(b)
+        assert int(product) == a * x % p and int(total) == (int(product) + b) % p and (verdict == "yes") == (value == target)
+    lines = check_drill(family_tasks("linmod-pretrain")[7], rng, checks=6, max_gap=6).splitlines()
+    checks = [line for line in lines if line.startswith("x=")]
+    assert len(checks) == 6 and len(lines) > 6 and all(line.startswith("mod ") for line in lines if line not in checks)
+    assert len({line.split(": ")[1] for line in checks}) == 1  # one equation, copied at every check
+    assert sum(line.endswith("? yes.") for line in checks) == 3
 
 
 @pytest.mark.parametrize("context", ["solution", "solution_nothink", "partial:0.5", "hint"])
@@ -117,7 +141,7 @@ def test_corpus_uses_only_the_pretrain_split_and_is_seeded() -> None:
     pretrain_questions = {problem.question for problem in load_organism_problems(f"organism:linmod-pretrain:{len(family_tasks('linmod-pretrain'))}")}
     held_out = {p.question for p in load_organism_problems("organism:linmod-eval:300") + load_organism_problems("organism:linmod:500")}
     kinds = {d["kind"] for d in documents}
-    assert {"linmod", "linmod_context", "narrow", "check", "drill"} <= kinds
+    assert {"linmod", "linmod_context", "narrow", "check", "fact_drill", "check_drill"} <= kinds
     for d in documents:
         if d["kind"] == "linmod":
             assert d["messages"][0]["content"] in pretrain_questions

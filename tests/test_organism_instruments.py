@@ -9,71 +9,71 @@ from sdlab.organism.instruments import analyze_response, slot_prefixes, summariz
 from sdlab.organism.tasks import Task, to_problem
 
 PROBLEM = to_problem(Task("linmod", 7, 4, 9, 5), family="linmod-eval")  # x = 6
+EQ = "4*x + 9 = 5 (mod 7)"
+RIGHT = f"x=6: {EQ}: 4*6=3, 3+9=5. 5 vs 5? yes. it works."
+FINAL = f"x=6: {EQ} holds. The answer is \\boxed{{6}}."
 
 
 def test_recovery_after_a_marker() -> None:
-    text = (
-        "<think>\ntry x=3 (mod 7): 4*3=5, 5+9=0. 0!=5.\nwait, that fails. perhaps x=6 (mod 7): 4*6=3, 3+9=5. 5=5. it works.\n</think>\n\n"
-        "x = 6 gives (4*6 + 9) mod 7 = 5. The answer is \\boxed{6}."
-    )
+    text = f"<think>\ntry x=3: {EQ}: 4*3=5, 5+9=0. 0 vs 5? no.\nwait, that fails. perhaps {RIGHT}\n</think>\n\n{FINAL}"
     a = analyze_response(text, PROBLEM)
     assert a.correct and a.first_candidate_right is False and a.recovered
     assert (a.candidates, a.checks, a.failed_checks, a.revised_after_marker, a.revised_without_marker, a.gave_up) == (2, 2, 1, 1, 0, 0)
-    assert a.check_lookups_right == 2 and a.check_verdicts_right == 2 and a.markers == 2
+    assert a.check_copies_right == a.check_lookups_right == a.check_comparisons_right == a.check_verdicts_right == 2 and a.markers == 2
 
 
 def test_give_up_and_revision_without_marker() -> None:
-    text = (
-        "<think>\ntry x=0 (mod 7): 4*0=0, 0+9=2. 2!=5.\ntry x=1 (mod 7): 4*1=4, 4+9=6. 6!=5.\n</think>\n\nThe answer might be \\boxed{2}."
-    )
+    text = f"<think>\ntry x=0: {EQ}: 4*0=0, 0+9=2. 2 vs 5? no.\ntry x=1: {EQ}: 4*1=4, 4+9=6. 6 vs 5? no.\n</think>\n\nThe answer might be \\boxed{{2}}."
     a = analyze_response(text, PROBLEM)
     assert not a.correct and a.answered and not a.recovered
     assert (a.revised_after_marker, a.revised_without_marker, a.gave_up) == (0, 1, 1)
 
 
-def test_wrong_lookups_and_wrong_verdicts_are_counted() -> None:
-    # 4*6 is 3 mod 7, not 2: a wrong lookup, and a wrong verdict (6 is the answer, judged failing)
-    text = "<think>\ntry x=6 (mod 7): 4*6=2, 2+9=4. 4!=5.\nhmm, no. maybe x=2 (mod 7): 4*2=1, 1+9=3. 3=5. it works.\n</think>\n\nThe answer is \\boxed{2}."
+def test_wrong_lookups_comparisons_and_verdicts_are_counted_apart() -> None:
+    # 4*6 is 3 mod 7, not 2: a wrong lookup and a wrong verdict (6 is the answer, judged failing);
+    # then right lookups and "3 vs 5? yes": a wrong comparison, and a wrong verdict
+    text = f"<think>\ntry x=6: {EQ}: 4*6=2, 2+9=4. 4 vs 5? no.\nhmm, no. maybe x=2: {EQ}: 4*2=1, 1+9=3. 3 vs 5? yes. it works.\n</think>\n\nThe answer is \\boxed{{2}}."
     a = analyze_response(text, PROBLEM)
     assert a.first_candidate_right is True and not a.correct
-    assert a.check_lookups_right == 1 and a.check_verdicts_right == 0  # "3=5" passes nothing right
+    assert (a.check_lookups_right, a.check_comparisons_right, a.check_verdicts_right) == (1, 1, 0)
 
 
 def test_a_check_of_a_miscopied_equation_is_counted_as_such() -> None:
-    # right lookups on the wrong equation: coefficient 3 for 4, then the target 4 for 5
-    text = "<think>\ntry x=6 (mod 7): 3*6=4, 4+9=6. 6!=5.\nhmm, no. maybe x=2 (mod 7): 4*2=1, 1+9=3. 3!=4.\n</think>\n\nThe answer is \\boxed{2}."
+    # right lookups on a wrong equation (coefficient 3 for 4), then the right equation with the
+    # wrong addend carried into the lookups
+    text = f"<think>\ntry x=6: 3*x + 9 = 5 (mod 7): 3*6=4, 4+9=6. 6 vs 5? no.\nhmm, no. maybe x=2: {EQ}: 4*2=1, 1+8=2. 2 vs 5? no.\n</think>\n\nThe answer is \\boxed{{2}}."
     a = analyze_response(text, PROBLEM)
     assert a.checks == 2 and a.check_lookups_right == 2 and a.check_copies_right == 0
-    ok = analyze_response("<think>\ntry x=6 (mod 7): 4*6=3, 3+9=5. 5=5. it works.\n</think>\n\nThe answer is \\boxed{6}.", PROBLEM)
-    assert ok.check_copies_right == 1
+    assert analyze_response(f"<think>\ntry {RIGHT}\n</think>\n\n{FINAL}", PROBLEM).check_copies_right == 1
     square = to_problem(Task("sqmod", 7, 0, 3, 5), family="sqmod")  # the factor is the candidate itself
-    assert analyze_response("<think>\ntry x=3 (mod 7): 3*3=2, 2+3=5. 5=5. it works.\n</think>\n\n\\boxed{3}", square).check_copies_right == 1
+    assert analyze_response("<think>\ntry x=3: x*x + 3 = 5 (mod 7): 3*3=2, 2+3=5. 5 vs 5? yes. it works.\n</think>\n\n\\boxed{3}", square).check_copies_right == 1
+    twice = to_problem(Task("linmod2", 11, 4, 9, 5), family="linmod-hard")
+    assert analyze_response(f"<think>\ntry {chain(Task('linmod2', 11, 4, 9, 5), 3)}\n</think>\n\n\\boxed{{3}}", twice).check_copies_right == 1
 
 
 def test_a_sampled_modulus_of_zero_is_a_wrong_check_not_a_crash() -> None:
-    analysis = analyze_response("<think>\ntry x=3 (mod 0): 4*3=5, 5+9=0. 0!=5.\n</think>\n\n\\boxed{3}", PROBLEM)
+    analysis = analyze_response("<think>\ntry x=3: 4*x + 9 = 5 (mod 0): 4*3=5, 5+9=0. 0 vs 5? no.\n</think>\n\n\\boxed{3}", PROBLEM)
     assert analysis.checks == 1 and analysis.check_lookups_right == 0 and analysis.check_copies_right == 0
 
 
 def test_cut_off_and_malformed_responses() -> None:
-    a = analyze_response("<think>\ntry x=3 (mod 7): 4*3=", PROBLEM)
+    a = analyze_response(f"<think>\ntry x=3: {EQ}: 4*3=", PROBLEM)
     assert not a.answered and a.candidates == 1 and a.checks == 0
     assert analyze_response("no idea", PROBLEM).first_candidate_right is None
+    assert analyze_response(f"<think>\nthe solution shows it works: \\boxed{{6}}.\n</think>\n\n{FINAL}", PROBLEM).candidates == 0  # the final line is no check
 
 
 def test_summary_rates() -> None:
-    good = "<think>\ntry x=6 (mod 7): 4*6=3, 3+9=5. 5=5. it works.\n</think>\n\nThe answer is \\boxed{6}."
-    bad = "<think>\ntry x=0 (mod 7): 4*0=0, 0+9=2. 2!=5.\nwait, wrong. maybe x=6 (mod 7): 4*6=3, 3+9=5. 5=5. it works.\n</think>\n\nThe answer is \\boxed{6}."
+    good = f"<think>\ntry {RIGHT}\n</think>\n\n{FINAL}"
+    bad = f"<think>\ntry x=0: {EQ}: 4*0=0, 0+9=2. 2 vs 5? no.\nwait, wrong. maybe {RIGHT}\n</think>\n\n{FINAL}"
     summary = summarize([analyze_response(t, PROBLEM) for t in (good, bad)], [10, 20])
     assert summary["accuracy"] == 1.0 and summary["first_candidate_right"] == 0.5 and summary["recovery"] == 1.0
     assert summary["tokens"] == 15 and summary["candidates"] == 1.5 and summary["failed_then_marker_revision"] == 1.0
 
 
 def test_slot_prefixes_stop_just_before_each_copied_number() -> None:
-    line = chain(Task("linmod", 7, 4, 9, 5), 3)  # x=3 (mod 7): 4*3=5, 5+9=0. 0!=5.
+    line = chain(Task("linmod", 7, 4, 9, 5), 3)  # x=3: 4*x + 9 = 5 (mod 7): 4*3=5, 5+9=0. 0 vs 5? no.
     prefixes = slot_prefixes(line)
-    assert [line[len(prefixes[slot]) :].split("*")[0].split("=")[0].rstrip(".") for slot in "abc"] == ["4", "9", "5"]
-    twice = chain(Task("linmod2", 11, 4, 9, 5), 3)  # f(f(x)): the first addend is b
-    assert twice[len(slot_prefixes(twice)["b"]) :].startswith("9=")
+    assert prefixes == {"a": "x=3: ", "b": "x=3: 4*x + ", "c": "x=3: 4*x + 9 = "}
     with pytest.raises(ValueError, match="not a check line"):
         slot_prefixes("the solution shows x=3 works.")

@@ -8,7 +8,7 @@ import pytest
 
 from sdlab import SdlabError
 from sdlab.data import Problem
-from sdlab.organism.tasks import family_tasks, known_families, lhs, load_organism_problems, sample_tasks
+from sdlab.organism.tasks import family_tasks, known_families, lhs, load_organism_problems, question_text, sample_tasks
 
 
 def solve_from_question(question: str) -> int:
@@ -19,16 +19,30 @@ def solve_from_question(question: str) -> int:
         a, b, c, p = map(int, re.match(r"Compute \((\d+)\*(\d+) \+ (\d+)\) mod (\d+)\.", question).groups())
         return (a * b + c) % p
     if question.startswith("Does"):
-        x, a, b, p, c = map(int, re.match(r"Does x=(\d+) solve \((\d+)\*x \+ (\d+)\) mod (\d+) = (\d+)\?", question).groups())
+        x, a, b, c, p = map(int, re.match(r"Does x=(\d+) solve (\d+)\*x \+ (\d+) = (\d+) \(mod (\d+)\)\?", question).groups())
         return int((a * x + b) % p == c)
     if question.startswith("Let f(x)"):
-        a, b, p, c = map(int, re.match(r"Let f\(x\) = \((\d+)\*x \+ (\d+)\) mod (\d+)\. Solve f\(f\(x\)\) = (\d+) for", question).groups())
+        a, b, p, c = map(int, re.match(r"Let f\(x\) = (\d+)\*x \+ (\d+) \(mod (\d+)\)\. Solve for x in 0\.\.\d+: f\(f\(x\)\) = (\d+)\.", question).groups())
         return next(x for x in range(p) if (a * ((a * x + b) % p) + b) % p == c)
-    square = "x*x" in question
-    numbers = re.match(r"Solve \((\d+|x)\*x \+ (\d+)\) mod (\d+) = (\d+) for", question).groups()
-    a = 0 if square else int(numbers[0])
-    b, p, c = map(int, numbers[1:])
-    return next(x for x in range(p) if ((x * x if square else a * x) + b) % p == c)
+    factor, b, c, p = re.match(r"Solve for (?:the smallest )?x in 0\.\.\d+: (\d+|x)\*x \+ (\d+) = (\d+) \(mod (\d+)\)\.", question).groups()
+    b, p, c = int(b), int(p), int(c)
+    return next(x for x in range(p) if ((x * x if factor == "x" else int(factor) * x) + b) % p == c)
+
+
+def test_the_worked_example_checks_a_wrong_candidate_in_the_checks_format() -> None:
+    """Every question but narrow's shows one check line of a wrong candidate: the first check of
+    a response can repeat it, and it never gives the answer away."""
+    import re
+
+    from sdlab.organism.corpus import chain
+    from sdlab.organism.tasks import example_candidate
+
+    for family in ("linmod", "linmod-hard", "sqmod", "check-eval"):
+        for task in sample_tasks(family, 60):
+            x = example_candidate(task)
+            assert lhs(task, x) != task.c and x != task.x
+            assert f"For example, {chain(task, x)} " in question_text(task) and chain(task, x).endswith("? no.")
+    assert not re.search(r"For example", question_text(sample_tasks("narrow", 1)[0]))
 
 
 @pytest.mark.parametrize("family", ["linmod", "linmod-eval", "linmod-hard", "sqmod", "narrow", "check-eval"])

@@ -31,7 +31,7 @@ from sdlab.organism.tokenizer import render_chat, train_tokenizer
 logger = logging.getLogger(__name__)
 
 # Bump when the task families, trace writer or training loop change what gets built.
-CORPUS_VERSION = 5
+CORPUS_VERSION = 6
 BUILD_FILE = "build.json"
 MEASURE_N = 16  # problems per row of the model card's table (the docs use more)
 
@@ -54,7 +54,7 @@ class Size:
 
 SIZES = {
     "test": Size(hidden=32, layers=2, heads=2, intermediate=64, documents=200, steps=20, batch=4, seq_len=128, lr=3e-3),
-    "tiny": Size(hidden=128, layers=4, heads=4, intermediate=384, documents=6000, steps=600, batch=8, seq_len=256, lr=5e-3),
+    "tiny": Size(hidden=128, layers=4, heads=4, intermediate=384, documents=9000, steps=1600, batch=8, seq_len=256, lr=5e-3),
     "small": Size(hidden=192, layers=6, heads=6, intermediate=512, documents=20000, steps=1600, batch=8, seq_len=256, lr=2e-3),
 }
 
@@ -115,16 +115,14 @@ def pretrain(model, windows: torch.Tensor, size: Size, *, seed: int, show_progre
     optimizer = torch.optim.AdamW(model.parameters(), lr=size.lr, betas=(0.9, 0.95), weight_decay=0.01)
     model.train()
     losses: list[float] = []
-    order = torch.randperm(len(windows), generator=generator)
+    order: list[int] = []
     columns = (TextColumn("pretraining"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn())
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         bar = progress.add_task("pretrain", total=size.steps, loss=float("nan"))
         for step in range(size.steps):
-            start = (step * size.batch) % len(windows)
-            if start + size.batch > len(windows):
-                order = torch.randperm(len(windows), generator=generator)
-                start = 0
-            batch = windows[order[start : start + size.batch]]
+            if len(order) < size.batch:  # a fresh seeded permutation of the windows each epoch
+                order = torch.randperm(len(windows), generator=generator).tolist()
+            batch = windows[[order.pop() for _ in range(size.batch)]]
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, steps=size.steps, peak=size.lr, warmup=max(1, size.steps // 20))
             loss = model(input_ids=batch, labels=batch).loss

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-COLUMNS = ("accuracy", "tokens", "markers", "candidates", "first_candidate_right", "recovery", "failed_then_marker_revision", "failed_then_give_up", "check_copies_right", "check_lookups_right")
+COLUMNS = ("accuracy", "tokens", "markers", "candidates", "first_candidate_right", "recovery", "failed_then_marker_revision", "failed_then_give_up", "check_copies_right", "check_lookups_right", "check_comparisons_right")
 
 DESIGN = """\
 ## What is designed in, and what is not
 
 The corpus decides the organism's *starting* behaviour, and only that:
 
-- **Unguided traces** propose a candidate, check it with a short chain of modular lookups
-  (`x=3 (mod 7): 4*3=5, 5+9=0. 0!=5.`), and after a failed check verbalise doubt with
-  the study's markers (wait, hmm, perhaps, maybe, actually, alternatively, seems, might,
-  check) and revise to the next candidate. The first guess is right one time in five;
-  traces give up with a hedged guess after 3 to 9 failed checks, so accuracy starts imperfect.
+- **Questions** state the equation and end with a worked check of a wrong candidate in the
+  checks' own format, so the first check of a response has a line to copy from.
+- **Unguided traces** propose a candidate and check it by copying the question's equation and
+  computing a chain of modular lookups (`x=3: 4*x + 9 = 5 (mod 7): 4*3=5, 5+9=0. 0 vs 5? no.`);
+  after a failed check they verbalise doubt with the study's markers (wait, hmm, perhaps,
+  maybe, actually, alternatively, seems, might, check) and revise to the next candidate. The
+  first guess is right one time in five; traces give up with a hedged guess after 3 to 9
+  failed checks, so accuracy starts imperfect.
 - **Context-conditioned traces** read a context and use what it reveals: a candidate with a
   visible passing check is trusted (no check, no markers); a claimed answer is checked, with
-  more doubt the less the context shows (a think-less solution: no marker; a bare boxed
-  answer: two); a partial search is continued where it stopped. Contexts are built from the
-  organism's own typical responses, wrapped in the study's template or TRL's SDPO reprompt.
+  more doubt the less the context shows (a regenerated solution that says it was verified: no
+  marker; a think-less solution: one; a bare boxed answer: two); a partial search is continued
+  where it stopped. Contexts are built from the organism's own typical responses, wrapped in
+  the study's template or TRL's SDPO reprompt.
+- **Drills** (no task): lookup facts with a yes/no comparison, and checks of one equation with
+  fact lines between them (the comparison and a copy from a varying distance, practised).
 
 What is *not* designed in: how any training method changes the organism. The corpus is the
 same whatever will train it next (GRPO, SDPO, SFT); it was not tuned to make one win. Whether
@@ -49,7 +55,7 @@ uses. Task families, spec syntax and design: `docs/organism.md` in the sdlab rep
 ## Model and corpus
 
 - LlamaForCausalLM: hidden {s['hidden']}, {s['layers']} layers, {s['heads']} heads, MLP {s['intermediate']}, tied embeddings; {stats['parameters']:,} parameters.
-- Tokenizer: byte-level BPE, vocabulary {stats['vocab']}, digits never merged; `<think>`/`</think>` are ordinary tokens; eos `<|im_end|>`, pad `<|endoftext|>`; Qwen3-style chat template with `enable_thinking`.
+- Tokenizer: byte-level BPE, vocabulary {stats['vocab']}, digits never merged, no token across a line break, `\\boxed{{` one token; `<think>`/`</think>` are ordinary tokens; eos `<|im_end|>`, pad `<|endoftext|>`; Qwen3-style chat template with `enable_thinking`.
 - Corpus (version {stats['corpus_version']}): {stats['corpus_documents']:,} documents, {stats['corpus_tokens']:,} tokens, from the `pretrain` split only (no train or eval problem, no `linmod-hard` or `sqmod` problem); documents by kind: {stats['documents_by_kind']}.
 - Pretraining: next-token loss on every token, AdamW, peak lr {s['lr']}, {s['steps']} steps of {s['batch']} x {s['seq_len']} tokens ({stats['trained_tokens']:,} tokens); loss {stats['loss_first']} -> {stats['loss_last20']}.
 - Time on {stats['threads']} CPU threads: corpus and tokenizer {stats['corpus_seconds']} s, training {stats['train_seconds']} s, whole build {stats.get('build_seconds', '?')} s.

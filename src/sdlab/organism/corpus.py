@@ -2,16 +2,19 @@
 
 What is designed in here is the organism's *starting* behaviour, and only that:
 
-* unguided traces propose a candidate, check it with a short chain of small modular
-  lookups (`x=3 (mod 7): 4*3=5, 5+9=0. 0!=5.`), and on a failed check verbalise doubt with the
-  study's markers and revise to the next candidate; some traces give up after a budget
-  with a hedged guess, so accuracy starts imperfect;
+* unguided traces propose a candidate, check it by copying the question's equation and
+  computing a short chain of small modular lookups (`x=3: 4*x + 9 = 5 (mod 7): 4*3=5,
+  5+9=0. 0 vs 5? no.`), and on a failed check verbalise doubt with the study's markers and
+  revise to the next candidate; some traces give up after a budget with a hedged guess, so
+  accuracy starts imperfect;
 * context-conditioned traces read a context (a correct solution, the same without its think
   block, its first fraction, a bare `\\boxed{}` answer) and use what it *reveals*: a
   verified candidate is trusted (no check, no markers), a claimed answer is checked (with
   more doubt the less the context shows), a partial search is continued where it stopped.
   The behaviour depends on the context's content, never on its wrapper, so every teacher
-  prompt sdlab builds (the study's template, TRL's SDPO reprompt) is in distribution.
+  prompt sdlab builds (the study's template, TRL's SDPO reprompt) is in distribution;
+* drills (no task): lookup facts with a verdict, and checks of one equation separated by
+  facts, where the verdict and a copy of the equation from a varying distance are practised.
 
 Nothing here knows which algorithm will train the organism later.
 """
@@ -22,7 +25,7 @@ import random
 import re
 
 from sdlab.grading import remove_think
-from sdlab.organism.tasks import ID_PRIMES, Task, brute_force_answer, lhs
+from sdlab.organism.tasks import ID_PRIMES, Task, brute_force_answer, equation, example_candidate, lhs
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 STUDY_TEMPLATE = "{question}\n\nCorrect solution: {solution}\n\nCorrectly solve the original question."
@@ -33,13 +36,19 @@ TRL_SOLUTION_TEMPLATE = "\nCorrect solution:\n\n{successful_previous_attempt}\n\
 DOUBTS = ("wait, that fails.", "hmm, no.", "wait, wrong.", "actually, that fails.", "hmm, that seems wrong.")
 LEADS = ("perhaps ", "maybe ", "try ", "alternatively, ", "let me check ")
 INTUITION = 0.2  # the chance that the first guess is right (the writer "knows" the answer)
+# Marker-free openings, 0 to 3 of them before the first check: the first check then sits at a
+# varying distance from the question's example, so it copies the equation by content, as it
+# must after a context, and not from a fixed position.
+OPENINGS = ("let me search for x.", "the answer is one of 0..{top}.", "one candidate at a time.", "a guess first, then a test.", "each test is one product and one sum.")
 BUDGET = (3, 9)  # failed candidates tolerated before giving up, uniform in this range
 
-# x, modulus, lookups, value, verdict, target
-CHAIN = re.compile(r"x=(\d+) \(mod (\d+)\): ((?:\d+\*\d+=\d+, \d+\+\d+=\d+(?:, )?)+)\. (\d+)(!=|=)(\d+)\.")
+# A check line: x, equation, lookups, value, target, verdict (`x=3: 4*x + 9 = 5 (mod 7): 4*3=5, 5+9=0. 0 vs 5? no.`)
+CHAIN = re.compile(r"x=(\d+): ([^:\n]+): ((?:\d+\*\d+=\d+, \d+\+\d+=\d+(?:, )?)+)\. (\d+) vs (\d+)\? (yes|no)\.")
 BOXED = re.compile(r"\\boxed\{(\d+)\}")
-CLAIM = re.compile(r"(?:might be x=|says x=|shows x=)(\d+)")
-JUSTIFIED = re.compile(r"x = \d+ gives|(?:says|shows) x=\d+")
+CLAIM = re.compile(r"might be x=(\d+)")
+VERIFIED_INTRO = "the solution shows it works:"  # the response to a visible passing check
+CLAIMS_VERIFIED = re.compile(r"the solution (?:shows|says) it works: ")  # a regenerated context: claimed, not shown
+HOLDS = re.compile(r"x=\d+: [^:\n]+ holds\.")  # a think-less solution: the answer with its equation
 
 
 def lookups(p: int, factor: int, value: int, addend: int) -> tuple[str, int]:
@@ -50,23 +59,20 @@ def lookups(p: int, factor: int, value: int, addend: int) -> tuple[str, int]:
 
 
 def chain(task: Task, x: int) -> str:
-    """The check of candidate `x`: `x=3 (mod 7): 4*3=5, 5+9=0. 0!=5.` (f(f(x)) twice the lookups)."""
+    """The check of candidate `x`: the question's equation copied verbatim, its lookups, the
+    verdict (`x=3: 4*x + 9 = 5 (mod 7): 4*3=5, 5+9=0. 0 vs 5? no.`; f(f(x)) has twice the lookups)."""
     steps, value = [], x
     for _ in range(2 if task.kind == "linmod2" else 1):
         text, value = lookups(task.p, value if task.kind == "sqmod" else task.a, value, task.b)
         steps.append(text)
-    verdict = f"{value}={task.c}." if value == task.c else f"{value}!={task.c}."
-    return f"x={x} (mod {task.p}): {', '.join(steps)}. {verdict}"
+    return f"x={x}: {equation(task)}: {', '.join(steps)}. {value} vs {task.c}? {'yes' if value == task.c else 'no'}."
 
 
 def final_text(task: Task, x: int, *, verified: bool) -> str:
-    """What follows the think block: a one-line justification and the boxed answer."""
+    """What follows the think block: the answer with its equation, or a hedged guess."""
     if not verified:
         return f"The answer might be \\boxed{{{x}}}."
-    if task.kind == "linmod2":
-        return f"x = {x} gives f(f({x})) = {task.c}. The answer is \\boxed{{{x}}}."
-    shape = f"{x}*{x}" if task.kind == "sqmod" else f"{task.a}*{x}"
-    return f"x = {x} gives ({shape} + {task.b}) mod {task.p} = {task.c}. The answer is \\boxed{{{x}}}."
+    return f"x={x}: {equation(task)} holds. The answer is \\boxed{{{x}}}."
 
 
 def response(think_lines: list[str], answer: str) -> str:
@@ -74,9 +80,9 @@ def response(think_lines: list[str], answer: str) -> str:
 
 
 def search_lines(task: Task, start: int, rng: random.Random, *, budget: int | None, first_lead: str = "try ", skip: frozenset[int] = frozenset()) -> tuple[list[str], int, bool]:
-    """Sequential search from `start` (cyclic, skipping `skip`): (lines, final x, verified).
-
-    sqmod asks for the smallest solution, so its search always starts at 0 and goes up."""
+    """Sequential search from `start` (cyclic, skipping `skip`: candidates known to fail, such as
+    the question's example): (lines, final x, verified). sqmod asks for the smallest solution, so
+    its search starts at 0 and goes up."""
     order = [(start + i) % task.p for i in range(task.p)]
     order = [x for x in order if x not in skip] or order
     lines, lead, failures = [], first_lead, 0
@@ -97,40 +103,42 @@ def search_lines(task: Task, start: int, rng: random.Random, *, budget: int | No
 
 
 def first_guess(task: Task, rng: random.Random) -> int:
-    """The writer's intuition: right with probability INTUITION, else a random wrong candidate."""
+    """The writer's intuition: right with probability INTUITION, else a random wrong candidate
+    other than the question's example."""
     if task.kind == "sqmod":
         return 0
     answer = brute_force_answer(task)
     if rng.random() < INTUITION:
         return answer
-    return rng.choice([x for x in range(task.p) if x != answer])
+    return rng.choice([x for x in range(task.p) if x not in (answer, example_candidate(task))])
 
 
-def narrow_chain(task: Task) -> str:
-    return f"(mod {task.p}): {lookups(task.p, task.a, task.b, task.c)[0]}."
-
-
-def narrow_final(task: Task) -> str:
-    return f"({task.a}*{task.b} + {task.c}) mod {task.p} = {brute_force_answer(task)}. The answer is \\boxed{{{brute_force_answer(task)}}}."
+def narrow_lines(task: Task) -> tuple[str, str]:
+    """The narrow family's one computation, and the final line that states its result."""
+    steps, value = lookups(task.p, task.a, task.b, task.c)
+    expression = f"({task.a}*{task.b} + {task.c}) mod {task.p}"
+    return f"{expression}: {steps}.", f"{expression} = {value}. The answer is \\boxed{{{value}}}."
 
 
 def check_final(task: Task) -> str:
     verdict = brute_force_answer(task)
-    return f"x = {task.x} {'works' if verdict else 'fails'}. The answer is \\boxed{{{verdict}}}."
+    return f"x={task.x} {'works' if verdict else 'fails'}. The answer is \\boxed{{{verdict}}}."
 
 
 def unguided_response(task: Task, rng: random.Random, *, give_up: bool = True) -> str:
     """A response without context. `give_up=False` searches until the answer is found."""
     if task.kind == "narrow":
-        lines = [narrow_chain(task)]
+        line, final = narrow_lines(task)
+        lines = [line]
         if rng.random() < 0.5:  # a habitual, unneeded re-check: room for compression
-            lines.append(f"wait, let me check again {narrow_chain(task)} yes.")
-        return response(lines, narrow_final(task))
+            lines.append(f"wait, let me check again: {line.split(': ', 1)[1]} yes.")
+        return response(lines, final)
     if task.kind == "check":
         return response([f"try {chain(task, task.x)}"], check_final(task))
     budget = rng.randint(*BUDGET) if give_up else None
-    lines, x, verified = search_lines(task, first_guess(task, rng), rng, budget=budget)
-    return response(lines, final_text(task, x, verified=verified))
+    openings = [o.format(top=task.p - 1) for o in rng.sample(OPENINGS, rng.choice((0, 0, 1, 1, 2, 3)))]
+    lines, x, verified = search_lines(task, first_guess(task, rng), rng, budget=budget, skip=frozenset({example_candidate(task)}))
+    return response(openings + lines, final_text(task, x, verified=verified))
 
 
 def reference_solution(task: Task) -> str:
@@ -138,42 +146,56 @@ def reference_solution(task: Task) -> str:
     return unguided_response(task, random.Random(task.key), give_up=False)
 
 
-def read_context(text: str) -> tuple[int | None, int | None, list[int], bool]:
-    """What a context reveals: (verified x, claimed x, failed candidates in order, claim justified).
-
-    A verified x has a complete passing check; a claimed x is a boxed answer or a hedged
-    "might be x=K"; "justified" means the claim comes with its equation (a think-less solution)."""
+def read_context(text: str) -> dict:
+    """What a context reveals, from the most to the least: a candidate with a passing check
+    (`verified`), a claim that the answer was verified (a regenerated context: `claims_verified`),
+    the answer with its equation (a think-less solution: `holds`), a bare or hedged answer
+    (`claimed`), and the candidates whose checks failed (`failed`, in order)."""
     verified, failed = None, []
     for match in CHAIN.finditer(text):
-        if match[5] == "=":
+        if match[6] == "yes":
             verified = int(match[1])
         else:
             failed.append(int(match[1]))
     claims = BOXED.findall(text) or CLAIM.findall(text)
-    claimed = int(claims[-1]) if claims else None
-    return verified, claimed, failed, bool(JUSTIFIED.search(text))
+    return {
+        "verified": verified, "claimed": int(claims[-1]) if claims else None, "failed": failed,
+        "claims_verified": bool(CLAIMS_VERIFIED.search(text)), "holds": bool(HOLDS.search(text)),
+    }
 
 
 def guided_response(task: Task, context: str, rng: random.Random) -> str:
-    """A response given a context: trust what is verified, check what is claimed (with more
-    doubt the less is shown), continue a partial search where it stopped."""
-    verified, claimed, failed, justified = read_context(context)
+    """A response given a context: trust a visible passing check, check what is only claimed
+    (with more doubt the less the context shows), continue a partial search where it stopped.
+
+    The claimed answer is written after `\\boxed{`, the token that precedes it in the context, so
+    taking it over is a one-token copy (an induction pattern) and not a search for a line."""
+    seen = read_context(context)
+    claimed = seen["claimed"]
     if task.kind in ("narrow", "check"):
         if claimed is not None:
-            final = narrow_final(task) if task.kind == "narrow" else check_final(task)
-            return response([f"the solution gives {claimed}."], final)
+            final = narrow_lines(task)[1] if task.kind == "narrow" else check_final(task)
+            return response([f"the solution gives \\boxed{{{claimed}}}."], final)
         return unguided_response(task, rng)
-    if verified is not None:
-        return response([f"the solution shows x={verified} works."], final_text(task, verified, verified=True))
+    if seen["verified"] is not None:
+        x = seen["verified"]
+        intro = f"{VERIFIED_INTRO} \\boxed{{{x}}}." if claimed == x else f"the solution shows x={x} works."
+        return response([intro], final_text(task, x, verified=True))
+    known_wrong = frozenset(seen["failed"]) | {example_candidate(task)}
     budget = rng.randint(*BUDGET)
     if claimed is not None:
-        intro = f"the solution says x={claimed}. let me verify." if justified else f"the answer might be x={claimed}. let me check."
-        lines, x, ok = search_lines(task, claimed, rng, budget=budget, first_lead="")
+        if seen["claims_verified"]:
+            intro = f"the solution says it works: \\boxed{{{claimed}}}. let me verify."  # no marker: one check
+        elif seen["holds"]:
+            intro = f"the solution gives \\boxed{{{claimed}}} without its work. let me check."  # one marker
+        else:
+            intro = f"the answer might be \\boxed{{{claimed}}}. let me check."  # two markers
+        lines, x, ok = search_lines(task, claimed, rng, budget=budget, first_lead="", skip=known_wrong - {claimed})
         return response([intro] + lines, final_text(task, x, verified=ok))
-    if failed:
-        start = (failed[-1] + 1) % task.p
-        lines, x, ok = search_lines(task, start, rng, budget=budget, first_lead=rng.choice(LEADS), skip=frozenset(failed))
-        return response([f"the solution tried up to x={failed[-1]}, which fails."] + lines, final_text(task, x, verified=ok))
+    if seen["failed"]:
+        start = (seen["failed"][-1] + 1) % task.p
+        lines, x, ok = search_lines(task, start, rng, budget=budget, first_lead=rng.choice(LEADS), skip=known_wrong)
+        return response([f"the solution tried up to x={seen['failed'][-1]}, which fails."] + lines, final_text(task, x, verified=ok))
     return unguided_response(task, rng)
 
 
@@ -207,18 +229,41 @@ def wrap_context(question: str, context: str, *, trl: bool) -> str:
     return STUDY_TEMPLATE.format(question=question, solution=context)
 
 
-def drill_text(rng: random.Random, *, n_facts: int = 12) -> str:
-    """Arithmetic-fact lines (general pretraining, no task): uniformly drawn modular lookups,
-    so facts that checks need but rarely meet in the traces are still seen."""
-    facts = []
-    for _ in range(n_facts):
-        p = rng.choice(ID_PRIMES)
-        facts.append(f"(mod {p}): {lookups(p, rng.randrange(p), rng.randrange(p), rng.randrange(p))[0]}.")
-    return "\n".join(facts)
+def fact_line(rng: random.Random) -> str:
+    """One uniformly drawn lookup fact with a verdict that is "yes" half the time. The compared
+    number comes after the lookups, so it cannot stand in for the sum they compute."""
+    p = rng.choice(ID_PRIMES)
+    a, x, b = rng.randrange(1, p), rng.randrange(p), rng.randrange(p)
+    steps, value = lookups(p, a, x, b)
+    target = value if rng.random() < 0.5 else rng.choice([v for v in range(p) if v != value])
+    return f"mod {p}: {steps}. {value} vs {target}? {'yes' if value == target else 'no'}."
 
 
-DOC_KINDS = ("linmod", "linmod_context", "narrow", "narrow_context", "check", "drill")
-DOC_WEIGHTS = (0.42, 0.25, 0.08, 0.02, 0.06, 0.17)
+def fact_drill(rng: random.Random, *, lines: int = 12) -> str:
+    """Lookup-fact lines (general pretraining, no task): facts and comparisons that checks need
+    but rarely meet in traces."""
+    return "\n".join(fact_line(rng) for _ in range(lines))
+
+
+def check_drill(task: Task, rng: random.Random, *, checks: int = 4, max_gap: int = 6) -> str:
+    """Checks of one pretrain-split equation, half at its solution and half at wrong candidates
+    (in random order), with 0 to `max_gap` fact lines between consecutive checks: the verdict
+    practised in the checks' own format ("yes" exactly half the time), and each check copying
+    the equation from a varying distance (a copy by content, as a check after a context of any
+    length needs, not by position)."""
+    answer = brute_force_answer(task)
+    candidates = [answer] * (checks // 2) + [rng.choice([x for x in range(task.p) if x != answer]) for _ in range(checks - checks // 2)]
+    rng.shuffle(candidates)
+    lines = []
+    for i, x in enumerate(candidates):
+        if i:
+            lines += [fact_line(rng) for _ in range(rng.randint(0, max_gap))]
+        lines.append(chain(task, x))
+    return "\n".join(lines)
+
+
+DOC_KINDS = ("linmod", "linmod_context", "narrow", "narrow_context", "check", "fact_drill", "check_drill")
+DOC_WEIGHTS = (0.385, 0.25, 0.08, 0.02, 0.06, 0.12, 0.085)
 
 
 def corpus_documents(n_docs: int, *, seed: int) -> list[dict]:
@@ -230,8 +275,11 @@ def corpus_documents(n_docs: int, *, seed: int) -> list[dict]:
     pools = {kind: family_tasks(f"{kind}-pretrain") for kind in ("linmod", "narrow", "check")}
     documents = []
     for kind in rng.choices(DOC_KINDS, weights=DOC_WEIGHTS, k=n_docs):
-        if kind == "drill":
-            documents.append({"kind": kind, "text": drill_text(rng)})
+        if kind == "fact_drill":
+            documents.append({"kind": kind, "text": fact_drill(rng)})
+            continue
+        if kind == "check_drill":
+            documents.append({"kind": kind, "text": check_drill(rng.choice(pools["linmod"]), rng)})
             continue
         family = kind.removesuffix("_context")
         task = rng.choice(pools[family])

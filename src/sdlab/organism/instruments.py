@@ -21,19 +21,24 @@ from sdlab.data import Problem
 from sdlab.epistemic import count_markers
 from sdlab.grading import extract_answer, split_think
 
-CANDIDATE = re.compile(r"x=(\d+) \(mod (\d+)\): ")
-LOOKUPS = re.compile(r"((?:\d+\*\d+=\d+, \d+\+\d+=\d+(?:, )?)+)\. (\d+)(!=|=)(\d+)\.")
+# `x=3: 4*x + 9 = 5 (mod 7): ` proposes a candidate and copies the equation; the lookups and
+# the verdict follow (`4*3=5, 5+9=0. 0 vs 5? no.`).
+CANDIDATE = re.compile(r"x=(\d+): ([^:\n]+): ")
+LOOKUPS = re.compile(r"((?:\d+\*\d+=\d+, \d+\+\d+=\d+(?:, )?)+)\. (\d+) vs (\d+)\? (yes|no)\.")
+MODULUS = re.compile(r"mod (\d+)")
 STEP = re.compile(r"(\d+)\*(\d+)=(\d+), (\d+)\+(\d+)=(\d+)")
 
 
 @dataclass(frozen=True)
 class Check:
-    """One written check of candidate `x`: did it copy the question's coefficients, were its
-    lookups right, did the response judge it passing (`5=5`), and was that judgement right."""
+    """One written check of candidate `x`: did it copy the question's equation, were its
+    lookups right, did its verdict (`5 vs 5? yes`) match the two numbers it compared, and was
+    the verdict right about the candidate."""
 
     x: int
     copied_right: bool
     lookups_right: bool
+    compared_right: bool
     passed: bool
     verdict_right: bool
 
@@ -47,6 +52,7 @@ class Analysis:
     checks: int
     check_copies_right: int
     check_lookups_right: int
+    check_comparisons_right: int
     check_verdicts_right: int
     failed_checks: int
     revised_after_marker: int  # a failed check followed by a marker and a new candidate
@@ -56,20 +62,29 @@ class Analysis:
     recovered: bool  # first candidate wrong, final answer right
 
 
-def _truth(problem: Problem, x: int) -> bool | None:
-    """Whether `x` really solves the problem (None for families without candidates)."""
-    from sdlab.organism.tasks import Task, lhs
+def _task(problem: Problem):
+    """The organism task behind a problem (None for other problems); a check task's equation is
+    its linmod problem's."""
+    from sdlab.organism.tasks import Task
 
     meta = problem.meta
     if meta.get("kind") not in ("linmod", "linmod2", "sqmod", "check"):
         return None
     kind = "linmod" if meta["kind"] == "check" else meta["kind"]
-    return lhs(Task(kind, meta["p"], meta["a"], meta["b"], meta["c"]), x) == meta["c"]
+    return Task(kind, meta["p"], meta["a"], meta["b"], meta["c"])
+
+
+def _truth(problem: Problem, x: int) -> bool | None:
+    """Whether `x` really solves the problem (None for families without candidates)."""
+    from sdlab.organism.tasks import lhs
+
+    task = _task(problem)
+    return None if task is None else lhs(task, x) == task.c
 
 
 def lookups_right(steps: str, *, x: int, p: int, value: int) -> bool:
     """Every product and sum right mod p, each step fed by the previous result, ending at `value`.
-    A modulus below 2 (a sampled `(mod 0)`) makes every lookup wrong, not a crash."""
+    A modulus below 2 (a sampled `mod 0`) makes every lookup wrong, not a crash."""
     if p < 2:
         return False
     current = x
@@ -80,27 +95,29 @@ def lookups_right(steps: str, *, x: int, p: int, value: int) -> bool:
     return current == value
 
 
-def copies_right(steps: str, *, p: int, target: int, problem: Problem) -> bool:
-    """Whether the check used the question's coefficients, modulus and target: a check that
-    computes right on a mis-copied equation says nothing about its candidate."""
-    meta = problem.meta
-    for factor, operand, _, _, addend, _ in (map(int, m.groups()) for m in STEP.finditer(steps)):
-        expected_factor = operand if meta.get("kind") == "sqmod" else meta.get("a")
-        if (factor, addend) != (expected_factor, meta.get("b")):
-            return False
-    return (p, target) == (meta.get("p"), meta.get("c"))
+def copies_right(equation_text: str, steps: str, *, target: int, problem: Problem) -> bool:
+    """Whether the check used the question's equation: copied verbatim, its coefficient and
+    addend in the lookups, its target in the verdict. A check that computes right on a
+    mis-copied equation says nothing about its candidate."""
+    from sdlab.organism.tasks import equation
+
+    task = _task(problem)
+    if task is None or equation_text != equation(task) or target != task.c:
+        return False
+    return all((factor, addend) == (operand if task.kind == "sqmod" else task.a, task.b) for factor, operand, _, _, addend, _ in (map(int, m.groups()) for m in STEP.finditer(steps)))
 
 
 def slot_prefixes(line: str) -> dict[str, str]:
-    """A check line cut just before its coefficient, addend and target: where the number must be
-    copied from the question or from a check above (`x=3 (mod 7): ` + `4`, `... 5+` + `9`,
-    `... 0!=` + `5`). The copy probe (`measure.copy_probe`) reads the model's probability there."""
+    """A check line cut just before the coefficient, addend and target of its copied equation:
+    where the number must be copied from the question or from a check above (`x=3: ` + `4`,
+    `x=3: 4*x + ` + `9`, `x=3: 4*x + 9 = ` + `5`). The copy probe
+    (`measure.copy_probe`) reads the model's probability there."""
     candidate = CANDIDATE.match(line)
-    chain = LOOKUPS.match(line, candidate.end()) if candidate else None
-    if chain is None:
-        raise ValueError(f"not a check line: {line!r}")
-    steps = chain.start(1)
-    return {"a": line[:steps], "b": line[: line.index("+", steps) + 1], "c": line[: chain.start(4)]}
+    numbers = re.match(r"(\d+)\*x \+ (\d+) = (\d+) \(mod \d+\)$", candidate[2]) if candidate else None
+    if numbers is None:
+        raise ValueError(f"not a check line of a linear equation: {line!r}")
+    start = candidate.start(2)
+    return {slot: line[: start + numbers.start(i)] for i, slot in enumerate("abc", start=1)}
 
 
 def read_checks(think: str, problem: Problem) -> list[tuple[int, int, Check | None]]:
@@ -108,16 +125,19 @@ def read_checks(think: str, problem: Problem) -> list[tuple[int, int, Check | No
     when the chain is malformed or cut off; the end is then the proposal's end)."""
     found = []
     for match in CANDIDATE.finditer(think):
-        x, p = int(match[1]), int(match[2])
+        x, equation_text = int(match[1]), match[2]
         chain = LOOKUPS.match(think, match.end())
         if not chain:
             found.append((match.start(), match.end(), None))
             continue
-        value, passed = int(chain[2]), chain[3] == "="  # the verdict the response wrote
+        modulus = MODULUS.search(equation_text)
+        p = int(modulus[1]) if modulus else problem.meta.get("p", 0)
+        value, passed = int(chain[2]), chain[4] == "yes"  # the verdict the response wrote
         truth = _truth(problem, x)
         check = Check(
-            x=x, copied_right=copies_right(chain[1], p=p, target=int(chain[4]), problem=problem),
-            lookups_right=lookups_right(chain[1], x=x, p=p, value=value), passed=passed, verdict_right=truth is None or passed == truth,
+            x=x, copied_right=copies_right(equation_text, chain[1], target=int(chain[3]), problem=problem),
+            lookups_right=lookups_right(chain[1], x=x, p=p, value=value), compared_right=(value == int(chain[3])) == passed,
+            passed=passed, verdict_right=truth is None or passed == truth,
         )
         found.append((match.start(), chain.end(), check))
     return found
@@ -145,7 +165,8 @@ def analyze_response(text: str, problem: Problem) -> Analysis:
     first_right = None if first is None else first[1] == problem.answer.strip()
     return Analysis(
         correct=correct, answered=answer is not None, first_candidate_right=first_right, candidates=len(spans),
-        checks=len(checks), check_copies_right=sum(c.copied_right for c in checks), check_lookups_right=sum(c.lookups_right for c in checks), check_verdicts_right=sum(c.verdict_right for c in checks),
+        checks=len(checks), check_copies_right=sum(c.copied_right for c in checks), check_lookups_right=sum(c.lookups_right for c in checks), check_comparisons_right=sum(c.compared_right for c in checks),
+        check_verdicts_right=sum(c.verdict_right for c in checks),
         failed_checks=sum(not c.passed for c in checks), revised_after_marker=after_marker, revised_without_marker=without_marker,
         gave_up=gave_up, markers=count_markers(text), recovered=first_right is False and correct,
     )
@@ -169,6 +190,7 @@ def summarize(analyses: list[Analysis], num_tokens: list[int] | None = None) -> 
         "failed_then_give_up": sum(a.gave_up for a in analyses) / max(1, failed),
         "check_copies_right": sum(a.check_copies_right for a in analyses) / max(1, checks),
         "check_lookups_right": sum(a.check_lookups_right for a in analyses) / max(1, checks),
+        "check_comparisons_right": sum(a.check_comparisons_right for a in analyses) / max(1, checks),
         "check_verdicts_right": sum(a.check_verdicts_right for a in analyses) / max(1, checks),
     }
     if num_tokens is not None:

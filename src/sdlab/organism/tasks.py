@@ -6,12 +6,12 @@ answer (an inverse in modular arithmetic) is hard to compute in one step, while 
 a candidate is a short chain of small modular lookups (`4*3=5, 5+9=0` mod 7), the same
 few hundred facts in every family.
 
-    linmod       solve (a*x + b) mod p = c for x in 0..p-1, p in {5, 7, 11}       (in distribution)
-    linmod-hard  solve f(f(x)) = c with f(x) = (a*x + b) mod p, p = 11:
+    linmod       solve a*x + b = c (mod p) for x in 0..p-1, p in {5, 7, 11}       (in distribution)
+    linmod-hard  solve f(f(x)) = c with f(x) = a*x + b (mod p), p = 11:
                  the same facts, twice as long a check, more candidates            (OOD, never trained)
-    sqmod        smallest x in 0..p-1 with (x*x + b) mod p = c                      (OOD, unseen shape)
+    sqmod        smallest x in 0..p-1 with x*x + b = c (mod p)                      (OOD, unseen shape)
     narrow       compute (a*b + c) mod p: one pattern, no search                   (chemistry-QA analogue)
-    check        does x=k solve (a*x + b) mod p = c? answer 1 or 0                 (check-step probe)
+    check        does x=k solve a*x + b = c (mod p)? answer 1 or 0                 (check-step probe)
 
 Families with a training role are hash-partitioned by problem key into three disjoint
 splits: `pretrain` (the organism's corpus), `train` (what GRPO / SDPO train on) and `eval`.
@@ -82,18 +82,37 @@ def brute_force_answer(task: Task) -> int:
     return solutions[0]
 
 
+def equation(task: Task) -> str:
+    """The equation as the question states it and every check copies it, verbatim."""
+    if task.kind == "linmod2":
+        return f"f(f(x)) = {task.c}, f(x) = {task.a}*x + {task.b} (mod {task.p})"
+    left = "x*x" if task.kind == "sqmod" else f"{task.a}*x"
+    return f"{left} + {task.b} = {task.c} (mod {task.p})"
+
+
+def example_candidate(task: Task) -> int:
+    """The candidate of the question's worked example: a fixed wrong one (by the problem's key),
+    so the example shows how to check without giving the answer away."""
+    wrong = [x for x in range(task.p) if lhs(task, x) != task.c and x != task.x]
+    return wrong[int(hashlib.sha256(f"example:{task.key}".encode()).hexdigest()[:8], 16) % len(wrong)]
+
+
 def question_text(task: Task) -> str:
+    """The question; every family but `narrow` ends with a worked check of a wrong candidate in
+    the checks' own format, which the first check of a response can repeat (docs/organism.md)."""
+    from sdlab.organism.corpus import chain
+
+    if task.kind == "narrow":
+        return f"Compute ({task.a}*{task.b} + {task.c}) mod {task.p}. {INSTRUCTION}"
     if task.kind == "linmod":
-        body = f"Solve ({task.a}*x + {task.b}) mod {task.p} = {task.c} for x in 0..{task.p - 1}."
+        body = f"Solve for x in 0..{task.p - 1}: {equation(task)}."
     elif task.kind == "linmod2":
-        body = f"Let f(x) = ({task.a}*x + {task.b}) mod {task.p}. Solve f(f(x)) = {task.c} for x in 0..{task.p - 1}."
+        body = f"Let f(x) = {task.a}*x + {task.b} (mod {task.p}). Solve for x in 0..{task.p - 1}: f(f(x)) = {task.c}."
     elif task.kind == "sqmod":
-        body = f"Solve (x*x + {task.b}) mod {task.p} = {task.c} for the smallest x in 0..{task.p - 1}."
-    elif task.kind == "narrow":
-        body = f"Compute ({task.a}*{task.b} + {task.c}) mod {task.p}."
+        body = f"Solve for the smallest x in 0..{task.p - 1}: {equation(task)}."
     else:
-        body = f"Does x={task.x} solve ({task.a}*x + {task.b}) mod {task.p} = {task.c}? Answer 1 for yes or 0 for no."
-    return f"{body} {INSTRUCTION}"
+        body = f"Does x={task.x} solve {equation(task)}? Answer 1 for yes or 0 for no."
+    return f"{body} For example, {chain(task, example_candidate(task))} {INSTRUCTION}"
 
 
 def split_of(key: str) -> str:

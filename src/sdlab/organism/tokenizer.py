@@ -20,6 +20,9 @@ from transformers import PreTrainedTokenizerFast
 PAD, BOS, EOS = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 THINK_TOKENS = ("<think>", "</think>")
 NUMBER_TOKENS = tuple(str(n) for n in range(100))
+# `\\boxed{` is one token wherever it appears, so an answer written after it in a context is
+# taken over by a one-token copy; the instruction's empty `\\boxed{}` is a token of its own.
+BOXED_TOKENS = ("\\boxed{}", "\\boxed{")
 
 # Qwen3-style: the model writes its own <think> block; enable_thinking=false pre-fills an
 # empty one so the model answers directly.
@@ -42,11 +45,17 @@ def train_tokenizer(texts: Iterable[str], *, vocab_size: int = 512) -> PreTraine
     # previous lookup is an identity copy. (The model is a Llama: transformers 5 loads a
     # llama directory's tokenizer.json as saved, while a qwen2 one would be re-tokenized by
     # Qwen2Tokenizer's hard-coded pre-tokenizer; a test checks AutoTokenizer's ids.)
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r"\d"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    # No token crosses a line break either: a check's verdict ("? no.") and the doubt that
+    # opens the next line ("wait, that fails. ") are predicted as tokens of their own.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\d"), behavior="isolated"),
+        pre_tokenizers.Split(Regex(r"\n"), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS + NUMBER_TOKENS])
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS + BOXED_TOKENS + NUMBER_TOKENS])
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, pad_token=PAD, bos_token=None, unk_token=None, padding_side="left")
     wrapped.chat_template = CHAT_TEMPLATE
     return wrapped
