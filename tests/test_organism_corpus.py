@@ -80,7 +80,7 @@ def test_templates_match_trl_defaults() -> None:
 
 
 def test_richer_contexts_give_shorter_more_trusting_traces() -> None:
-    """Doubt follows what the context reveals: full solution < regenerated < think-less < bare answer."""
+    """Doubt follows what the context reveals: full solution = regenerated < think-less < bare answer."""
     problem = to_problem(TASK, family="linmod-pretrain")
     solution = problem.solution
     rng = random.Random(0)
@@ -90,7 +90,7 @@ def test_richer_contexts_give_shorter_more_trusting_traces() -> None:
     hint = guided_response(TASK, "\\boxed{6}", rng)
     check = "x=6: 4*x + 9 = 5 (mod 7): 4*6=3, 3+9=5. 5 vs 5? yes."
     assert count_markers(full) == 0 and check not in full  # trusted, not re-checked
-    assert check in regenerated and count_markers(regenerated) == 0  # a claimed verification: checked once, no doubt
+    assert regenerated == full  # a reported verification is trusted like a visible one
     assert check in thinkless and count_markers(thinkless) == 1  # the answer without its work: some doubt
     assert check in hint and count_markers(hint) == 2  # a bare answer: more doubt
     for text in (full, regenerated, thinkless, hint):

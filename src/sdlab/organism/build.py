@@ -97,7 +97,7 @@ def make_model(size: Size, tokenizer, *, seed: int):
         max_position_embeddings=2048, tie_word_embeddings=True, rope_theta=10000.0, attention_bias=True,  # q/k/v/o biases, as Qwen2 has
         bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"), eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
-    config._attn_implementation = "eager"  # faster than sdpa at this size on CPU (measured)
+    config._attn_implementation = "sdpa"  # 8% faster than eager per training step here (docs/measurements.md#organism)
     return LlamaForCausalLM(config)
 
 
@@ -112,7 +112,7 @@ def lr_at(step: int, *, steps: int, peak: float, warmup: int) -> float:
 def pretrain(model, windows: torch.Tensor, size: Size, *, seed: int, show_progress: bool = True) -> list[float]:
     """Plain next-token loss over every token (prompts included); returns the loss curve."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=size.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=size.lr, betas=(0.9, 0.95), weight_decay=0.01, fused=True)
     model.train()
     losses: list[float] = []
     order: list[int] = []

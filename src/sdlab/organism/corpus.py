@@ -47,7 +47,6 @@ CHAIN = re.compile(r"x=(\d+): ([^:\n]+): ((?:\d+\*\d+=\d+, \d+\+\d+=\d+(?:, )?)+
 BOXED = re.compile(r"\\boxed\{(\d+)\}")
 CLAIM = re.compile(r"might be x=(\d+)")
 VERIFIED_INTRO = "the solution shows it works:"  # the response to a visible passing check
-CLAIMS_VERIFIED = re.compile(r"the solution (?:shows|says) it works: ")  # a regenerated context: claimed, not shown
 HOLDS = re.compile(r"x=\d+: [^:\n]+ holds\.")  # a think-less solution: the answer with its equation
 
 
@@ -160,13 +159,14 @@ def read_context(text: str) -> dict:
     claims = BOXED.findall(text) or CLAIM.findall(text)
     return {
         "verified": verified, "claimed": int(claims[-1]) if claims else None, "failed": failed,
-        "claims_verified": bool(CLAIMS_VERIFIED.search(text)), "holds": bool(HOLDS.search(text)),
+        "claims_verified": VERIFIED_INTRO in text, "holds": bool(HOLDS.search(text)),
     }
 
 
 def guided_response(task: Task, context: str, rng: random.Random) -> str:
-    """A response given a context: trust a visible passing check, check what is only claimed
-    (with more doubt the less the context shows), continue a partial search where it stopped.
+    """A response given a context: trust a visible passing check or a reported one (a
+    regenerated context), check what is only claimed (with more doubt the less the context
+    shows), continue a partial search where it stopped.
 
     The claimed answer is written after `\\boxed{`, the token that precedes it in the context, so
     taking it over is a one-token copy (an induction pattern) and not a search for a line."""
@@ -177,16 +177,14 @@ def guided_response(task: Task, context: str, rng: random.Random) -> str:
             final = narrow_lines(task)[1] if task.kind == "narrow" else check_final(task)
             return response([f"the solution gives \\boxed{{{claimed}}}."], final)
         return unguided_response(task, rng)
-    if seen["verified"] is not None:
-        x = seen["verified"]
+    if seen["verified"] is not None or (seen["claims_verified"] and claimed is not None):
+        x = seen["verified"] if seen["verified"] is not None else claimed
         intro = f"{VERIFIED_INTRO} \\boxed{{{x}}}." if claimed == x else f"the solution shows x={x} works."
         return response([intro], final_text(task, x, verified=True))
     known_wrong = frozenset(seen["failed"]) | {example_candidate(task)}
     budget = rng.randint(*BUDGET)
     if claimed is not None:
-        if seen["claims_verified"]:
-            intro = f"the solution says it works: \\boxed{{{claimed}}}. let me verify."  # no marker: one check
-        elif seen["holds"]:
+        if seen["holds"]:
             intro = f"the solution gives \\boxed{{{claimed}}} without its work. let me check."  # one marker
         else:
             intro = f"the answer might be \\boxed{{{claimed}}}. let me check."  # two markers
