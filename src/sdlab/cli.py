@@ -295,15 +295,12 @@ def organism_build(
     seed: int = typer.Option(0, "--seed", help="Seed of the corpus, the initial weights and the data order."),
     size: str = typer.Option("tiny", "--size", help="tiny (default, minutes on 2 cores), small (longer), test (seconds, for tests)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when a build with the same settings is cached."),
-    threads: int = typer.Option(2, "--threads", help="CPU threads for torch."),
+    threads: int = typer.Option(2, "--threads", help="CPU threads for torch (another count trains to other weights)."),
 ) -> None:
     """Pretrain the organism (or reuse the cached build) and print its directory."""
-    import torch
-
     from sdlab.organism.build import build_organism
 
-    torch.set_num_threads(threads)
-    print(build_organism(out, seed=seed, size=size, force=force))
+    print(build_organism(out, seed=seed, size=size, force=force, threads=threads))
 
 
 @organism_app.command("data")

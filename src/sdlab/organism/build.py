@@ -146,8 +146,15 @@ def is_built(out_dir: Path, expected_hash: str) -> bool:
         return False
 
 
-def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: str = "tiny", force: bool = False, show_progress: bool = True, measure: bool = True) -> Path:
-    """Pretrain the organism (or reuse the cached one) and return its directory."""
+BUILD_THREADS = 2
+
+
+def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: str = "tiny", force: bool = False, show_progress: bool = True, measure: bool = True, threads: int = BUILD_THREADS) -> Path:
+    """Pretrain the organism (or reuse the cached one) and return its directory.
+
+    The build sets its own torch thread count: a process that left the count at its default
+    (also 2 on a 2-core machine) trained to different weights than one that set it (measured:
+    `sdlab demo` and `sdlab organism build` disagreed), so every caller gets the same organism."""
     if size not in SIZES:
         raise SdlabError(f"organism size {size!r} unknown; choose one of {', '.join(SIZES)}")
     spec = SIZES[size]
@@ -160,6 +167,7 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
         raise SdlabError(f"{out_dir} exists and is not an organism directory; choose another --out or pass --force")
 
     started = time.time()
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     random.seed(seed)
     documents = corpus_documents(spec.documents, seed=seed)
