@@ -162,6 +162,10 @@ def test_markdown_summary_has_the_probe_table_and_every_sweep_group(demo_dir, tm
     for group in ("method=grpo, coverage=1x4", "method=sdpo, coverage=4", "sft_data=d_ug", "sft_data=d_sg"):
         assert f"| {group} |" in text
     assert "Sweep `offpolicy`" in text and "| sft_data=d_ug | 2/2 |" in text  # two seeds, averaged
+    one_seed = re.search(r"\| method=grpo, coverage=1x4 \| 1/1 \| ([^|]+) \|", text).group(1)
+    two_seeds = re.search(r"\| sft_data=d_ug \| 2/2 \| ([^|]+) \|", text).group(1)
+    assert re.fullmatch(r"[-0-9.]+ \([-0-9.]+, [-0-9.]+\)", one_seed), one_seed  # the run's interval over problems
+    assert re.fullmatch(r"[-0-9.]+ \[[-0-9.]+, [-0-9.]+\]", two_seeds), two_seeds  # the interval over seeds
 
 
 def test_seeds_run_in_separate_directories_pool_into_one_aggregate(demo_dir, tmp_path):

@@ -266,12 +266,13 @@ def results_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> s
         rows = sweep.results["aggregate"]
         csv = save(f"results_{slug(sweep.path)}", rows)
         labels = [sweep.label(r) for r in rows]
-        body = [[html.escape(label), f"{r['finished']}/{r['n']}", fmt(r.get("id_dataset")), fmt_ci(r, "id_avg@k"), fmt_ci(r, "ood_avg@k"), fmt_ci(r, "id_pass@k"),
+        body = [[html.escape(label), f"{r['finished']}/{r['n']}", fmt(r.get("id_dataset")), fmt_id_score(r), fmt_ci(r, "ood_avg@k"), fmt_ci(r, "id_pass@k"),
                  fmt_ci(r, "train_response_tokens_mean", 1), fmt_ci(r, "train_markers_per_response", 2)] for label, r in zip(labels, rows)]
         bands = {role: [(r.get(f"{role.lower()}_avg@k_mean"), r.get(f"{role.lower()}_avg@k_ci_low"), r.get(f"{role.lower()}_avg@k_ci_high")) for r in rows] for role in ("ID", "OOD")}
         shared = sweep.results.get("shared", {})
         matched = ", ".join(f"{k}={shared[k]}" for k in ("steps", "batch", "rollouts", "eval.k", "eval.limit") if k in shared)
-        parts.append(f"<h3>sweep {html.escape(sweep.results['name'])}</h3><p>Final avg@k, mean [95% interval] over {', '.join(sweep.results['aggregate_over'])}; "
+        parts.append(f"<h3>sweep {html.escape(sweep.results['name'])}</h3><p>Final avg@k, mean [95% interval] over {', '.join(sweep.results['aggregate_over'])} "
+                     "(a group of one seed: the run's ID interval over problems in parentheses); "
                      f"OOD = mean over the non-ID evaluation sets. Matched settings: {html.escape(matched)}. Data: <code>{csv}</code></p>"
                      + table(["group", "finished", "ID set", "ID avg@k", "OOD avg@k", "ID pass@k", "response tokens", "markers"], body)
                      + image(interval_bars(labels, bands, ylabel="avg@k", ylim=FRACTION), f"ID and OOD accuracy of sweep {sweep.results['name']}"))
@@ -413,6 +414,15 @@ def method_rows(summary: list[dict[str, Any]]) -> list[list[str]]:
 METHOD_COLUMNS = ["method", "ID set", "runs", "ID avg@k", "ID pass@k", "OOD avg@k", "ID tokens (range)", "ID markers (range)", "early warning fired", "base at step 0: ID / OOD avg@k"]
 
 
+def fmt_id_score(row: dict[str, Any]) -> str:
+    """ID avg@k with its interval over seeds, or, for a one-seed group, the run's interval over
+    problems in parentheses (evaluation noise only: it says nothing of seed-to-seed spread)."""
+    low, high = row.get("id_avg@k_problems_ci_low_mean"), row.get("id_avg@k_problems_ci_high_mean")
+    if row.get("n") == 1 and row.get("id_avg@k_mean") is not None and low is not None and high is not None:
+        return f"{fmt(row['id_avg@k_mean'])} ({fmt(low)}, {fmt(high)})"
+    return fmt_ci(row, "id_avg@k")
+
+
 def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
@@ -426,10 +436,11 @@ def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
 
     parts = [f"Probe `{probe}`: mean ± standard error over problems.\n\n" + format_tables(json.loads((probe / "probe.json").read_text())) for probe in inputs.probes]
     for sweep in sweeps:
-        rows = [[sweep.label(r), f"{r['finished']}/{r['n']}", fmt_ci(r, "id_avg@k"), fmt_ci(r, "id_pass@k"), fmt_ci(r, "ood_avg@k"), fmt_ci(r, "id_tokens", 0), fmt_ci(r, "id_markers", 1),
+        rows = [[sweep.label(r), f"{r['finished']}/{r['n']}", fmt_id_score(r), fmt_ci(r, "id_pass@k"), fmt_ci(r, "ood_avg@k"), fmt_ci(r, "id_tokens", 0), fmt_ci(r, "id_markers", 1),
                  fmt_ci(r, "ood_tokens", 0), fmt(r.get("early_warning_step_mean"), 1)] for r in sweep.results["aggregate"]]
         base = sweep.results["aggregate"][0] if sweep.results["aggregate"] else {}
-        parts.append(f"Sweep `{sweep.results['name']}` (`{sweep.where}`): final evaluation, mean [95% interval] over {', '.join(sweep.results['aggregate_over'])}; "
+        parts.append(f"Sweep `{sweep.results['name']}` (`{sweep.where}`): final evaluation, mean [95% interval] over {', '.join(sweep.results['aggregate_over'])} "
+                     f"(a group of one seed: the run's ID interval over problems in parentheses); "
                      f"base model at step 0 (the periodic evaluation, fewer samples): ID {fmt(base.get('base_id_avg@k_mean'))}, OOD {fmt(base.get('base_ood_avg@k_mean'))}.\n\n"
                      + markdown_table(["group", "cells done", "ID avg@k", "ID pass@k", "OOD avg@k", "ID tokens", "ID markers", "OOD tokens", "early-warning step"], rows))
     summary = method_summary(sweeps)

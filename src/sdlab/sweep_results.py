@@ -98,6 +98,8 @@ def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, An
             row[f"{prefix}id_{column}"], row[f"{prefix}ood_{column}"] = scores["id"], scores["ood"]
     for name, metrics in (final or {}).items():
         row[f"{name}/avg@k"], row[f"{name}/pass@k"] = metrics.get("avg@k"), metrics.get("pass@k")
+    # the run's own interval over ID problems: the only interval a one-seed group has
+    row["id_avg@k_problems_ci_low"], row["id_avg@k_problems_ci_high"] = ((final or {}).get(id_dataset) or {}).get("avg@k_ci95") or (None, None)
     curve = [{"step": step, **{f"{r}_avg@k": v for r, v in role_scores(by_dataset, id_dataset).items()}, "datasets": by_dataset} for step, by_dataset in steps.items()]
     for point in curve:  # the periodic evaluation, wide, so that seeds aggregate per step too
         row[f"step{point['step']}_id_avg@k"], row[f"step{point['step']}_ood_avg@k"] = point["id_avg@k"], point["ood_avg@k"]
