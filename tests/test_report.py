@@ -55,7 +55,7 @@ def demo_dir(tmp_path_factory, tiny_model_dir) -> Path:
     coverage = root / "coverage.yaml"
     coverage.write_text(yaml.safe_dump({"name": "coverage", "output_dir": str(demo / "coverage"), "base": tiny, "final_eval": final_eval,
                                         "grid": {"method": ["grpo", "sdpo"], "coverage": {"1x4": {"data.train": "organism:linmod:1x4"}, "4": {"data.train": "organism:linmod:4"}}, "seed": [0]}}, sort_keys=False))
-    run_sweep(load_sweep(coverage, ["steps=1", "eval.every=0"]), reward_funcs=distinct_characters)
+    run_sweep(load_sweep(coverage, ["steps=1"]), reward_funcs=distinct_characters)  # periodic evaluation at steps 0 and 1
 
     traces = {mode: write_jsonl(root / f"{mode}.jsonl", [{"messages": [{"role": "user", "content": f"What is {i} + {i}?"}, {"role": "assistant", "content": f"{'wait, ' * (mode == 'd_ug')}\\boxed{{{2 * i}}}"}]} for i in range(4)])
               for mode in ("d_ug", "d_sg")}
@@ -166,6 +166,8 @@ def test_markdown_summary_has_the_probe_table_and_every_sweep_group(demo_dir, tm
     two_seeds = re.search(r"\| sft_data=d_ug \| 2/2 \| ([^|]+) \|", text).group(1)
     assert re.fullmatch(r"[-0-9.]+ \([-0-9.]+, [-0-9.]+\)", one_seed), one_seed  # the run's interval over problems
     assert re.fullmatch(r"[-0-9.]+ \[[-0-9.]+, [-0-9.]+\]", two_seeds), two_seeds  # the interval over seeds
+    matched = re.search(r"\| method=grpo, coverage=1x4 \| ([^\n]+) \|\n", text.split("Sweep `coverage` at matched steps")[1]).group(1).split(" | ")
+    assert len(matched) >= 4 and all(re.fullmatch(r"[0-9.]+", v) for v in matched), matched  # ID and OOD at two or more steps
 
 
 def test_seeds_run_in_separate_directories_pool_into_one_aggregate(demo_dir, tmp_path):

@@ -18,6 +18,7 @@ import datetime
 import html
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -428,6 +429,22 @@ def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+def periodic_steps(rows: list[dict[str, Any]]) -> list[int]:
+    """The periodic-evaluation steps that every finished group of a sweep has (the aggregate's
+    step<N> columns; a group still running has only its first steps and is left out)."""
+    found = [{int(m.group(1)) for key in row if (m := re.fullmatch(r"step(\d+)_id_avg@k_mean", key))} for row in rows if row.get("finished")]
+    return sorted(set.intersection(*found)) if found else []
+
+
+def matched_steps_table(rows: list[dict[str, Any]], label: Callable[[dict[str, Any]], str]) -> str:
+    """ID and OOD avg@k of every group at each periodic-evaluation step (mean over seeds): the
+    comparison at matched steps, so that a final checkpoint cannot be a lucky one."""
+    steps = periodic_steps(rows)
+    columns = ["group"] + [f"ID step {s}" for s in steps] + [f"OOD step {s}" for s in steps]
+    body = [[label(r)] + [fmt(r.get(f"step{s}_{role}_avg@k_mean")) for role in ("id", "ood") for s in steps] for r in rows]
+    return markdown_table(columns, body)
+
+
 def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
     """The numbers a README quotes, as Markdown: each probe's tables (as in its probe.md), each
     sweep's final ID/OOD accuracy, length and markers (mean [95% interval] over seeds), and the
@@ -443,6 +460,9 @@ def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
                      f"(a group of one seed: the run's ID interval over problems in parentheses); "
                      f"base model at step 0 (the periodic evaluation, fewer samples): ID {fmt(base.get('base_id_avg@k_mean'))}, OOD {fmt(base.get('base_ood_avg@k_mean'))}.\n\n"
                      + markdown_table(["group", "cells done", "ID avg@k", "ID pass@k", "OOD avg@k", "ID tokens", "ID markers", "OOD tokens", "early-warning step"], rows))
+        if len(periodic_steps(sweep.results["aggregate"])) > 1:
+            parts.append(f"Sweep `{sweep.results['name']}` at matched steps: the periodic evaluation (its own k and problems, fewer samples than the final one), mean over seeds.\n\n"
+                         + matched_steps_table(sweep.results["aggregate"], sweep.label))
     summary = method_summary(sweeps)
     if summary:
         parts.append("By method, over every sweep above (every finished run with the same ID set; conditions pooled, so not a matched comparison):\n\n"
