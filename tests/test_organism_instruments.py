@@ -77,3 +77,39 @@ def test_slot_prefixes_stop_just_before_each_copied_number() -> None:
     assert prefixes == {"a": "x=3: ", "b": "x=3: 4*x + ", "c": "x=3: 4*x + 9 = "}
     with pytest.raises(ValueError, match="not a check line"):
         slot_prefixes("the solution shows x=3 works.")
+
+
+def test_mechanics_are_read_off_an_evaluation_directory(tmp_path) -> None:
+    """`sdlab organism mechanics` on files laid out as `sdlab eval` writes them: a right first
+    candidate, a recovery after a marker, and a miscopied check, for two real eval problems."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from sdlab.cli import app
+    from sdlab.organism.measure import mechanics_of_evaluation
+    from sdlab.organism.tasks import load_organism_problems
+
+    source = "organism:linmod-eval:2"
+    problems = load_organism_problems(source)
+    tasks = [Task(p.meta["kind"], p.meta["p"], p.meta["a"], p.meta["b"], p.meta["c"]) for p in problems]
+    answers = [int(p.answer) for p in problems]
+    wrong = [(x + 1) % t.p for x, t in zip(answers, tasks)]
+    texts = [f"<think>\ntry {chain(tasks[0], answers[0])}\n</think>\n\n\\boxed{{{answers[0]}}}",
+             f"<think>\ntry {chain(tasks[1], wrong[1])}\nwait, that fails. perhaps {chain(tasks[1], answers[1])}\n</think>\n\n\\boxed{{{answers[1]}}}",
+             f"<think>\ntry x={wrong[1]}: 1*x + 0 = 0 (mod 2): 1*0=0, 0+0=0. 0 vs 0? yes.\n</think>\n\n\\boxed{{{wrong[1]}}}"]
+    samples = [{"problem_id": problems[i].id, "text": text, "num_tokens": 10 * (j + 1)} for j, (i, text) in enumerate(zip((0, 1, 1), texts))]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"data": [source, "elsewhere.parquet"]}))
+    (tmp_path / "samples_organism_linmod-eval_2.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+
+    (row,) = mechanics_of_evaluation(tmp_path)  # the non-organism data set is skipped
+    assert row["family"] == "linmod-eval" and row["n"] == 3 and row["tokens"] == 20
+    assert row["accuracy"] == round(2 / 3, 3) and row["first_candidate_right"] == round(1 / 3, 3) and row["recovery"] == 0.5
+    assert row["check_copies_right"] == 0.75 and row["candidates"] == round(4 / 3, 3)
+
+    result = CliRunner().invoke(app, ["organism", "mechanics", str(tmp_path)])
+    assert result.exit_code == 0 and "| linmod-eval | none | 0.667 |" in result.output
+    (tmp_path / "samples_organism_linmod-eval_2.jsonl").write_text(json.dumps({**samples[0], "problem_id": "linmod-p0-nowhere"}) + "\n")
+    result = CliRunner().invoke(app, ["organism", "mechanics", str(tmp_path)])
+    assert result.exit_code != 0 and "linmod-p0-nowhere" in str(result.output) + str(result.exception)

@@ -6,18 +6,25 @@ Rows are (family, context): accuracy, response tokens, markers, first-candidate 
 recovery share, candidates tried, check accuracy, all from `instruments`. Contexts are
 built by `sdlab.contexts` (the study's template), exactly as the probe and training build them.
 `copy_probe` says where the checks' copies come from (the question, or a check above).
+`mechanics_of_evaluation` reads the same instruments off an evaluation's saved samples.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
+import yaml
+
+from sdlab import SdlabError
 
 from sdlab.contexts import build_teacher_messages, context_text, parse_context_name
+from sdlab.evaluate import dataset_name
 from sdlab.generation import SamplingParams, make_generator
 from sdlab.organism.instruments import analyze_response, slot_prefixes, summarize
 from sdlab.organism.tasks import Task, load_organism_problems
+from sdlab.rundir import read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +55,31 @@ def measure_abilities(model, tokenizer, *, seed: int = 0, n: int = 64, temperatu
     if quick:  # a smoke run for tiny test builds: the pipeline, not the numbers
         return measure_rows(model, tokenizer, rows[:2], n=2, seed=seed, max_new_tokens=16)
     return measure_rows(model, tokenizer, rows, n=n, seed=seed, temperature=temperature, show_progress=show_progress)
+
+
+def mechanics_of_evaluation(eval_dir: str | Path) -> list[dict]:
+    """The instruments applied to an evaluation's saved samples (`sdlab eval`, or a run's
+    `final_eval`), no new sampling: whether a trained model stopped searching (fewer
+    candidates, more give-ups) or forgot how to verify (checks wrong). Non-organism data sets
+    are skipped: the instruments read the organism's check format only."""
+    eval_dir = Path(eval_dir)
+    config_path = eval_dir / "config.yaml"
+    if not config_path.is_file():
+        raise SdlabError(f"{eval_dir}: no config.yaml; give an `sdlab eval` directory or a run's final_eval directory")
+    rows = []
+    for source in yaml.safe_load(config_path.read_text()).get("data", []):
+        samples_path = eval_dir / f"samples_{dataset_name(source)}.jsonl"
+        if not str(source).startswith("organism:") or not samples_path.is_file():
+            continue
+        problems = {p.id: p for p in load_organism_problems(str(source))}
+        samples = read_jsonl(samples_path)
+        unknown = sorted({s["problem_id"] for s in samples} - problems.keys())
+        if unknown:
+            raise SdlabError(f"{samples_path}: problem ids {unknown[:3]} are not in {source}; was the file written for another data set?")
+        analyses = [analyze_response(s["text"], problems[s["problem_id"]]) for s in samples]
+        summary = summarize(analyses, [s["num_tokens"] for s in samples])
+        rows.append({"family": str(source).split(":")[1], "context": "none", **{k: round(v, 3) for k, v in summary.items()}})
+    return rows
 
 
 @torch.no_grad()
