@@ -14,6 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 # Training recipes; recipes/sweeps and recipes/accelerate hold other schemas.
 TRAIN_RECIPES = sorted([*(REPO / "recipes" / "organism").glob("*.yaml"), *(REPO / "recipes" / "models").rglob("*.yaml")])
 ACCELERATE_CONFIGS = sorted((REPO / "recipes" / "accelerate").glob("*.yaml"))
+SHARED_DATA = REPO.parent / "shared" / "data" / "math"  # the real-model recipes train on it
+
+
+def data_available(recipe: Path) -> bool:
+    """Model recipes read ../shared/data/math, which sits beside the repository, not in it."""
+    return "models" not in recipe.relative_to(REPO / "recipes").parts or SHARED_DATA.is_dir()
 
 
 def test_the_expected_recipes_are_shipped():
@@ -27,6 +33,8 @@ def test_the_expected_recipes_are_shipped():
 
 @pytest.mark.parametrize("recipe", TRAIN_RECIPES, ids=lambda p: str(p.relative_to(REPO / "recipes")))
 def test_recipe_validates_from_the_repo_root(recipe, monkeypatch):
+    if not data_available(recipe):
+        pytest.skip(f"{SHARED_DATA} not found (the shared math data sits beside the repository)")
     monkeypatch.chdir(REPO)
     config = load_train_config(recipe)
     check_paths(config)
@@ -66,7 +74,7 @@ def test_sdlab_validate_checks_every_shipped_recipe(monkeypatch):
     from sdlab.cli import app
 
     monkeypatch.chdir(REPO)
-    for recipe in TRAIN_RECIPES:
+    for recipe in filter(data_available, TRAIN_RECIPES):  # the organism recipes always
         result = CliRunner().invoke(app, ["validate", str(recipe.relative_to(REPO))])
         assert result.exit_code == 0, (recipe, result.output)
         assert ": ok (" in result.output
