@@ -9,12 +9,12 @@ import pytest
 import yaml
 
 from sdlab.train_config import TrainConfig, check_paths, load_train_config
+from tests.conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 # Training recipes; recipes/sweeps and recipes/accelerate hold other schemas.
 TRAIN_RECIPES = sorted([*(REPO / "recipes" / "organism").glob("*.yaml"), *(REPO / "recipes" / "models").rglob("*.yaml")])
 ACCELERATE_CONFIGS = sorted((REPO / "recipes" / "accelerate").glob("*.yaml"))
-SHARED_DATA = REPO.parent / "shared" / "data" / "math"  # the real-model recipes train on it
 
 
 def data_available(recipe: Path) -> bool:

@@ -436,10 +436,9 @@ def periodic_steps(rows: list[dict[str, Any]]) -> list[int]:
     return sorted(set.intersection(*found)) if found else []
 
 
-def matched_steps_table(rows: list[dict[str, Any]], label: Callable[[dict[str, Any]], str]) -> str:
+def matched_steps_table(rows: list[dict[str, Any]], steps: list[int], label: Callable[[dict[str, Any]], str]) -> str:
     """ID and OOD avg@k of every group at each periodic-evaluation step (mean over seeds): the
     comparison at matched steps, so that a final checkpoint cannot be a lucky one."""
-    steps = periodic_steps(rows)
     columns = ["group"] + [f"ID step {s}" for s in steps] + [f"OOD step {s}" for s in steps]
     body = [[label(r)] + [fmt(r.get(f"step{s}_{role}_avg@k_mean")) for role in ("id", "ood") for s in steps] for r in rows]
     return markdown_table(columns, body)
@@ -460,9 +459,10 @@ def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
                      f"(a group of one seed: the run's ID interval over problems in parentheses); "
                      f"base model at step 0 (the periodic evaluation, fewer samples): ID {fmt(base.get('base_id_avg@k_mean'))}, OOD {fmt(base.get('base_ood_avg@k_mean'))}.\n\n"
                      + markdown_table(["group", "cells done", "ID avg@k", "ID pass@k", "OOD avg@k", "ID tokens", "ID markers", "OOD tokens", "early-warning step"], rows))
-        if len(periodic_steps(sweep.results["aggregate"])) > 1:
+        steps = periodic_steps(sweep.results["aggregate"])
+        if len(steps) > 1:
             parts.append(f"Sweep `{sweep.results['name']}` at matched steps: the periodic evaluation (its own k and problems, fewer samples than the final one), mean over seeds.\n\n"
-                         + matched_steps_table(sweep.results["aggregate"], sweep.label))
+                         + matched_steps_table(sweep.results["aggregate"], steps, sweep.label))
     summary = method_summary(sweeps)
     if summary:
         parts.append("By method, over every sweep above (every finished run with the same ID set; conditions pooled, so not a matched comparison):\n\n"

@@ -18,7 +18,6 @@ import torch
 import yaml
 
 from sdlab import SdlabError
-
 from sdlab.contexts import build_teacher_messages, context_text, parse_context_name
 from sdlab.evaluate import dataset_name
 from sdlab.generation import SamplingParams, make_generator
@@ -32,6 +31,12 @@ NO_CONTEXT_FAMILIES = ("linmod-eval", "linmod-hard", "sqmod", "narrow-eval", "ch
 CONTEXTS = ("solution", "solution_nothink", "partial:0.5", "partial:0.25", "hint")
 
 
+def ability_row(family: str, context: str, texts: list[str], problems: list, num_tokens: list[int]) -> dict:
+    """One row of the abilities table: the instruments' rates over responses to these problems."""
+    summary = summarize([analyze_response(text, problem) for text, problem in zip(texts, problems)], num_tokens)
+    return {"family": family, "context": context, **{k: round(v, 3) for k, v in summary.items()}}
+
+
 def measure_rows(model, tokenizer, rows: list[tuple[str, str]], *, n: int, seed: int = 0, temperature: float = 0.6, max_new_tokens: int = 512, batch_size: int = 32, show_progress: bool = False) -> list[dict]:
     """Sample one response per problem for each (family, context) row and summarise it."""
     generator = make_generator(model, tokenizer, backend="transformers", batch_size=batch_size, show_progress=show_progress)
@@ -42,9 +47,7 @@ def measure_rows(model, tokenizer, rows: list[tuple[str, str]], *, n: int, seed:
         spec = parse_context_name(context)
         prompts = [build_teacher_messages(p.messages, context_text(spec, solution=p.solution, answer=p.answer)) for p in problems]
         completions = [group[0] for group in generator.generate(prompts, params)]
-        analyses = [analyze_response(c.text, p) for c, p in zip(completions, problems)]
-        summary = summarize(analyses, [c.num_tokens for c in completions])
-        results.append({"family": family, "context": context, **{k: round(v, 3) for k, v in summary.items()}})
+        results.append(ability_row(family, context, [c.text for c in completions], problems, [c.num_tokens for c in completions]))
         logger.info("%s / %s: %s", family, context, results[-1])
     return results
 
@@ -76,9 +79,7 @@ def mechanics_of_evaluation(eval_dir: str | Path) -> list[dict]:
         unknown = sorted({s["problem_id"] for s in samples} - problems.keys())
         if unknown:
             raise SdlabError(f"{samples_path}: problem ids {unknown[:3]} are not in {source}; was the file written for another data set?")
-        analyses = [analyze_response(s["text"], problems[s["problem_id"]]) for s in samples]
-        summary = summarize(analyses, [s["num_tokens"] for s in samples])
-        rows.append({"family": str(source).split(":")[1], "context": "none", **{k: round(v, 3) for k, v in summary.items()}})
+        rows.append(ability_row(str(source).split(":")[1], "none", [s["text"] for s in samples], [problems[s["problem_id"]] for s in samples], [s["num_tokens"] for s in samples]))
     return rows
 
 
