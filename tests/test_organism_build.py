@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sdlab.organism.build import BUILD_FILE, build_organism, default_organism_dir, pack_tokens
+from sdlab.organism.build import BUILD_FILE, SIZES, build_organism, default_organism_dir, pack_tokens, trained_window
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,15 @@ def test_same_seed_same_weights_other_seed_other_weights(built: Path, tmp_path: 
 def test_default_directory_follows_sdlab_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SDLAB_HOME", str(tmp_path))
     assert default_organism_dir(size="tiny", seed=3) == tmp_path / "organism" / "tiny-seed3"
+
+
+def test_the_build_ends_with_a_window_extension_phase(built: Path) -> None:
+    """Main phase on short windows, then longer ones: the saved settings say how far the model has seen."""
+    stats = json.loads((built / BUILD_FILE).read_text())
+    size = SIZES["test"]
+    assert stats["trained_tokens"] == size.steps * size.batch * size.seq_len + size.extend_steps * size.extend_batch * size.extend_seq_len
+    assert trained_window(stats["settings"]) == size.extend_seq_len > size.seq_len
+    assert trained_window({**stats["settings"], "extend_steps": 0}) == size.seq_len
 
 
 def test_pack_tokens_cuts_the_stream_into_windows() -> None:

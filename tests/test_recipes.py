@@ -87,3 +87,41 @@ def test_sdlab_validate_reports_a_bad_override_on_one_line_with_exit_2():
     result = subprocess.run([str(sdlab), "validate", "recipes/organism/grpo.yaml", "method=ppo"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "method: Input should be 'grpo', 'sdpo' or 'sft'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_longest_sequence_counts_the_teacher_prompt_for_sdpo_only():
+    data = {"train": "organism:linmod:8"}
+    sdpo = TrainConfig(method="sdpo", output_dir="runs/x", data=data, max_prompt_length=100, max_completion_length=50, sdpo={"max_teacher_prompt_length": 400})
+    grpo = TrainConfig(method="grpo", output_dir="runs/x", data=data, max_prompt_length=100, max_completion_length=50, eval={"every": 5, "sources": ["organism:linmod-eval:4"], "max_new_tokens": 300})
+    assert sdpo.longest_sequence == 450
+    assert grpo.longest_sequence == 400  # the periodic evaluation's answers are longer than the rollouts
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "recipes" / "organism").glob("*.yaml")), ids=lambda p: p.name)
+def test_organism_recipes_fit_the_organisms_pretraining_window(recipe):
+    """v6 pretrained on 256-token windows while the SDPO teacher saw up to ~700 tokens: most of its
+    scored tokens lay at distances the organism had never seen (docs/organism.md#window)."""
+    from dataclasses import asdict
+
+    from sdlab.organism.build import SIZES, trained_window
+
+    config = TrainConfig.model_validate(yaml.safe_load(recipe.read_text()))
+    assert config.longest_sequence <= min(trained_window(asdict(SIZES["tiny"])), trained_window(asdict(SIZES["small"])))
+
+
+def test_training_warns_when_a_sequence_outgrows_the_organisms_window(tmp_path, caplog):
+    import json
+    import logging
+
+    from sdlab.train import check_window
+
+    (tmp_path / "build.json").write_text(json.dumps({"settings": {"seq_len": 256}}))
+    config = load_train_config(REPO / "recipes" / "organism" / "sdpo_solution.yaml")
+    with caplog.at_level(logging.WARNING, logger="sdlab.train"):
+        check_window(config, str(tmp_path))
+    assert f"sequences of up to {config.longest_sequence} tokens" in caplog.text and "256-token windows" in caplog.text
+    caplog.clear()
+    extended = {"seq_len": 256, "extend_steps": 300, "extend_seq_len": config.longest_sequence}  # the v7 build's extension phase
+    (tmp_path / "build.json").write_text(json.dumps({"settings": extended}))
+    check_window(config, str(tmp_path))
+    assert caplog.text == ""

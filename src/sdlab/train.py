@@ -278,6 +278,20 @@ def check_same_model(run_dir: Path, model_path: str, *, resuming: bool) -> None:
     write_json(record, {"model": model_path, "settings_hash": build})
 
 
+def check_window(config: TrainConfig, model_path: str) -> None:
+    """Warn when a sequence can outgrow an organism's pretraining window: beyond the longest
+    distance it was trained on, its next-token distribution degrades (docs/organism.md#window),
+    and an SDPO teacher's signal there is noise."""
+    from sdlab.organism.build import BUILD_FILE, trained_window
+
+    settings = read_json(Path(model_path) / BUILD_FILE).get("settings")
+    window = trained_window(settings) if settings else None
+    if window and config.longest_sequence > window:
+        logger.warning("%s: sequences of up to %d tokens, but this organism was pretrained on %d-token windows; "
+                       "lower max_completion_length / sdpo.max_teacher_prompt_length or build the organism with longer windows",
+                       config.output_dir, config.longest_sequence, window)
+
+
 def check_resumable(run_dir: Path, config: TrainConfig) -> Path | None:
     """The checkpoint to resume from; the recipe must match the one the run started with."""
     saved = run_dir / "config.yaml"
@@ -368,6 +382,7 @@ def run_training(
     set_seed(config.seed)
     model_path = resolve_model(config.model)
     check_same_model(run_dir, model_path, resuming=checkpoint is not None)
+    check_window(config, model_path)
     if config.method == "sft" and config.sft.collect is not None and not Path(config.sft.dataset).is_file():
         from sdlab.sft import collect_sft_data
 

@@ -178,6 +178,15 @@ class TrainConfig(StrictModel):
     def optimizer_steps(self) -> int:
         return self.steps * self.updates_per_step
 
+    @property
+    def longest_sequence(self) -> int:
+        """Tokens in the longest sequence a forward pass sees: the SDPO teacher's prompt + the
+        student's completion, or the student's own prompt + completion (or evaluation answer)."""
+        prompt = self.max_prompt_length
+        if self.method == "sdpo":
+            prompt = max(prompt, self.sdpo.max_teacher_prompt_length)
+        return max(prompt + self.max_completion_length, self.max_prompt_length + (self.eval.max_new_tokens if self.eval.every else 0))
+
 
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     """Recipe + `key=value` overrides -> validated config, with file paths checked."""
