@@ -103,3 +103,14 @@ def test_copy_probe_scores_every_slot_as_first_and_as_second_check(built: Path) 
     assert set(scores) == {"first_check", "second_check"} and all(set(slots) == {"a", "b", "c"} for slots in scores.values())
     assert all(0 < p < 1 for slots in scores.values() for p in slots.values())
     assert scores["first_check"] != scores["second_check"]  # the check above changes what the model sees
+
+
+def test_distance_probe_scores_the_same_responses_behind_longer_contexts(built: Path) -> None:
+    from sdlab.organism.measure import distance_probe
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(built), AutoTokenizer.from_pretrained(built)
+    losses = distance_probe(model, tokenizer, n=3, distances=(0, 64, 300))
+    assert list(losses) == [0, 64, 300] and all(0 < loss < 10 for loss in losses.values())
+    assert len(set(losses.values())) == 3  # what comes before changes the loss of the same tokens
+    untrained = distance_probe(AutoModelForCausalLM.from_config(model.config), tokenizer, n=3, distances=(0,))
+    assert losses[0] < untrained[0]  # the build learned something the probe can see

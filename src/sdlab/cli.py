@@ -333,26 +333,31 @@ def organism_measure(
     out: Path = typer.Option(None, "--out", help="JSON file for the table."),
     threads: int = typer.Option(2, "--threads", help="CPU threads for torch (on an idle 2-core machine two were faster than one; on busy cores use one)."),
 ) -> None:
-    """Sample the organism on every family and context; print the abilities table and the copy
-    probe (where its checks copy the question's numbers from)."""
+    """Sample the organism on every family and context; print the abilities table, the copy
+    probe (where its checks copy the question's numbers from) and the distance probe (how far
+    back it can read a context)."""
     import torch
 
     from sdlab.generation import load_model_and_tokenizer
     from sdlab.organism.card import abilities_table
-    from sdlab.organism.measure import copy_probe, measure_abilities
+    from sdlab.organism.measure import copy_probe, distance_probe, measure_abilities
     from sdlab.rundir import write_json
 
     torch.set_num_threads(threads)
     loaded, tokenizer = load_model_and_tokenizer(str(model))
     rows = measure_abilities(loaded, tokenizer, seed=seed, n=n, temperature=temperature, show_progress=True)
     copies = copy_probe(loaded, tokenizer, n=n, seed=seed)
+    distances = distance_probe(loaded, tokenizer, n=n, seed=seed)
     if out is not None:
-        write_json(out, {"model": str(model), "n": n, "seed": seed, "temperature": temperature, "rows": rows, "copy_probe": copies})
+        write_json(out, {"model": str(model), "n": n, "seed": seed, "temperature": temperature, "rows": rows, "copy_probe": copies, "distance_probe": distances})
     print(abilities_table(rows))
     print("\nCopy probe (linmod-eval): P(the question's own number) at each slot of a check")
     print("| check | coefficient a | addend b | target c |\n| --- | --- | --- | --- |")
     for position, slots in copies.items():
         print(f"| {position.replace('_', ' ')} | {slots['a']:.2f} | {slots['b']:.2f} | {slots['c']:.2f} |")
+    print("\nDistance probe: next-token loss of corpus responses after whole unrelated chats (nats/token)")
+    print("| chats before, at least (tokens) | " + " | ".join(map(str, distances)) + " |\n| --- |" + " --- |" * len(distances))
+    print("| loss | " + " | ".join(f"{loss:.4f}" for loss in distances.values()) + " |")
 
 
 @organism_app.command("mechanics")

@@ -6,6 +6,7 @@ Rows are (family, context): accuracy, response tokens, markers, first-candidate 
 recovery share, candidates tried, check accuracy, all from `instruments`. Contexts are
 built by `sdlab.contexts` (the study's template), exactly as the probe and training build them.
 `copy_probe` says where the checks' copies come from (the question, or a check above).
+`distance_probe` says how far back the model can be given context (its trained window).
 `mechanics_of_evaluation` reads the same instruments off an evaluation's saved samples.
 """
 
@@ -81,6 +82,42 @@ def mechanics_of_evaluation(eval_dir: str | Path) -> list[dict]:
             raise SdlabError(f"{samples_path}: problem ids {unknown[:3]} are not in {source}; was the file written for another data set?")
         rows.append(ability_row(str(source).split(":")[1], "none", [s["text"] for s in samples], [problems[s["problem_id"]] for s in samples], [s["num_tokens"] for s in samples]))
     return rows
+
+
+DISTANCES = (0, 128, 256, 384, 512)
+
+
+@torch.no_grad()
+def distance_probe(model, tokenizer, *, n: int = 16, seed: int = 0, distances: tuple[int, ...] = DISTANCES) -> dict[int, float]:
+    """Mean next-token loss (nats per token) of the same corpus responses with whole unrelated
+    chats placed before them, at least `distance` tokens of them.
+
+    RoPE attention sees only distances, so this says how far back the model can read: the v6
+    organism, pretrained on 256-token windows alone, rose from 0.004 to 0.8 nats by ~570 tokens,
+    and an SDPO teacher's solution context reaches ~700 back (docs/organism.md#window)."""
+    from sdlab.organism.corpus import corpus_documents
+    from sdlab.organism.tokenizer import render_chat
+
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    chats = [d for d in corpus_documents(8 * n, seed=seed + 1) if "messages" in d]
+    targets, fillers = chats[:n], [encode(render_chat(tokenizer, d["messages"], d["response"])) for d in chats[n:]]
+    losses = {}
+    for distance in distances:
+        total, count = 0.0, 0
+        for i, doc in enumerate(targets):
+            prefix, j = [], i
+            while len(prefix) < distance:  # whole chats only: a window never starts mid-chat here
+                prefix, j = prefix + fillers[j % len(fillers)], j + 1
+            prompt, full = encode(render_chat(tokenizer, doc["messages"])), encode(render_chat(tokenizer, doc["messages"], doc["response"]))
+            ids = torch.tensor([prefix + full], device=model.device)
+            logprobs = torch.log_softmax(model(ids).logits[0, :-1].float(), dim=-1)
+            start = len(prefix) + len(prompt) - 1  # the logit that predicts the response's first token
+            total -= logprobs[start:].gather(1, ids[0, start + 1:, None]).sum().item()
+            count += ids.shape[1] - 1 - start
+        losses[distance] = total / count
+    return losses
 
 
 @torch.no_grad()
