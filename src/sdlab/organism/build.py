@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 # Bump when the task families, trace writer or training loop change what gets built.
 # v7: a window-extension phase after pretraining. v6 trained on 256-token windows only, and
 # 63-76% of the SDPO teacher's scored tokens sat further back than that from its context, where
-# the organism's next-token loss rises from 0.004 to 0.8 nats (docs/organism.md#window).
+# its next-token loss rose from 0.09 to 1.95 nats at 512 tokens (`distance_probe`, docs/organism.md#window).
 CORPUS_VERSION = 7
 BUILD_FILE = "build.json"
 MEASURE_N = 16  # problems per row of the model card's table (the docs use more)
