@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sdlab import SdlabError
-from sdlab.demo import load_demo_config, run_demo
+from sdlab.demo import Stage, assign_lanes, load_demo_config, run_demo
 
 # Small enough for seconds per stage; every stage still runs its real code path.
 TINY_DEMO = [
@@ -44,6 +44,7 @@ def test_demo_runs_every_stage_and_writes_one_report(demo_config, tmp_path):
     for heading in ("Training dynamics", "Context-richness probe", "ID and OOD results", "pass@k"):
         assert heading in page
     assert not any("skipped" in line for line in stages)
+    assert (out / "logs" / "lane-1.log").is_file() and (out / "logs" / "lane-2.log").is_file()  # two lanes ran
 
     rerun = []
     run_demo(demo_config, say=rerun.append)
@@ -54,3 +55,13 @@ def test_demo_rejects_unknown_keys_before_any_work(tmp_path):
     with pytest.raises(SdlabError, match="arm"):
         load_demo_config(None, [f"out={tmp_path / 'x'}", "armz={}"])
     assert not (tmp_path / "x").exists()
+
+
+def test_lanes_put_the_arms_apart_and_keep_each_arm_before_its_evaluation():
+    def chain(*labels):
+        return [Stage(label, "evaluate", {}) for label in labels]
+
+    chains = [chain("train grpo", "evaluate grpo"), chain("train sdpo", "evaluate sdpo"), chain("probe"), chain("evaluate base")]
+    lanes = [[stage.label for stage in lane] for lane in assign_lanes(chains, 2)]
+    assert sorted(lanes) == [["train grpo", "evaluate grpo", "probe"], ["train sdpo", "evaluate sdpo", "evaluate base"]]
+    assert [[s.label for s in lane] for lane in assign_lanes(chains, 1)] == [["train grpo", "evaluate grpo", "train sdpo", "evaluate sdpo", "probe", "evaluate base"]]

@@ -5,12 +5,13 @@
 
 Stages, each skipped when its output is already complete (so an interrupted demo resumes):
 1. build (or reuse) the organism;
-2. probe the teacher contexts (Table 1 + information gap);
-3. train GRPO and SDPO (c = solution) from the organism recipes at an equal budget, with
-   periodic in- and out-of-distribution evaluation;
-4. evaluate the base organism and both trained models on ID and OOD sets (avg@k, pass@k,
-   length, markers);
-5. write one self-contained HTML report over all of it.
+2. probe the teacher contexts (Table 1 + information gap); train GRPO and SDPO (c = solution)
+   from the organism recipes at an equal budget, with periodic in- and out-of-distribution
+   evaluation; evaluate the base organism and both trained models on ID and OOD sets (avg@k,
+   pass@k, length, markers). These run in two processes side by side (`lanes`), one torch
+   thread each: generation of a 1M-parameter model is bound by per-token overhead, so one
+   thread does most of what two do and two lanes finish in about half the time;
+3. write one self-contained HTML report over all of it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, PositiveInt
@@ -52,6 +54,8 @@ class DemoConfig(StrictModel):
     eval_max_new_tokens: PositiveInt = 320
     eval_limit: PositiveInt | None = None
     eval_batch_size: PositiveInt = Field(8, description="problems per generation call (x eval_k samples)")
+    lanes: PositiveInt = Field(2, description="processes running probe, training and evaluation side by side (1 = in this process, in order)")
+    threads: PositiveInt = Field(1, description="torch threads of each process that runs stages (with lanes=1 on an idle 2-core machine, 2)")
 
 
 def resolve_recipe(path: str) -> Path:
@@ -75,19 +79,158 @@ def train_configs(config: DemoConfig, model_path: str, out: Path) -> dict:
 
     configs = {}
     for name, arm in config.arms.items():
-        placed = [f"output_dir={out / 'train' / name}", f"model={model_path}", f"seed={config.seed}"]
+        placed = [f"output_dir={out / 'train' / name}", f"model={model_path}", f"seed={config.seed}", f"runtime.threads={config.threads}"]
         configs[name] = load_train_config(resolve_recipe(arm.recipe), [*arm.overrides, *config.shared_overrides, *placed])
     return configs
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One unit of demo work after the build; plain data, so a lane process can run it."""
+
+    label: str  # "train grpo", "evaluate base", ...
+    kind: str  # probe | train | evaluate
+    args: dict
+    progress_file: str | None = None  # a JSONL file whose lines count the stage's steps
+    total: int | None = None
+
+
+def run_stage(stage: Stage) -> None:
+    if stage.kind == "probe":
+        from sdlab.probe import ProbeConfig, run_probe
+
+        run_probe(build_config(ProbeConfig, stage.args["values"], source=stage.args["source"]), force=True)
+    elif stage.kind == "train":
+        from sdlab.train import run_training
+
+        config = stage.args["config"]
+        run_training(config, resume=Path(config.output_dir).exists(), force=False)
+    elif stage.kind == "evaluate":
+        from sdlab.evaluate import evaluate, load_eval_sets
+
+        evaluate(stage.args["model"], load_eval_sets(stage.args["sources"], limit=stage.args["limit"]), k=stage.args["sampling"].n, sampling=stage.args["sampling"],
+                 out_dir=stage.args["out_dir"], backend="transformers", batch_size=stage.args["batch_size"], resume=True)
+    else:
+        raise ValueError(f"unknown stage kind {stage.kind!r}")
+
+
+def pending_stages(config: DemoConfig, model_path: str, out: Path, skip: Callable[[str], None]) -> list[list[Stage]]:
+    """The stages still to run, as chains whose order matters (an arm is trained before it is
+    evaluated); `skip` hears about every stage already complete."""
+    from sdlab.evaluate import load_eval_sets
+    from sdlab.generation import SamplingParams
+
+    arms = train_configs(config, model_path, out)  # validated before any long work
+    eval_sets = load_eval_sets(config.eval_sources, limit=config.eval_limit)  # a bad source fails here, not in a lane
+    sampling = SamplingParams(max_new_tokens=config.eval_max_new_tokens, n=config.eval_k, seed=config.seed)
+
+    def evaluation(name: str, model: str) -> Stage | None:
+        eval_dir = out / "eval" / name
+        if eval_sets.keys() <= set(read_json(eval_dir / "metrics.json")):
+            skip(f"evaluate {name}")
+            return None
+        args = {"model": model, "sources": config.eval_sources, "limit": config.eval_limit, "sampling": sampling, "out_dir": eval_dir, "batch_size": config.eval_batch_size}
+        return Stage(f"evaluate {name} ({', '.join(eval_sets)}, k={config.eval_k})", "evaluate", args)
+
+    chains: list[list[Stage]] = []
+    for name, train_config in arms.items():
+        run_dir = Path(train_config.output_dir)
+        chain = []
+        if (run_dir / "summary.json").is_file():
+            skip(f"train {name}")
+        else:
+            chain.append(Stage(f"train {name} ({train_config.method}, {train_config.steps} steps)", "train", {"config": train_config},
+                               progress_file=str(run_dir / "metrics.jsonl"), total=train_config.steps))
+        chain.append(evaluation(name, str(run_dir / "model")))
+        chains.append(chain)
+    probe_dir = out / "probe"
+    if (probe_dir / "probe.json").is_file():
+        skip("probe")
+        probe = None
+    else:
+        values = apply_overrides(read_yaml(resolve_recipe(config.probe_recipe)), [*config.probe_overrides, f"model={model_path}", f"out={probe_dir}", f"seed={config.seed}"])
+        probe = Stage("probe (teacher contexts, Table 1, information gap)", "probe", {"values": values, "source": config.probe_recipe})
+    chains += [[probe], [evaluation("base", model_path)]]
+    return [chain for chain in ([s for s in c if s is not None] for c in chains) if chain]
+
+
+def assign_lanes(chains: list[list[Stage]], lanes: int) -> list[list[Stage]]:
+    """Spread the chains over `lanes` sequences, longest chains first, each to the lane with the
+    fewest stages (the arms' training dominates, so they go to different lanes)."""
+    assigned: list[list[Stage]] = [[] for _ in range(min(lanes, len(chains)))]
+    for chain in sorted(chains, key=len, reverse=True):
+        min(assigned, key=len).extend(chain)
+    return assigned
+
+
+def run_lane(stages: list[Stage], threads: int, log_path: str, events) -> None:
+    """Body of one lane process: its own torch thread count, its output in its own log file
+    (two lanes' progress bars on one terminal would garble each other)."""
+    import os
+    import sys
+
+    import torch
+
+    log = open(log_path, "a", buffering=1)
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    sys.stdout = sys.stderr = log
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=log, force=True)
+    torch.set_num_threads(threads)
+    for stage in stages:
+        events.put((stage.label, "start"))
+        run_stage(stage)
+        events.put((stage.label, "done"))
+
+
+def run_lanes(lanes: list[list[Stage]], *, threads: int, log_dir: Path, say: Callable[[str], None]) -> None:
+    """Run the lanes side by side (one process each) and report every stage's start, end and
+    step count; a failing lane is named with its log once the others have finished."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no fork of torch's thread pools
+    with context.Manager() as manager, ProcessPoolExecutor(max_workers=len(lanes), mp_context=context) as pool:
+        events = manager.Queue()
+        logs = [log_dir / f"lane-{i + 1}.log" for i in range(len(lanes))]
+        futures = {pool.submit(run_lane, lane, threads, str(log), events): log for lane, log in zip(lanes, logs)}
+        say(f"{len(lanes)} lanes side by side, {threads} torch thread(s) each; their output: {', '.join(map(str, logs))}")
+        running: dict[str, Stage] = {}
+        stages = {stage.label: stage for lane in lanes for stage in lane}
+        pending = set(futures)
+        last_report = time.monotonic()
+        while pending:
+            done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            while not events.empty():
+                label, event = events.get()
+                say(f"{label}: {event}")
+                if event == "start":
+                    running[label] = stages[label]
+                else:
+                    running.pop(label, None)
+            if time.monotonic() - last_report > 30 and running:
+                say("running: " + "; ".join(step_progress(stage) for stage in running.values()))
+                last_report = time.monotonic()
+        failures = [(futures[f], f.exception()) for f in futures if f.exception() is not None]
+    if failures:
+        log, error = failures[0]
+        raise SdlabError(f"a demo lane failed ({type(error).__name__}: {error}); its output is in {log}. Rerun the demo to resume")
+
+
+def step_progress(stage: Stage) -> str:
+    if stage.progress_file is None or not Path(stage.progress_file).is_file():
+        return stage.label
+    with open(stage.progress_file) as lines:
+        return f"{stage.label} step {sum(1 for _ in lines)}/{stage.total}"
+
+
 def run_demo(config: DemoConfig, *, force: bool = False, say: Callable[[str], None] = logger.info) -> Path:
     """Run every stage not yet complete; returns the report path."""
-    from sdlab.evaluate import evaluate, load_eval_sets
-    from sdlab.generation import SamplingParams
+    import torch
+
     from sdlab.organism.build import build_organism
-    from sdlab.probe import ProbeConfig, run_probe
     from sdlab.report import build_report
-    from sdlab.train import run_training
 
     check_recipes_exist(config)
     out = prepare_run_dir(config.out, force=force, resume=True)
@@ -97,38 +240,20 @@ def run_demo(config: DemoConfig, *, force: bool = False, say: Callable[[str], No
     def stage(text: str) -> None:
         say(f"[{time.perf_counter() - started:5.0f} s] {text}")
 
-    stage("1/5 organism: build or reuse")
+    stage("1/3 organism: build or reuse")
     model_path = str(build_organism(seed=config.seed, size=config.organism_size))
-    arms = train_configs(config, model_path, out)  # validated before any long work
+    chains = pending_stages(config, model_path, out, skip=lambda label: stage(f"2/3 {label}: done, skipped"))
+    if config.lanes == 1:
+        torch.set_num_threads(config.threads)
+        for chain in chains:
+            for work in chain:
+                stage(f"2/3 {work.label}")
+                run_stage(work)
+    elif chains:
+        stage("2/3 probe, training and evaluation")
+        run_lanes(assign_lanes(chains, config.lanes), threads=config.threads, log_dir=out / "logs", say=lambda text: stage(f"2/3 {text}"))
 
-    probe_dir = out / "probe"
-    if (probe_dir / "probe.json").is_file():
-        stage("2/5 probe: done, skipped")
-    else:
-        stage("2/5 probe: teacher contexts (Table 1) and information gap")
-        values = apply_overrides(read_yaml(resolve_recipe(config.probe_recipe)), [*config.probe_overrides, f"model={model_path}", f"out={probe_dir}", f"seed={config.seed}"])
-        run_probe(build_config(ProbeConfig, values, source=config.probe_recipe), force=True)
-
-    for name, train_config in arms.items():
-        run_dir = Path(train_config.output_dir)
-        if (run_dir / "summary.json").is_file():
-            stage(f"3/5 train {name}: done, skipped")
-            continue
-        stage(f"3/5 train {name}: {train_config.method}, {train_config.steps} steps")
-        run_training(train_config, resume=run_dir.exists(), force=False)
-
-    sampling = SamplingParams(max_new_tokens=config.eval_max_new_tokens, n=config.eval_k, seed=config.seed)
-    eval_sets = load_eval_sets(config.eval_sources, limit=config.eval_limit)
-    models = {"base": model_path, **{name: str(Path(c.output_dir) / "model") for name, c in arms.items()}}
-    for name, path in models.items():
-        eval_dir = out / "eval" / name
-        if eval_sets.keys() <= set(read_json(eval_dir / "metrics.json")):
-            stage(f"4/5 evaluate {name}: done, skipped")
-            continue
-        stage(f"4/5 evaluate {name}: {', '.join(eval_sets)} (k={config.eval_k})")
-        evaluate(path, eval_sets, k=config.eval_k, sampling=sampling, out_dir=eval_dir, backend="transformers", batch_size=config.eval_batch_size, resume=True)
-
-    stage("5/5 report")
+    stage("3/3 report")
     report = build_report([out], out / "report.html")
     stage(f"done: {report}")
     return report
