@@ -59,7 +59,7 @@ def test_demo_rejects_unknown_keys_before_any_work(tmp_path):
 
 def test_lanes_put_the_arms_apart_and_keep_each_arm_before_its_evaluation():
     def chain(*labels):
-        return [Stage(label, "evaluate", {}) for label in labels]
+        return [Stage(label, print, {}) for label in labels]
 
     chains = [chain("train grpo", "evaluate grpo"), chain("train sdpo", "evaluate sdpo"), chain("probe"), chain("evaluate base")]
     lanes = [[stage.label for stage in lane] for lane in assign_lanes(chains, 2)]

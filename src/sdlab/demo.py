@@ -54,7 +54,7 @@ class DemoConfig(StrictModel):
     eval_max_new_tokens: PositiveInt = 320
     eval_limit: PositiveInt | None = None
     eval_batch_size: PositiveInt = Field(8, description="problems per generation call (x eval_k samples)")
-    lanes: PositiveInt = Field(2, description="processes running probe, training and evaluation side by side (1 = in this process, in order)")
+    lanes: PositiveInt = Field(2, description="processes running probe, training and evaluation side by side (1 = one process, every stage in order)")
     threads: PositiveInt = Field(1, description="torch threads of each process that runs stages (with lanes=1 on an idle 2-core machine, 2)")
 
 
@@ -86,32 +86,32 @@ def train_configs(config: DemoConfig, model_path: str, out: Path) -> dict:
 
 @dataclass(frozen=True)
 class Stage:
-    """One unit of demo work after the build; plain data, so a lane process can run it."""
+    """One unit of demo work after the build: a module-level function and its arguments, plain
+    data so that a lane process can run it."""
 
-    label: str  # "train grpo", "evaluate base", ...
-    kind: str  # probe | train | evaluate
-    args: dict
+    label: str  # "train grpo (grpo, 20 steps)", "evaluate base (...)", ...
+    run: Callable[..., object]
+    kwargs: dict
     progress_file: str | None = None  # a JSONL file whose lines count the stage's steps
     total: int | None = None
 
 
-def run_stage(stage: Stage) -> None:
-    if stage.kind == "probe":
-        from sdlab.probe import ProbeConfig, run_probe
+def probe_stage(values: dict, source: str) -> None:
+    from sdlab.probe import ProbeConfig, run_probe
 
-        run_probe(build_config(ProbeConfig, stage.args["values"], source=stage.args["source"]), force=True)
-    elif stage.kind == "train":
-        from sdlab.train import run_training
+    run_probe(build_config(ProbeConfig, values, source=source), force=True)
 
-        config = stage.args["config"]
-        run_training(config, resume=Path(config.output_dir).exists(), force=False)
-    elif stage.kind == "evaluate":
-        from sdlab.evaluate import evaluate, load_eval_sets
 
-        evaluate(stage.args["model"], load_eval_sets(stage.args["sources"], limit=stage.args["limit"]), k=stage.args["sampling"].n, sampling=stage.args["sampling"],
-                 out_dir=stage.args["out_dir"], backend="transformers", batch_size=stage.args["batch_size"], resume=True)
-    else:
-        raise ValueError(f"unknown stage kind {stage.kind!r}")
+def train_stage(config) -> None:
+    from sdlab.train import run_training
+
+    run_training(config, resume=Path(config.output_dir).exists(), force=False)
+
+
+def evaluate_stage(model: str, sources: list[str], limit: int | None, **options) -> None:
+    from sdlab.evaluate import evaluate, load_eval_sets
+
+    evaluate(model, load_eval_sets(sources, limit=limit), backend="transformers", resume=True, **options)
 
 
 def pending_stages(config: DemoConfig, model_path: str, out: Path, skip: Callable[[str], None]) -> list[list[Stage]]:
@@ -124,34 +124,32 @@ def pending_stages(config: DemoConfig, model_path: str, out: Path, skip: Callabl
     eval_sets = load_eval_sets(config.eval_sources, limit=config.eval_limit)  # a bad source fails here, not in a lane
     sampling = SamplingParams(max_new_tokens=config.eval_max_new_tokens, n=config.eval_k, seed=config.seed)
 
-    def evaluation(name: str, model: str) -> Stage | None:
+    def evaluation(name: str, model: str) -> list[Stage]:
         eval_dir = out / "eval" / name
         if eval_sets.keys() <= set(read_json(eval_dir / "metrics.json")):
             skip(f"evaluate {name}")
-            return None
-        args = {"model": model, "sources": config.eval_sources, "limit": config.eval_limit, "sampling": sampling, "out_dir": eval_dir, "batch_size": config.eval_batch_size}
-        return Stage(f"evaluate {name} ({', '.join(eval_sets)}, k={config.eval_k})", "evaluate", args)
+            return []
+        kwargs = {"model": model, "sources": config.eval_sources, "limit": config.eval_limit, "k": config.eval_k, "sampling": sampling, "out_dir": eval_dir, "batch_size": config.eval_batch_size}
+        return [Stage(f"evaluate {name} ({', '.join(eval_sets)}, k={config.eval_k})", evaluate_stage, kwargs)]
 
     chains: list[list[Stage]] = []
     for name, train_config in arms.items():
         run_dir = Path(train_config.output_dir)
-        chain = []
         if (run_dir / "summary.json").is_file():
             skip(f"train {name}")
+            training = []
         else:
-            chain.append(Stage(f"train {name} ({train_config.method}, {train_config.steps} steps)", "train", {"config": train_config},
-                               progress_file=str(run_dir / "metrics.jsonl"), total=train_config.steps))
-        chain.append(evaluation(name, str(run_dir / "model")))
-        chains.append(chain)
+            training = [Stage(f"train {name} ({train_config.method}, {train_config.steps} steps)", train_stage, {"config": train_config},
+                              progress_file=str(run_dir / "metrics.jsonl"), total=train_config.steps)]
+        chains.append(training + evaluation(name, str(run_dir / "model")))
     probe_dir = out / "probe"
     if (probe_dir / "probe.json").is_file():
         skip("probe")
-        probe = None
     else:
         values = apply_overrides(read_yaml(resolve_recipe(config.probe_recipe)), [*config.probe_overrides, f"model={model_path}", f"out={probe_dir}", f"seed={config.seed}"])
-        probe = Stage("probe (teacher contexts, Table 1, information gap)", "probe", {"values": values, "source": config.probe_recipe})
-    chains += [[probe], [evaluation("base", model_path)]]
-    return [chain for chain in ([s for s in c if s is not None] for c in chains) if chain]
+        chains.append([Stage("probe (teacher contexts, Table 1, information gap)", probe_stage, {"values": values, "source": config.probe_recipe})])
+    chains.append(evaluation("base", model_path))
+    return [chain for chain in chains if chain]
 
 
 def assign_lanes(chains: list[list[Stage]], lanes: int) -> list[list[Stage]]:
@@ -179,7 +177,7 @@ def run_lane(stages: list[Stage], threads: int, log_path: str, events) -> None:
     torch.set_num_threads(threads)
     for stage in stages:
         events.put((stage.label, "start"))
-        run_stage(stage)
+        stage.run(**stage.kwargs)
         events.put((stage.label, "done"))
 
 
@@ -201,7 +199,7 @@ def run_lanes(lanes: list[list[Stage]], *, threads: int, log_dir: Path, say: Cal
         pending = set(futures)
         last_report = time.monotonic()
         while pending:
-            done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            _, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
             while not events.empty():
                 label, event = events.get()
                 say(f"{label}: {event}")
@@ -212,7 +210,7 @@ def run_lanes(lanes: list[list[Stage]], *, threads: int, log_dir: Path, say: Cal
             if time.monotonic() - last_report > 30 and running:
                 say("running: " + "; ".join(step_progress(stage) for stage in running.values()))
                 last_report = time.monotonic()
-        failures = [(futures[f], f.exception()) for f in futures if f.exception() is not None]
+        failures = [(log, future.exception()) for future, log in futures.items() if future.exception() is not None]
     if failures:
         log, error = failures[0]
         raise SdlabError(f"a demo lane failed ({type(error).__name__}: {error}); its output is in {log}. Rerun the demo to resume")
@@ -227,8 +225,6 @@ def step_progress(stage: Stage) -> str:
 
 def run_demo(config: DemoConfig, *, force: bool = False, say: Callable[[str], None] = logger.info) -> Path:
     """Run every stage not yet complete; returns the report path."""
-    import torch
-
     from sdlab.organism.build import build_organism
     from sdlab.report import build_report
 
@@ -243,13 +239,7 @@ def run_demo(config: DemoConfig, *, force: bool = False, say: Callable[[str], No
     stage("1/3 organism: build or reuse")
     model_path = str(build_organism(seed=config.seed, size=config.organism_size))
     chains = pending_stages(config, model_path, out, skip=lambda label: stage(f"2/3 {label}: done, skipped"))
-    if config.lanes == 1:
-        torch.set_num_threads(config.threads)
-        for chain in chains:
-            for work in chain:
-                stage(f"2/3 {work.label}")
-                run_stage(work)
-    elif chains:
+    if chains:
         stage("2/3 probe, training and evaluation")
         run_lanes(assign_lanes(chains, config.lanes), threads=config.threads, log_dir=out / "logs", say=lambda text: stage(f"2/3 {text}"))
 
