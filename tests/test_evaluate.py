@@ -70,6 +70,13 @@ def test_mean_and_ci95_hand_computed():
     assert mean - low == pytest.approx(high - mean)
 
 
+def test_mean_and_ci95_within_clips_only_the_interval():
+    unclipped = mean_and_ci95([0.9, 1.0, 1.0])
+    assert unclipped[2] > 1  # the t-interval of three pass rates passes 1
+    mean, low, high = mean_and_ci95([0.9, 1.0, 1.0], within=(0.0, 1.0))
+    assert (mean, low, high) == (unclipped[0], unclipped[1], 1.0)
+
+
 def test_mean_and_ci95_degenerate_inputs():
     assert mean_and_ci95([2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
     mean, low, high = mean_and_ci95([0.3])

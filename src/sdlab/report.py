@@ -32,7 +32,7 @@ from sdlab.sweep_results import write_csv
 logger = logging.getLogger(__name__)
 
 TRAINING_PANELS = {"score (reward)": "reward_mean", "response tokens": "response_tokens_mean", "epistemic markers per response": "markers_per_response", "loss": "loss"}
-FRACTION = (0.0, 1.02)  # y range of accuracy plots: scores are fractions
+ACCURACY_AXIS = (0.0, 1.02)  # y range of accuracy plots: scores are fractions
 STUDY_SFT = "The study (DeepSeek-R1-Distill-Qwen-7B, AIME24): base 54.79, SFT on D_ug 51.04, SFT on D_sg 20.21."
 
 
@@ -276,7 +276,7 @@ def results_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> s
                      "(a group of one seed: the run's ID interval over problems in parentheses); "
                      f"OOD = mean over the non-ID evaluation sets. Matched settings: {html.escape(matched)}. Data: <code>{csv}</code></p>"
                      + table(["group", "finished", "ID set", "ID avg@k", "OOD avg@k", "ID pass@k", "response tokens", "markers"], body)
-                     + image(interval_bars(labels, bands, ylabel="avg@k", ylim=FRACTION), f"ID and OOD accuracy of sweep {sweep.results['name']}"))
+                     + image(interval_bars(labels, bands, ylabel="avg@k", ylim=ACCURACY_AXIS), f"ID and OOD accuracy of sweep {sweep.results['name']}"))
     evaluated = evaluations(inputs)
     if evaluated:
         records = [{"source": label, "dataset": name, "role": "ID" if i == 0 else "OOD", **{k: m.get(k) for k in ("avg@k", "pass@k", "mean_response_tokens", "mean_markers_paper", "n_problems", "k")},
@@ -290,7 +290,7 @@ def results_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> s
         bands = {label: [by_key.get((label, d), (None, None, None)) for d in datasets] for label in evaluated}
         parts.append(f"<h3>Evaluations</h3><p>avg@k with its 95% interval over problems; the first data set of each evaluation is taken as in-distribution. Data: <code>{csv}</code></p>"
                      + table(["model", "data set", "role", "avg@k", "pass@k", "response tokens", "markers", "problems", "k"], body)
-                     + image(interval_bars(datasets, bands, ylabel="avg@k", ylim=FRACTION), "avg@k per data set and model"))
+                     + image(interval_bars(datasets, bands, ylabel="avg@k", ylim=ACCURACY_AXIS), "avg@k per data set and model"))
     return "".join(parts) or missing("No evaluated sweep, run or `sdlab eval` directory among the inputs.")
 
 
@@ -309,7 +309,7 @@ def coverage_section(sweeps: list[SweepData], save: CsvSink) -> str:
             records.append({"series": series, "coverage": row["coverage"], "distinct_problems": x, **{f"{r}_avg@k_{p}": row.get(f"{r}_avg@k_{p}") for r in ("id", "ood") for p in ("mean", "ci_low", "ci_high")}})
         csv = save(f"coverage_{slug(sweep.path)}", records)
         parts.append(f"<h3>sweep {html.escape(sweep.results['name'])}</h3><p>Final avg@k vs distinct training problems (log scale), mean and 95% interval over seeds. Data: <code>{csv}</code></p>"
-                     + image(interval_lines(panels, xlabel="distinct training problems", ylabel="avg@k", log_x=True, ylim=FRACTION), "coverage plot"))
+                     + image(interval_lines(panels, xlabel="distinct training problems", ylabel="avg@k", log_x=True, ylim=ACCURACY_AXIS), "coverage plot"))
     return "".join(parts) or missing("No sweep with a `coverage` axis among the inputs: give e.g. the output of `sdlab sweep recipes/sweeps/coverage.yaml`.")
 
 
@@ -337,7 +337,7 @@ def pass_at_k_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) ->
     csv = save("pass_at_k", [{"panel": panel, "label": label, "k": k, "pass@k": v} for panel, lines in curves.items() for label, curve in lines.items() for k, v in enumerate(curve, 1)])
     panels = {panel: {label: list(enumerate(curve, 1)) for label, curve in lines.items()} for panel, lines in curves.items()}
     return f"<p>Unbiased pass@k for k = 1 .. k samples (mean over problems; sweeps: over seeds too). Data: <code>{csv}</code></p>" + "".join(
-        image(line_panels(dict(list(panels.items())[i : i + 3]), xlabel="k", ylim=FRACTION), "pass@k curves") for i in range(0, len(panels), 3))
+        image(line_panels(dict(list(panels.items())[i : i + 3]), xlabel="k", ylim=ACCURACY_AXIS), "pass@k curves") for i in range(0, len(panels), 3))
 
 
 def sft_section(sweeps: list[SweepData], save: CsvSink) -> str:
@@ -346,14 +346,14 @@ def sft_section(sweeps: list[SweepData], save: CsvSink) -> str:
         sft_rows = [r for r in sweep.results["aggregate"] if r.get("method") == "sft"]
         if not sft_rows:
             continue
-        from sdlab.evaluate import mean_and_ci95  # imports torch: only when there is an SFT sweep
+        from sdlab.evaluate import FRACTION, mean_and_ci95  # imports torch: only when there is an SFT sweep
 
         cells = [c["row"] for c in sweep.results["cells"] if c["row"].get("method") == "sft"]
         records = []
         base = {role: [c[f"base_{role}_avg@k"] for c in cells if c.get(f"base_{role}_avg@k") is not None] for role in ("id", "ood")}
         row = {"model": "base (step-0 evaluation)"}
         for role, values in base.items():
-            mean, low, high = mean_and_ci95(values) if values else (None, None, None)
+            mean, low, high = mean_and_ci95(values, within=FRACTION) if values else (None, None, None)
             row.update({f"{role}_avg@k_mean": mean, f"{role}_avg@k_ci_low": None if low != low else low, f"{role}_avg@k_ci_high": None if high != high else high})
         records.append(row)
         records += [{"model": "SFT " + sweep.label(r, without=("method",)), **{f"{role}_avg@k_{p}": r.get(f"{role}_avg@k_{p}") for role in ("id", "ood") for p in ("mean", "ci_low", "ci_high")}} for r in sft_rows]

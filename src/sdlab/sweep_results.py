@@ -115,10 +115,15 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
+def is_fraction_column(column: str) -> bool:
+    """Scores (avg@k, pass@k) lie in [0, 1]; lengths, markers and step counts do not."""
+    return "avg@k" in column or "pass@k" in column
+
+
 def aggregate(rows: list[dict[str, Any]], *, group_by: list[str], over: list[str]) -> list[dict[str, Any]]:
     """Group rows by `group_by` columns; per numeric column the mean and Student-t 95% interval
     over the group (seeds are the unit); `n` counts the rows with a value."""
-    from sdlab.evaluate import mean_and_ci95
+    from sdlab.evaluate import FRACTION, mean_and_ci95
 
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
@@ -136,7 +141,7 @@ def aggregate(rows: list[dict[str, Any]], *, group_by: list[str], over: list[str
                 if len({str(m.get(column)) for m in members}) == 1 and members[0].get(column) is not None:
                     record[column] = members[0][column]  # a shared label such as method or id_dataset
                 continue
-            mean, low, high = mean_and_ci95(values)
+            mean, low, high = mean_and_ci95(values, within=FRACTION if is_fraction_column(column) else None)
             record[f"{column}_mean"] = mean
             record[f"{column}_ci_low"] = None if math.isnan(low) else low
             record[f"{column}_ci_high"] = None if math.isnan(high) else high
