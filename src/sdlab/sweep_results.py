@@ -115,15 +115,22 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
-def is_fraction_column(column: str) -> bool:
-    """Scores (avg@k, pass@k) lie in [0, 1]; lengths, markers and step counts do not."""
-    return "avg@k" in column or "pass@k" in column
+def column_range(column: str) -> tuple[float, float] | None:
+    """What a column's values can be: scores (avg@k, pass@k) lie in [0, 1], lengths and
+    marker counts are not negative; other columns are left alone."""
+    from sdlab.evaluate import FRACTION  # imports torch, as aggregate's caller already has
+
+    if "avg@k" in column or "pass@k" in column:
+        return FRACTION
+    if "tokens" in column or "markers" in column:
+        return (0.0, math.inf)
+    return None
 
 
 def aggregate(rows: list[dict[str, Any]], *, group_by: list[str], over: list[str]) -> list[dict[str, Any]]:
     """Group rows by `group_by` columns; per numeric column the mean and Student-t 95% interval
     over the group (seeds are the unit); `n` counts the rows with a value."""
-    from sdlab.evaluate import FRACTION, mean_and_ci95
+    from sdlab.evaluate import mean_and_ci95
 
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
@@ -141,7 +148,7 @@ def aggregate(rows: list[dict[str, Any]], *, group_by: list[str], over: list[str
                 if len({str(m.get(column)) for m in members}) == 1 and members[0].get(column) is not None:
                     record[column] = members[0][column]  # a shared label such as method or id_dataset
                 continue
-            mean, low, high = mean_and_ci95(values, within=FRACTION if is_fraction_column(column) else None)
+            mean, low, high = mean_and_ci95(values, within=column_range(column))
             record[f"{column}_mean"] = mean
             record[f"{column}_ci_low"] = None if math.isnan(low) else low
             record[f"{column}_ci_high"] = None if math.isnan(high) else high
