@@ -27,7 +27,7 @@ from typing import Any
 
 from sdlab import SdlabError
 from sdlab.rundir import read_jsonl
-from sdlab.sweep_results import write_csv
+from sdlab.sweep_results import aggregate, write_csv
 
 logger = logging.getLogger(__name__)
 
@@ -346,16 +346,9 @@ def sft_section(sweeps: list[SweepData], save: CsvSink) -> str:
         sft_rows = [r for r in sweep.results["aggregate"] if r.get("method") == "sft"]
         if not sft_rows:
             continue
-        from sdlab.evaluate import FRACTION, mean_and_ci95  # imports torch: only when there is an SFT sweep
-
         cells = [c["row"] for c in sweep.results["cells"] if c["row"].get("method") == "sft"]
-        records = []
-        base = {role: [c[f"base_{role}_avg@k"] for c in cells if c.get(f"base_{role}_avg@k") is not None] for role in ("id", "ood")}
-        row = {"model": "base (step-0 evaluation)"}
-        for role, values in base.items():
-            mean, low, high = mean_and_ci95(values, within=FRACTION) if values else (None, None, None)
-            row.update({f"{role}_avg@k_mean": mean, f"{role}_avg@k_ci_low": None if low != low else low, f"{role}_avg@k_ci_high": None if high != high else high})
-        records.append(row)
+        (base,) = aggregate(cells, group_by=[], over=[])  # the step-0 scores over every SFT cell, as the sweep aggregates its columns
+        records = [{"model": "base (step-0 evaluation)", **{f"{role}_avg@k_{p}": base.get(f"base_{role}_avg@k_{p}") for role in ("id", "ood") for p in ("mean", "ci_low", "ci_high")}}]
         records += [{"model": "SFT " + sweep.label(r, without=("method",)), **{f"{role}_avg@k_{p}": r.get(f"{role}_avg@k_{p}") for role in ("id", "ood") for p in ("mean", "ci_low", "ci_high")}} for r in sft_rows]
         csv = save(f"sft_{slug(sweep.path)}", records)
         parts.append(f"<h3>sweep {html.escape(sweep.results['name'])}</h3><p>avg@k, mean [95% interval] over seeds. {html.escape(STUDY_SFT)} Data: <code>{csv}</code></p>"
