@@ -261,7 +261,9 @@ def check_drill(task: Task, rng: random.Random, *, checks: int = 4, max_gap: int
 
 
 DOC_KINDS = ("linmod", "linmod_context", "narrow", "narrow_context", "check", "fact_drill", "check_drill")
-DOC_WEIGHTS = (0.385, 0.25, 0.08, 0.02, 0.06, 0.12, 0.085)
+# Drills carry the facts and the copy by content that every check needs; with fewer of them
+# (v7: 12% and 8.5%) whether a build learned both depended on the seed and the CPU.
+DOC_WEIGHTS = (0.30, 0.22, 0.07, 0.02, 0.05, 0.19, 0.15)
 
 
 def corpus_documents(n_docs: int, *, seed: int) -> list[dict]:
