@@ -187,6 +187,21 @@ def test_seeds_run_in_separate_directories_pool_into_one_aggregate(demo_dir, tmp
     assert {row["n"] for row in pooled} == {"3"} and all(row["id_avg@k_ci_low"] for row in pooled)
 
 
+def test_a_sweep_run_one_method_per_directory_pools_into_one_table(demo_dir, tmp_path):
+    """Each method of the coverage grid in its own directory (two lanes side by side) is still
+    one experiment: one table with both methods, not one table per directory."""
+    from sdlab.sweep import load_sweep, run_sweep
+
+    recipe = demo_dir.parent / "coverage.yaml"
+    for method in ("grpo", "sdpo"):
+        run_sweep(load_sweep(recipe, [f"output_dir={tmp_path / method}", f"grid.method=[{method}]", "steps=1"]), reward_funcs=distinct_characters)
+    markdown = tmp_path / "results.md"
+    build_report([tmp_path / "grpo", tmp_path / "sdpo"], tmp_path / "report.html", markdown=markdown)
+    text = markdown.read_text()
+    assert text.count("Sweep `coverage` (") == 1 and f"(`{tmp_path / 'grpo'}, {tmp_path / 'sdpo'}`)" in text
+    assert "| method=grpo, coverage=1x4 | 1/1 |" in text and "| method=sdpo, coverage=4 | 1/1 |" in text
+
+
 
 def test_method_summary_pools_every_sweep_by_method_and_counts_a_repeated_run_once(demo_dir, tmp_path):
     """The coverage sweep's GRPO and SDPO cells and the off-policy SFT cells each become one row;

@@ -156,11 +156,16 @@ def aggregate(rows: list[dict[str, Any]], *, group_by: list[str], over: list[str
     return out
 
 
+def settings_across_parts(results: dict[str, Any]) -> dict[str, Any]:
+    """The shared settings that must agree between parts of one experiment: all but the seed and
+    the grid's axes, which a part run on its own (one seed, one method) holds fixed."""
+    return {k: v for k, v in results["shared"].items() if k != "seed" and k not in results["axes"]}
+
+
 def pooling_key(results: dict[str, Any]) -> str:
-    """Sweeps with equal keys are one experiment run in parts (a seed added later, in its own
-    directory): same name, axes and aggregation, and every shared setting equal but the seed."""
-    shared = {k: v for k, v in results["shared"].items() if k != "seed"}
-    return json.dumps([results["name"], results["axes"], results["aggregate_over"], shared], sort_keys=True, default=str)
+    """Sweeps with equal keys are one experiment run in parts (a seed added later, or each
+    method in its own directory): same name, axes and aggregation, and every other setting equal."""
+    return json.dumps([results["name"], results["axes"], results["aggregate_over"], settings_across_parts(results)], sort_keys=True, default=str)
 
 
 def pool_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -173,7 +178,7 @@ def pool_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     group_by = [axis for axis in first["axes"] if axis not in first["aggregate_over"]]
     return {
         **first,
-        "shared": {k: v for k, v in first["shared"].items() if k != "seed"},
+        "shared": settings_across_parts(first),
         "cells": [cell for part in parts for cell in part["cells"]],
         "rows": rows,
         "aggregate": aggregate(rows, group_by=group_by, over=first["aggregate_over"]),
