@@ -187,18 +187,22 @@ def test_seeds_run_in_separate_directories_pool_into_one_aggregate(demo_dir, tmp
     assert {row["n"] for row in pooled} == {"3"} and all(row["id_avg@k_ci_low"] for row in pooled)
 
 
-def test_a_sweep_run_one_method_per_directory_pools_into_one_table(demo_dir, tmp_path):
-    """Each method of the coverage grid in its own directory (two lanes side by side) is still
-    one experiment: one table with both methods, not one table per directory."""
+@pytest.mark.parametrize("parts", [
+    {"grpo": "grid.method=[grpo]", "sdpo": "grid.method=[sdpo]"},  # a list axis: the key is the axis
+    {"1x4": 'grid.coverage={1x4: {data.train: "organism:linmod:1x4"}}', "4": 'grid.coverage={"4": {data.train: "organism:linmod:4"}}'},  # named levels
+], ids=["by-method", "by-coverage-level"])
+def test_a_sweep_run_one_axis_level_per_directory_pools_into_one_table(demo_dir, tmp_path, parts):
+    """Each method (or coverage level) of the coverage grid in its own directory (two lanes side
+    by side) is still one experiment: one table with every cell, not one table per directory."""
     from sdlab.sweep import load_sweep, run_sweep
 
     recipe = demo_dir.parent / "coverage.yaml"
-    for method in ("grpo", "sdpo"):
-        run_sweep(load_sweep(recipe, [f"output_dir={tmp_path / method}", f"grid.method=[{method}]", "steps=1"]), reward_funcs=distinct_characters)
+    for name, override in parts.items():
+        run_sweep(load_sweep(recipe, [f"output_dir={tmp_path / name}", override, "steps=1"]), reward_funcs=distinct_characters)
     markdown = tmp_path / "results.md"
-    build_report([tmp_path / "grpo", tmp_path / "sdpo"], tmp_path / "report.html", markdown=markdown)
+    build_report([tmp_path / name for name in parts], tmp_path / "report.html", markdown=markdown)
     text = markdown.read_text()
-    assert text.count("Sweep `coverage` (") == 1 and f"(`{tmp_path / 'grpo'}, {tmp_path / 'sdpo'}`)" in text
+    assert text.count("Sweep `coverage` (") == 1 and "(`" + ", ".join(str(tmp_path / name) for name in parts) + "`)" in text
     assert "| method=grpo, coverage=1x4 | 1/1 |" in text and "| method=sdpo, coverage=4 | 1/1 |" in text
 
 

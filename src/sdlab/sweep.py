@@ -140,6 +140,11 @@ def axis_levels(axis: str, levels: list[Any] | dict[str, dict[str, Any]]) -> lis
     return [(str(value), {axis: value}) for value in levels]
 
 
+def grid_keys(config: SweepConfig) -> set[str]:
+    """The recipe keys some axis level sets: per cell, never shared settings of the sweep."""
+    return {key for axis, levels in config.grid.items() for _, values in axis_levels(axis, levels) for key in values}
+
+
 def base_recipe(config: SweepConfig) -> dict[str, Any]:
     recipe = read_yaml(config.recipe) if config.recipe else {}
     for key, value in config.base.items():
@@ -200,11 +205,11 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
         (sweep_level if override.split("=", 1)[0].split(".")[0] in SweepConfig.model_fields else recipe_level).append(override)
     apply_overrides(data, sweep_level)
     config = build_config(SweepConfig, data, source=str(path))
-    grid_keys = {key for axis, levels in config.grid.items() for _, values in axis_levels(axis, levels) for key in values}
+    set_by_grid = grid_keys(config)
     for override in recipe_level:
         path_parts, value = parse_override(override)
         key = ".".join(path_parts)
-        if key in grid_keys:
+        if key in set_by_grid:
             raise SdlabError(f"override {override!r}: {key} is set by the grid, which would win; override the axis instead (e.g. 'grid.{key}=[...]')")
         config.base[key] = value
     return config

@@ -156,16 +156,11 @@ def aggregate(rows: list[dict[str, Any]], *, group_by: list[str], over: list[str
     return out
 
 
-def settings_across_parts(results: dict[str, Any]) -> dict[str, Any]:
-    """The shared settings that must agree between parts of one experiment: all but the seed and
-    the grid's axes, which a part run on its own (one seed, one method) holds fixed."""
-    return {k: v for k, v in results["shared"].items() if k != "seed" and k not in results["axes"]}
-
-
 def pooling_key(results: dict[str, Any]) -> str:
     """Sweeps with equal keys are one experiment run in parts (a seed added later, or each
-    method in its own directory): same name, axes and aggregation, and every other setting equal."""
-    return json.dumps([results["name"], results["axes"], results["aggregate_over"], settings_across_parts(results)], sort_keys=True, default=str)
+    method in its own directory): same name, axes and aggregation, and every shared setting
+    (those the grid does not set) equal."""
+    return json.dumps([results["name"], results["axes"], results["aggregate_over"], results["shared"]], sort_keys=True, default=str)
 
 
 def pool_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -178,7 +173,6 @@ def pool_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     group_by = [axis for axis in first["axes"] if axis not in first["aggregate_over"]]
     return {
         **first,
-        "shared": settings_across_parts(first),
         "cells": [cell for part in parts for cell in part["cells"]],
         "rows": rows,
         "aggregate": aggregate(rows, group_by=group_by, over=first["aggregate_over"]),
@@ -187,7 +181,7 @@ def pool_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 def collect_results(sweep_dir: str | Path) -> dict[str, Any]:
     """Read every cell of the sweep in `sweep_dir` (its sweep.yaml names the grid)."""
-    from sdlab.sweep import CELLS, SWEEP_FILE, SweepConfig, cell_status, expand_grid, shared_settings
+    from sdlab.sweep import CELLS, SWEEP_FILE, SweepConfig, cell_status, expand_grid, grid_keys, shared_settings
 
     sweep_dir = Path(sweep_dir)
     config = build_config(SweepConfig, read_yaml(sweep_dir / SWEEP_FILE), source=str(sweep_dir / SWEEP_FILE))
@@ -207,12 +201,14 @@ def collect_results(sweep_dir: str | Path) -> dict[str, Any]:
     except Exception as err:  # a data file gone since the run: the table is still worth writing
         logger.warning("shared settings unknown: %s", err)
         shared = {}
+    # What a part run on its own (one seed, one method, one level) holds fixed is still the grid's.
+    set_by_grid = grid_keys(config) | {"output_dir"}
     return {
         "name": config.name,
         "description": config.description,
         "axes": axes,
         "aggregate_over": config.aggregate_over,
-        "shared": {k: v for k, v in shared.items() if k != "output_dir"},
+        "shared": {k: v for k, v in shared.items() if k not in set_by_grid},
         "cells": records,
         "rows": rows,
         "aggregate": aggregate(rows, group_by=group_by, over=config.aggregate_over),
