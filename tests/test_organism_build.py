@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sdlab.organism.build import BUILD_FILE, SIZES, build_organism, default_organism_dir, pack_tokens, trained_window
+from sdlab.organism.build import BUILD_FILE, SIZES, bf16_is_native, build_organism, default_organism_dir, make_model, pack_tokens, train_step, trained_window
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,18 @@ def test_the_build_ends_with_a_window_extension_phase(built: Path) -> None:
     assert stats["trained_tokens"] == size.steps * size.batch * size.seq_len + size.extend_steps * size.extend_batch * size.extend_seq_len
     assert trained_window(stats["settings"]) == size.extend_seq_len > size.seq_len
     assert trained_window({**stats["settings"], "extend_steps": 0}) == size.seq_len
+
+
+def test_steps_run_in_bf16_only_where_the_cpu_has_it_and_the_build_says_which(built: Path) -> None:
+    """Emulated bf16 made a step 10x dearer on an AVX2-only CPU; the precision changes the weights."""
+    assert json.loads((built / BUILD_FILE).read_text())["precision"] == ("bf16 autocast" if bf16_is_native() else "fp32")
+    tokenizer = AutoTokenizer.from_pretrained(built)
+    batch = torch.randint(0, len(tokenizer), (2, 32), generator=torch.Generator().manual_seed(0))
+    losses = []
+    for bf16 in (False, True):
+        model = make_model(SIZES["test"], tokenizer, seed=0)
+        losses.append(train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), batch, bf16=bf16))
+    assert losses[0] != losses[1] and abs(losses[0] - losses[1]) < 0.05
 
 
 def test_pack_tokens_cuts_the_stream_into_windows() -> None:

@@ -35,9 +35,9 @@ logger = logging.getLogger(__name__)
 # 63-76% of the SDPO teacher's scored tokens sat further back than that from its context, where
 # its next-token loss rose from 0.09 to 1.95 nats at 512 tokens (`distance_probe`, docs/organism.md#window).
 # v8: fact and check drills 19% and 15% of documents (from 12% and 8.5%), and the steps under
-# bf16 autocast. On a newer CPU (2026-12-03, AMD family 26) v7's recipe trained to other weights
-# that never learned the lookup facts (ID 0.06); the copy after a context was the next to fail.
-# The drills are where both are practised; autocast makes a step 1.37x cheaper.
+# bf16 autocast where the CPU has bf16 instructions. On a newer CPU (2026-12-03, AMD family 26)
+# v7's recipe trained to other weights that never learned the lookup facts (ID 0.06); the copy
+# after a context was the next to fail. The drills are where both are practised.
 CORPUS_VERSION = 8
 BUILD_FILE = "build.json"
 MEASURE_N = 16  # problems per row of the model card's table (the docs use more)
@@ -128,7 +128,7 @@ def lr_at(step: int, *, steps: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def pretrain(model, token_lists: list[list[int]], size: Size, *, seed: int, show_progress: bool = True) -> list[float]:
+def pretrain(model, token_lists: list[list[int]], size: Size, *, seed: int, bf16: bool, show_progress: bool = True) -> list[float]:
     """Plain next-token loss over every token (prompts included), main phase then window
     extension with the optimizer state carried over; returns the loss curve of both."""
     generator = torch.Generator().manual_seed(seed)
@@ -153,16 +153,22 @@ def pretrain(model, token_lists: list[list[int]], size: Size, *, seed: int, show
                 batch = windows[[order.pop() for _ in range(batch_size)]]
                 for group in optimizer.param_groups:
                     group["lr"] = lr_of_step(step)
-                losses.append(train_step(model, optimizer, batch))
+                losses.append(train_step(model, optimizer, batch, bf16=bf16))
                 progress.update(bar, advance=1, loss=sum(losses[-20:]) / len(losses[-20:]))
     model.eval()
     return losses
 
 
-def train_step(model, optimizer, batch: torch.Tensor) -> float:
-    """One step with bf16 matmuls (fp32 weights and optimizer state): 1.37x cheaper per step on
-    the 2026-12-03 VM's AMD CPU, which has bf16 instructions (docs/measurements.md#organism)."""
-    with torch.autocast(batch.device.type, dtype=torch.bfloat16):
+def bf16_is_native() -> bool:
+    """Whether this CPU multiplies bf16 in hardware. Autocast made a step 1.37x cheaper on an
+    AMD CPU with avx512_bf16 and 10x dearer on an AVX2-only one, which emulates it (3.1 s
+    against 0.30 s; docs/measurements.md#organism), so the build uses it only where native."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def train_step(model, optimizer, batch: torch.Tensor, *, bf16: bool) -> float:
+    """One step, its matmuls in bf16 when `bf16` (fp32 weights and optimizer state either way)."""
+    with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=bf16):
         loss = model(input_ids=batch, labels=batch).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -210,7 +216,8 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
     token_lists = tokenizer([document_text(tokenizer, d) for d in documents], add_special_tokens=False)["input_ids"]  # one batch call: same ids, a third faster
     model = make_model(spec, tokenizer, seed=seed)
     corpus_seconds = time.time() - started
-    losses = pretrain(model, token_lists, spec, seed=seed, show_progress=show_progress)
+    bf16 = bf16_is_native()
+    losses = pretrain(model, token_lists, spec, seed=seed, bf16=bf16, show_progress=show_progress)
     train_seconds = time.time() - started - corpus_seconds
 
     staging = out_dir.with_name(out_dir.name + ".partial")
@@ -226,6 +233,7 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
         "trained_tokens": spec.steps * spec.batch * spec.seq_len + spec.extend_steps * spec.extend_batch * spec.extend_seq_len,
         "loss_before_extension": round(sum(losses[spec.steps - 20:spec.steps]) / 20, 4), "corpus_seconds": round(corpus_seconds, 1),
         "train_seconds": round(train_seconds, 1), "threads": torch.get_num_threads(),
+        "precision": "bf16 autocast" if bf16 else "fp32",  # the same seed trains to other weights in each
         "loss_first": round(losses[0], 4), "loss_last20": round(sum(losses[-20:]) / len(losses[-20:]), 4),
         "documents_by_kind": _count_kinds(documents),
     }

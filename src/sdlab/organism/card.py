@@ -58,7 +58,7 @@ uses. Task families, spec syntax and design: `docs/organism.md` in the sdlab rep
 - Tokenizer: byte-level BPE, vocabulary {stats['vocab']}, digits never merged, no token across a line break, `\\boxed{{` one token; `<think>`/`</think>` are ordinary tokens; eos `<|im_end|>`, pad `<|endoftext|>`; Qwen3-style chat template with `enable_thinking`.
 - Corpus (version {stats['corpus_version']}): {stats['corpus_documents']:,} documents, {stats['corpus_tokens']:,} tokens, from the `pretrain` split only (no train or eval problem, no `linmod-hard` or `sqmod` problem); documents by kind: {stats['documents_by_kind']}.
 - Pretraining: next-token loss on every token, AdamW, peak lr {s['lr']}, {s['steps']} steps of {s['batch']} x {s['seq_len']} tokens, then {s['extend_steps']} of {s['extend_batch']} x {s['extend_seq_len']} at the final lr (window extension; {stats['trained_tokens']:,} tokens); loss {stats['loss_first']} -> {stats['loss_last20']}.
-- Time on {stats['threads']} CPU threads: corpus and tokenizer {stats['corpus_seconds']} s, training {stats['train_seconds']} s, whole build {stats.get('build_seconds', '?')} s.
+- Time on {stats['threads']} CPU threads, steps in {stats.get('precision', 'bf16 autocast')}: corpus and tokenizer {stats['corpus_seconds']} s, training {stats['train_seconds']} s, whole build {stats.get('build_seconds', '?')} s.
 
 {DESIGN}
 ## Measured abilities
