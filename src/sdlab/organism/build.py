@@ -161,8 +161,9 @@ def pretrain(model, token_lists: list[list[int]], size: Size, *, seed: int, bf16
 
 def bf16_is_native() -> bool:
     """Whether this CPU multiplies bf16 in hardware. Autocast made a step 1.37x cheaper on an
-    AMD CPU with avx512_bf16 and 10x dearer on an AVX2-only one, which emulates it (3.1 s
-    against 0.30 s; docs/measurements.md#organism), so the build uses it only where native."""
+    AMD CPU with avx512_bf16 and 9.4x dearer on an AVX2-only one, which emulates it
+    (bench/organism_step_precision.py; docs/measurements.md#organism), so the build uses it
+    only where native."""
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
