@@ -44,6 +44,7 @@ def test_demo_runs_every_stage_and_writes_one_report(demo_config, tmp_path):
     for heading in ("Training dynamics", "Context-richness probe", "ID and OOD results", "pass@k"):
         assert heading in page
     assert not any("skipped" in line for line in stages)
+    assert any("warning: this organism lacks the copy of the question's equation" in line for line in stages)  # a test-size draw lacks it
     assert (out / "logs" / "lane-1.log").is_file() and (out / "logs" / "lane-2.log").is_file()  # two lanes ran
 
     rerun = []

@@ -25,6 +25,7 @@ def test_saved_directory_loads_like_a_hub_model(built: Path) -> None:
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>" and tokenizer.eos_token_id != tokenizer.pad_token_id
     assert model.generation_config.eos_token_id == tokenizer.eos_token_id
     assert (built / "README.md").read_text().startswith("# sdlab model organism")
+    assert "## Health\n\n(not judged" in (built / "README.md").read_text()  # built with measure=False
     assert json.loads((built / BUILD_FILE).read_text())["size"] == "test"
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Solve (4*x + 9) mod 7 = 5 for x in 0..6."}], tokenize=False, add_generation_prompt=True)
     assert prompt.endswith("<|im_start|>assistant\n")
@@ -126,3 +127,12 @@ def test_distance_probe_scores_the_same_responses_behind_longer_contexts(built: 
     assert len(set(losses.values())) == 3  # what comes before changes the loss of the same tokens
     untrained = distance_probe(AutoModelForCausalLM.from_config(model.config), tokenizer, n=3, distances=(0,))
     assert losses[0] < untrained[0]  # the build learned something the probe can see
+
+
+def test_a_build_judges_its_abilities_and_its_card_names_what_it_lacks(tmp_path: Path) -> None:
+    """A 20-step model cannot check anything: the build must say so, in build.json and the card."""
+    built = build_organism(tmp_path / "measured", size="test", seed=0, show_progress=False)
+    missing = json.loads((built / BUILD_FILE).read_text())["missing_abilities"]
+    assert [m.split(":")[0] for m in missing] == ["the lookup facts of a check", "the copy of the question's equation into a check"]
+    card = (built / "README.md").read_text()
+    assert "This draw **lacks**" in card and all(f"- {m}" in card for m in missing)

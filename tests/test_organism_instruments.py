@@ -113,3 +113,44 @@ def test_mechanics_are_read_off_an_evaluation_directory(tmp_path) -> None:
     (tmp_path / "samples_organism_linmod-eval_2.jsonl").write_text(json.dumps({**samples[0], "problem_id": "linmod-p0-nowhere"}) + "\n")
     result = CliRunner().invoke(app, ["organism", "mechanics", str(tmp_path)])
     assert result.exit_code != 0 and "linmod-p0-nowhere" in str(result.output) + str(result.exception)
+
+
+def writer_rows(*, copies_after_context: str) -> list[dict]:
+    """Ability rows of the trace writer's own responses (every check right), with the equation
+    in checks after a context replaced by `copies_after_context` ("right", or "target": the
+    target swapped for another number, the failure seen in AVX2-only builds)."""
+    import random
+
+    from sdlab.organism.corpus import context_for, guided_response, unguided_response
+    from sdlab.organism.measure import ability_row
+    from sdlab.organism.tasks import equation, load_organism_problems
+
+    rng = random.Random(0)
+    problems = load_organism_problems("organism:linmod-eval:8")
+    rows = []
+    for context in ("none", "solution", "solution_nothink", "hint"):
+        texts = []
+        for problem in problems:
+            task = Task("linmod", problem.meta["p"], problem.meta["a"], problem.meta["b"], problem.meta["c"])
+            text = unguided_response(task, rng) if context == "none" else guided_response(task, context_for(task, context, rng), rng)
+            if context != "none" and copies_after_context == "target":
+                text = text.replace(f"{equation(task)}:", f"{equation(task).replace(f'= {task.c} ', f'= {(task.c + 1) % task.p} ')}:")
+            texts.append(text)
+        rows.append(ability_row("linmod-eval", context, texts, problems, [len(text) for text in texts]))
+    return rows
+
+
+def test_a_draw_with_every_required_ability_lacks_none() -> None:
+    from sdlab.organism.measure import missing_abilities
+
+    assert missing_abilities(writer_rows(copies_after_context="right")) == []
+
+
+def test_broken_copies_after_a_context_are_named_and_unmeasured_rows_are_not_judged() -> None:
+    from sdlab.organism.measure import missing_abilities
+
+    rows = writer_rows(copies_after_context="target")
+    missing = missing_abilities(rows)
+    assert [m.split(":")[0] for m in missing] == ["the copy of the equation after a think-less solution", "the copy of the equation after a bare answer"]
+    assert "check_copies_right 0.00 on linmod-eval / hint" in missing[1]
+    assert missing_abilities(rows[:1]) == []  # only the no-context row measured: nothing after a context judged

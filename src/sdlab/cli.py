@@ -340,7 +340,7 @@ def organism_measure(
 
     from sdlab.generation import load_model_and_tokenizer
     from sdlab.organism.card import abilities_table
-    from sdlab.organism.measure import copy_probe, distance_probe, measure_abilities
+    from sdlab.organism.measure import copy_probe, distance_probe, measure_abilities, missing_abilities
     from sdlab.rundir import write_json
 
     torch.set_num_threads(threads)
@@ -349,8 +349,9 @@ def organism_measure(
     copies = copy_probe(loaded, tokenizer, n=n, seed=seed)
     distances = distance_probe(loaded, tokenizer, n=n, seed=seed)
     if out is not None:
-        write_json(out, {"model": str(model), "n": n, "seed": seed, "temperature": temperature, "rows": rows, "copy_probe": copies, "distance_probe": distances})
+        write_json(out, {"model": str(model), "n": n, "seed": seed, "temperature": temperature, "rows": rows, "missing_abilities": missing_abilities(rows), "copy_probe": copies, "distance_probe": distances})
     print(abilities_table(rows))
+    print("\nMissing abilities (the experiments rely on them): " + ("; ".join(missing_abilities(rows)) or "none"))
     print("\nCopy probe (linmod-eval): P(the question's own number) at each slot of a check")
     print("| check | coefficient a | addend b | target c |\n| --- | --- | --- | --- |")
     for position, slots in copies.items():

@@ -239,11 +239,14 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
         "documents_by_kind": _count_kinds(documents),
     }
     if measure:
-        from sdlab.organism.measure import measure_abilities
+        from sdlab.organism.measure import measure_abilities, missing_abilities
 
         measured = time.time()
         stats["abilities"] = measure_abilities(model, tokenizer, seed=seed, n=MEASURE_N, quick=size == "test")
+        stats["missing_abilities"] = missing_abilities(stats["abilities"])
         stats["measure_seconds"] = round(time.time() - measured, 1)
+        for ability in stats["missing_abilities"]:
+            logger.warning("organism %s-seed%d lacks %s; see its README.md, Health", size, seed, ability)
     stats["build_seconds"] = round(time.time() - started, 1)
     from sdlab.organism.card import model_card
 

@@ -67,4 +67,26 @@ One sample per problem at temperature 0.6 (top-p 0.95, top-k 20), evaluation spl
 contexts built by `sdlab.contexts` with the study's template.
 
 {measured}
+
+## Health
+
+{health(stats)}
 """
+
+
+def health(stats: dict) -> str:
+    """Which abilities the experiments rely on this draw lacks (`measure.REQUIRED_ABILITIES`)."""
+    if "missing_abilities" not in stats:
+        return "(not judged: abilities not measured in this build)"
+    if not stats["missing_abilities"]:
+        return "Every required ability measured is present (`sdlab.organism.measure.REQUIRED_ABILITIES`)."
+    lines = "\n".join(f"- {ability}" for ability in stats["missing_abilities"])
+    return f"""This draw **lacks** abilities the experiments rely on:
+
+{lines}
+
+A build's weights depend on its seed, the CPU and the step precision ({stats.get('precision', '?')} here), and
+these abilities are phase transitions of pretraining that some draws miss
+(docs/measurements.md#organism). Results on this organism that use the missing ability
+(the probe's no-think and hint rows, an SDPO teacher shown less than a full solution) read
+noise; another `--seed` is a new draw."""

@@ -61,6 +61,32 @@ def measure_abilities(model, tokenizer, *, seed: int = 0, n: int = 64, temperatu
     return measure_rows(model, tokenizer, rows, n=n, seed=seed, temperature=temperature, show_progress=show_progress)
 
 
+# What every experiment relies on the organism for, as (family, context, column, minimum, what
+# it is). The copy after a context is the ability that failed most across builds: a draw's
+# weights depend on the CPU and the step precision (docs/measurements.md#organism), and one
+# that lacks it searches with broken checks after a think-less solution or a bare answer, so
+# the probe's no-think row and any SDPO teacher without a full solution read noise.
+REQUIRED_ABILITIES = (
+    ("linmod-eval", "none", "check_lookups_right", 0.9, "the lookup facts of a check"),
+    ("linmod-eval", "none", "check_copies_right", 0.8, "the copy of the question's equation into a check"),
+    ("linmod-eval", "solution", "accuracy", 0.9, "use of a full solution in context"),
+    ("linmod-eval", "solution_nothink", "check_copies_right", 0.8, "the copy of the equation after a think-less solution"),
+    ("linmod-eval", "hint", "check_copies_right", 0.8, "the copy of the equation after a bare answer"),
+)
+
+
+def missing_abilities(rows: list[dict]) -> list[str]:
+    """The required abilities that measured rows show below their minimum, as sentences; rows
+    not measured are not judged (a quick build measures two)."""
+    measured = {(row["family"], row["context"]): row for row in rows}
+    missing = []
+    for family, context, column, minimum, ability in REQUIRED_ABILITIES:
+        row = measured.get((family, context))
+        if row is not None and row.get(column, 0.0) < minimum:
+            missing.append(f"{ability}: {column} {row.get(column, 0.0):.2f} on {family} / {context} (needs {minimum})")
+    return missing
+
+
 def mechanics_of_evaluation(eval_dir: str | Path) -> list[dict]:
     """The instruments applied to an evaluation's saved samples (`sdlab eval`, or a run's
     `final_eval`), no new sampling: whether a trained model stopped searching (fewer
