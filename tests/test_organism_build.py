@@ -133,6 +133,9 @@ def test_a_build_judges_its_abilities_and_its_card_names_what_it_lacks(tmp_path:
     """A 20-step model cannot check anything: the build must say so, in build.json and the card."""
     built = build_organism(tmp_path / "measured", size="test", seed=0, show_progress=False)
     missing = json.loads((built / BUILD_FILE).read_text())["missing_abilities"]
-    assert [m.split(":")[0] for m in missing] == ["the lookup facts of a check", "the copy of the question's equation into a check"]
+    assert [m.split(":")[0] for m in missing] == [
+        "the lookup facts of a check", "the copy of the question's equation into a check",
+        "the comparison of a check's value with its target", "solving in-distribution problems without a context",
+    ]
     card = (built / "README.md").read_text()
     assert "This draw **lacks**" in card and all(f"- {m}" in card for m in missing)

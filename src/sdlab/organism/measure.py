@@ -69,6 +69,8 @@ def measure_abilities(model, tokenizer, *, seed: int = 0, n: int = 64, temperatu
 REQUIRED_ABILITIES = (
     ("linmod-eval", "none", "check_lookups_right", 0.9, "the lookup facts of a check"),
     ("linmod-eval", "none", "check_copies_right", 0.8, "the copy of the question's equation into a check"),
+    ("linmod-eval", "none", "check_comparisons_right", 0.95, "the comparison of a check's value with its target"),
+    ("linmod-eval", "none", "accuracy", 0.1, "solving in-distribution problems without a context"),
     ("linmod-eval", "solution", "accuracy", 0.9, "use of a full solution in context"),
     ("linmod-eval", "solution_nothink", "check_copies_right", 0.8, "the copy of the equation after a think-less solution"),
     ("linmod-eval", "hint", "check_copies_right", 0.8, "the copy of the equation after a bare answer"),
