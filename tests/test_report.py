@@ -140,8 +140,23 @@ def test_missing_inputs_leave_a_note_per_section(demo_dir, tmp_path):
     for text in ("No training run or sweep among the inputs", "No probe among the inputs", "No sweep with a `coverage` axis", "No SFT sweep among the inputs"):
         assert text.replace("`", "`") in page
     assert page.count('class="missing"') == 4
+    assert "Organism health" not in page  # a model without an organism build record is not judged
     absent = page[page.index('<h2 id="absent">'):]
     assert all(heading in absent for heading in ("Training dynamics", "Coverage", "Off-policy SFT")) and "ID and OOD results" not in absent
+
+
+def test_an_evaluation_of_an_organism_draw_that_lacks_an_ability_says_so_first(demo_dir, tmp_path):
+    import shutil
+
+    model = tmp_path / "organism"
+    model.mkdir()
+    (model / "build.json").write_text(json.dumps({"missing_abilities": ["the copy of the equation after a bare answer: check_copies_right 0.00"]}))
+    evaluation = shutil.copytree(demo_dir / "eval_base", tmp_path / "eval")
+    config = yaml.safe_load((evaluation / "config.yaml").read_text())
+    (evaluation / "config.yaml").write_text(yaml.safe_dump({**config, "model": str(model)}))
+    page = build_report([evaluation], tmp_path / "report.html").read_text()
+    notice = page.index("Organism health:")
+    assert notice < page.index('<h2 id="inputs">') and "lacks the copy of the equation after a bare answer" in page
 
 
 def test_cli_writes_the_report(demo_dir, tmp_path):

@@ -225,7 +225,7 @@ def step_progress(stage: Stage) -> str:
 
 def run_demo(config: DemoConfig, *, force: bool = False, say: Callable[[str], None] = logger.info) -> Path:
     """Run every stage not yet complete; returns the report path."""
-    from sdlab.organism.build import build_organism
+    from sdlab.organism.build import build_organism, recorded_missing_abilities
     from sdlab.report import build_report
 
     check_recipes_exist(config)
@@ -238,7 +238,7 @@ def run_demo(config: DemoConfig, *, force: bool = False, say: Callable[[str], No
 
     stage("1/3 organism: build or reuse")
     model_path = str(build_organism(seed=config.seed, size=config.organism_size))
-    for ability in organism_missing_abilities(model_path):
+    for ability in recorded_missing_abilities(model_path):
         stage(f"1/3 warning: this organism lacks {ability} (its README.md, Health)")
     chains = pending_stages(config, model_path, out, skip=lambda label: stage(f"2/3 {label}: done, skipped"))
     if chains:
@@ -249,13 +249,6 @@ def run_demo(config: DemoConfig, *, force: bool = False, say: Callable[[str], No
     report = build_report([out], out / "report.html")
     stage(f"done: {report}")
     return report
-
-
-def organism_missing_abilities(model_path: str) -> list[str]:
-    """What the build judged missing (`build.json`; builds before the judgement record none)."""
-    from sdlab.organism.build import BUILD_FILE
-
-    return read_json(Path(model_path) / BUILD_FILE).get("missing_abilities", [])
 
 
 def check_recipes_exist(config: DemoConfig) -> None:

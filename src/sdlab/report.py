@@ -26,7 +26,7 @@ from statistics import fmean
 from typing import Any
 
 from sdlab import SdlabError
-from sdlab.rundir import read_jsonl
+from sdlab.rundir import MODEL_FILE, read_json, read_jsonl
 from sdlab.sweep_results import aggregate, write_csv
 
 logger = logging.getLogger(__name__)
@@ -360,7 +360,35 @@ def sft_section(sweeps: list[SweepData], save: CsvSink) -> str:
 
 STYLE = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
-img{max-width:100%;display:block;margin:.5em 0}.missing{color:#a60;font-style:italic}code{background:#f5f5f5;padding:0 3px}"""
+img{max-width:100%;display:block;margin:.5em 0}.missing{color:#a60;font-style:italic}code{background:#f5f5f5;padding:0 3px}
+.health{border-left:4px solid #c30;padding:.2em 1em;background:#fff4f0}"""
+
+
+def starting_models(inputs: Inputs) -> list[Path]:
+    """The model directories the inputs started from: the organism build a run or sweep cell
+    recorded (`model_build.json`), a probe's or evaluation's configured model."""
+    import yaml
+
+    records = [run / MODEL_FILE for run in inputs.runs] + [record for sweep in inputs.sweeps for record in sweep.rglob(MODEL_FILE)]
+    models = {read_json(record).get("model") for record in records}
+    for path in inputs.probes + inputs.evals:
+        config = path / "config.yaml"
+        if config.is_file():
+            models.add((yaml.safe_load(config.read_text()) or {}).get("model"))
+    return sorted(Path(model) for model in models if isinstance(model, str))
+
+
+def health_notice(inputs: Inputs) -> str:
+    """A warning above every section when an organism the inputs started from lacks an ability
+    the experiments rely on (its build's judgement, docs/organism.md): such results measure the
+    draw's breakage, not the method."""
+    from sdlab.organism.build import recorded_missing_abilities
+
+    items = [f"<li><code>{html.escape(str(model))}</code> lacks {html.escape(ability)}</li>" for model in starting_models(inputs) for ability in recorded_missing_abilities(model)]
+    if not items:
+        return ""
+    return ('<div class="health"><p><b>Organism health:</b> these results start from an organism draw that lacks abilities the '
+            "experiments rely on (its README.md, Health); results that use them read noise.</p><ul>" + "".join(items) + "</ul></div>")
 
 
 def method_summary(sweeps: list[SweepData]) -> list[dict[str, Any]]:
@@ -496,7 +524,7 @@ def build_report(paths: list[str | Path], out: str | Path, *, markdown: str | Pa
         body += '<h2 id="absent">Not in this report</h2><ul>' + "".join(f"<li>{html.escape(heading)}: {content}</li>" for _, heading, content in absent) + "</ul>"
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>sdlab report</title><style>{STYLE}</style></head><body>'
-            f"<h1>sdlab report</h1><p>Generated {stamp}.</p><h2 id=\"inputs\">Inputs</h2><ul>{listed}</ul><ul>{toc}</ul>{body}</body></html>")
+            f"<h1>sdlab report</h1><p>Generated {stamp}.</p>{health_notice(inputs)}<h2 id=\"inputs\">Inputs</h2><ul>{listed}</ul><ul>{toc}</ul>{body}</body></html>")
     tmp = out.with_suffix(".tmp")
     tmp.write_text(page)
     tmp.replace(out)

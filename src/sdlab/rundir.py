@@ -56,6 +56,9 @@ def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
         handle.flush()
 
 
+MODEL_FILE = "model_build.json"  # a run's record of the organism build it started from
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():

@@ -27,7 +27,7 @@ from transformers import TrainerCallback
 
 from sdlab import SdlabError
 from sdlab.config import dump_config
-from sdlab.rundir import prepare_run_dir, read_json, read_jsonl, write_json, write_run_header
+from sdlab.rundir import MODEL_FILE, prepare_run_dir, read_json, read_jsonl, write_json, write_run_header
 from sdlab.train_config import ORGANISM, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -260,9 +260,6 @@ def export_model(checkpoint: Path, out: Path) -> None:
     AutoTokenizer.from_pretrained(checkpoint).save_pretrained(out)
 
 
-MODEL_FILE = "model_build.json"
-
-
 def check_same_model(run_dir: Path, model_path: str, *, resuming: bool) -> None:
     """Record which organism build a run starts from, and refuse to resume on another one:
     `model: organism` names whatever build is cached now, and a rebuild changes the weights."""
@@ -290,6 +287,15 @@ def check_window(config: TrainConfig, model_path: str) -> None:
         logger.warning("%s: sequences of up to %d tokens, but this organism was pretrained on %d-token windows; "
                        "lower max_completion_length / sdpo.max_teacher_prompt_length or build the organism with longer windows",
                        config.output_dir, config.longest_sequence, window)
+
+
+def warn_missing_abilities(config: TrainConfig, model_path: str) -> None:
+    """Warn when the organism's build judged its draw to lack an ability the experiments rely on
+    (docs/organism.md): a sweep on such a draw measures its breakage, not the method."""
+    from sdlab.organism.build import recorded_missing_abilities
+
+    for ability in recorded_missing_abilities(model_path):
+        logger.warning("%s: the organism %s lacks %s (its README.md, Health)", config.output_dir, model_path, ability)
 
 
 def check_resumable(run_dir: Path, config: TrainConfig) -> Path | None:
@@ -383,6 +389,7 @@ def run_training(
     model_path = resolve_model(config.model)
     check_same_model(run_dir, model_path, resuming=checkpoint is not None)
     check_window(config, model_path)
+    warn_missing_abilities(config, model_path)
     if config.method == "sft" and config.sft.collect is not None and not Path(config.sft.dataset).is_file():
         from sdlab.sft import collect_sft_data
 

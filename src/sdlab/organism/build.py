@@ -178,6 +178,13 @@ def train_step(model, optimizer, batch: torch.Tensor, *, bf16: bool) -> float:
     return loss.item()
 
 
+def recorded_missing_abilities(model_dir: str | Path) -> list[str]:
+    """What a build judged its draw to lack (`build.json`); [] for other models and for builds
+    from before the judgement."""
+    record = Path(model_dir) / BUILD_FILE
+    return json.loads(record.read_text()).get("missing_abilities", []) if record.is_file() else []
+
+
 def is_built(out_dir: Path, expected_hash: str) -> bool:
     record = out_dir / BUILD_FILE
     if not record.is_file() or not (out_dir / "model.safetensors").is_file():
