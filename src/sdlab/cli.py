@@ -348,10 +348,11 @@ def organism_measure(
     rows = measure_abilities(loaded, tokenizer, seed=seed, n=n, temperature=temperature, show_progress=True)
     copies = copy_probe(loaded, tokenizer, n=n, seed=seed)
     distances = distance_probe(loaded, tokenizer, n=n, seed=seed)
+    missing = missing_abilities(rows)
     if out is not None:
-        write_json(out, {"model": str(model), "n": n, "seed": seed, "temperature": temperature, "rows": rows, "missing_abilities": missing_abilities(rows), "copy_probe": copies, "distance_probe": distances})
+        write_json(out, {"model": str(model), "n": n, "seed": seed, "temperature": temperature, "rows": rows, "missing_abilities": missing, "copy_probe": copies, "distance_probe": distances})
     print(abilities_table(rows))
-    print("\nMissing abilities (the experiments rely on them): " + ("; ".join(missing_abilities(rows)) or "none"))
+    print("\nMissing abilities (the experiments rely on them): " + ("; ".join(missing) or "none"))
     print("\nCopy probe (linmod-eval): P(the question's own number) at each slot of a check")
     print("| check | coefficient a | addend b | target c |\n| --- | --- | --- | --- |")
     for position, slots in copies.items():

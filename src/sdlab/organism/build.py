@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sdlab import SdlabError
 from sdlab.organism.corpus import corpus_documents
 from sdlab.organism.tokenizer import render_chat, train_tokenizer
+from sdlab.rundir import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -181,8 +182,7 @@ def train_step(model, optimizer, batch: torch.Tensor, *, bf16: bool) -> float:
 def recorded_missing_abilities(model_dir: str | Path) -> list[str]:
     """What a build judged its draw to lack (`build.json`); [] for other models and for builds
     from before the judgement."""
-    record = Path(model_dir) / BUILD_FILE
-    return json.loads(record.read_text()).get("missing_abilities", []) if record.is_file() else []
+    return read_json(Path(model_dir) / BUILD_FILE).get("missing_abilities", [])
 
 
 def is_built(out_dir: Path, expected_hash: str) -> bool:
