@@ -136,6 +136,18 @@ def test_tiny_run_writes_metrics_samples_checkpoints_and_summary(method, recipe,
         assert any(r["divergence_mean"] is not None for r in rows)  # the teacher had successful siblings
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only path")
+def test_gpu_recipe_on_a_cpu_machine_names_the_overrides_before_any_work(tiny_model_dir, problems_file, tmp_path):
+    gpu_recipe = Path(__file__).parent.parent / "recipes" / "models" / "qwen3-8b" / "sdpo.yaml"
+    out = tmp_path / "run"
+    overrides = [f"model={tiny_model_dir}", f"output_dir={out}", f"data.train={problems_file}"]
+    with pytest.raises(SdlabError, match="no CUDA device.*runtime.use_cpu=true runtime.bf16=false runtime.vllm.enabled=false"):
+        run(gpu_recipe, overrides)
+    with pytest.raises(SdlabError, match="needs vLLM"):
+        run(gpu_recipe, [*overrides, "runtime.use_cpu=true", "runtime.bf16=false"])
+    assert not out.exists()
+
+
 def test_existing_run_is_not_overwritten_without_force(recipe, tiny_model_dir, problems_file, tmp_path):
     out = tmp_path / "run"
     out.mkdir()

@@ -260,6 +260,22 @@ def export_model(checkpoint: Path, out: Path) -> None:
     AutoTokenizer.from_pretrained(checkpoint).save_pretrained(out)
 
 
+def check_runtime(config: TrainConfig) -> None:
+    """A GPU recipe on a machine without CUDA, or a vLLM recipe without vLLM, stops here with
+    the overrides that run it, not in transformers' or TRL's argument checks after the run
+    directory exists."""
+    import torch
+
+    from sdlab.generation import vllm_available
+
+    runtime = config.runtime
+    if not runtime.use_cpu and not torch.cuda.is_available():
+        raise SdlabError("runtime.use_cpu is false (a GPU recipe) but torch sees no CUDA device; "
+                         "to run it on this machine pass runtime.use_cpu=true runtime.bf16=false" + (" runtime.vllm.enabled=false" if runtime.vllm.enabled else ""))
+    if runtime.vllm.enabled and not vllm_available():
+        raise SdlabError("runtime.vllm.enabled needs vLLM and a CUDA device (pip install 'sdlab[vllm]'); pass runtime.vllm.enabled=false to generate with transformers")
+
+
 def check_same_model(run_dir: Path, model_path: str, *, resuming: bool) -> None:
     """Record which organism build a run starts from, and refuse to resume on another one:
     `model: organism` names whatever build is cached now, and a rebuild changes the weights."""
@@ -372,6 +388,7 @@ def run_training(
 
     from sdlab.callbacks import EpistemicMonitor
 
+    check_runtime(config)
     run_dir = prepare_run_dir(config.output_dir, force=force, resume=resume)
     checkpoint = check_resumable(run_dir, config) if resume else None
     if resume:
