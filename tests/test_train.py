@@ -136,15 +136,50 @@ def test_tiny_run_writes_metrics_samples_checkpoints_and_summary(method, recipe,
         assert any(r["divergence_mean"] is not None for r in rows)  # the teacher had successful siblings
 
 
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+GPU_RECIPE = Path(__file__).parent.parent / "recipes" / "models" / "qwen3-8b" / "sdpo.yaml"
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("method", ["grpo", "sdpo"])
+def test_tiny_run_trains_on_cuda_in_bf16(method, recipe, tiny_model_dir, problems_file, tmp_path):
+    from sdlab.rundir import read_jsonl
+
+    out = tmp_path / method
+    torch.cuda.reset_peak_memory_stats()
+    run(recipe, tiny_overrides(tiny_model_dir, problems_file, out, f"method={method}", "runtime.use_cpu=false", "runtime.bf16=true"))
+    assert torch.cuda.max_memory_allocated() > 0  # the trainer put the model on the GPU
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(r["loss"] == r["loss"] for r in rows)  # no NaN
+    assert (out / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_shipped_gpu_recipe_runs_on_cuda_without_vllm(tiny_model_dir, problems_file, tmp_path):
+    """The real-model recipe's own runtime (bf16, gradient checkpointing, micro-batches) and loss
+    (top-k + tail, two updates per generation batch) on a tiny model; vLLM and ZeRO-3 left out."""
+    from sdlab.rundir import read_jsonl
+
+    out = tmp_path / "run"
+    overrides = [
+        f"model={tiny_model_dir}", f"output_dir={out}", f"data.train={problems_file}", "steps=1", "batch=2", "mini_batch=1", "rollouts=2",
+        "max_prompt_length=64", "max_completion_length=6", "sdpo.max_teacher_prompt_length=128", "eval.every=0", "runtime.vllm.enabled=false", "runtime.micro_batch=2",
+    ]
+    summary = run(GPU_RECIPE, overrides)
+    assert summary["steps"] == 2  # one generation batch, two optimizer updates
+    assert all(r["loss"] == r["loss"] for r in read_jsonl(out / "metrics.jsonl"))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only path")
 def test_gpu_recipe_on_a_cpu_machine_names_the_overrides_before_any_work(tiny_model_dir, problems_file, tmp_path):
-    gpu_recipe = Path(__file__).parent.parent / "recipes" / "models" / "qwen3-8b" / "sdpo.yaml"
     out = tmp_path / "run"
     overrides = [f"model={tiny_model_dir}", f"output_dir={out}", f"data.train={problems_file}"]
     with pytest.raises(SdlabError, match="no CUDA device.*runtime.use_cpu=true runtime.bf16=false runtime.vllm.enabled=false"):
-        run(gpu_recipe, overrides)
+        run(GPU_RECIPE, overrides)
     with pytest.raises(SdlabError, match="needs vLLM"):
-        run(gpu_recipe, [*overrides, "runtime.use_cpu=true", "runtime.bf16=false"])
+        run(GPU_RECIPE, [*overrides, "runtime.use_cpu=true", "runtime.bf16=false"])
     assert not out.exists()
 
 
