@@ -121,6 +121,17 @@ def make_model(size: Size, tokenizer, *, seed: int):
     return LlamaForCausalLM(config)
 
 
+def untrained_organism(spec: Size, *, seed: int):
+    """The seeded corpus, the tokenizer trained on it, its documents as token ids and the
+    untrained model: everything a build draws from its seed before the first step."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    documents = corpus_documents(spec.documents, seed=seed)
+    tokenizer = train_tokenizer(_tokenizer_training_texts(documents), vocab_size=spec.vocab)
+    token_lists = tokenizer([document_text(tokenizer, d) for d in documents], add_special_tokens=False)["input_ids"]  # one batch call: same ids, a third faster
+    return documents, tokenizer, token_lists, make_model(spec, tokenizer, seed=seed)
+
+
 def lr_at(step: int, *, steps: int, peak: float, warmup: int) -> float:
     """Linear warm-up, then cosine decay to a tenth of the peak."""
     if step < warmup:
@@ -151,7 +162,7 @@ def pretrain(model, token_lists: list[list[int]], size: Size, *, seed: int, bf16
             for step in range(steps):
                 if len(order) < batch_size:  # a fresh seeded permutation of the windows each epoch
                     order = torch.randperm(len(windows), generator=generator).tolist()
-                batch = windows[[order.pop() for _ in range(batch_size)]]
+                batch = windows[[order.pop() for _ in range(batch_size)]].to(model.device)
                 for group in optimizer.param_groups:
                     group["lr"] = lr_of_step(step)
                 losses.append(train_step(model, optimizer, batch, bf16=bf16))
@@ -217,12 +228,7 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
 
     started = time.time()
     torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    random.seed(seed)
-    documents = corpus_documents(spec.documents, seed=seed)
-    tokenizer = train_tokenizer(_tokenizer_training_texts(documents), vocab_size=spec.vocab)
-    token_lists = tokenizer([document_text(tokenizer, d) for d in documents], add_special_tokens=False)["input_ids"]  # one batch call: same ids, a third faster
-    model = make_model(spec, tokenizer, seed=seed)
+    documents, tokenizer, token_lists, model = untrained_organism(spec, seed=seed)
     corpus_seconds = time.time() - started
     bf16 = bf16_is_native()
     losses = pretrain(model, token_lists, spec, seed=seed, bf16=bf16, show_progress=show_progress)

@@ -1,0 +1,114 @@
+"""How often does a build recipe give an organism with every required ability?
+
+One build is one draw: the same recipe, trained from other seeds or on another CPU, learns or
+misses the copy after a context, the lookups or the comparison (docs/measurements.md#organism).
+This pretrains each (recipe, seed) pair, measures it with the build's own card
+(`measure_abilities`, 16 problems a row) and judges it with `missing_abilities`, then prints the
+healthy share per recipe. A recipe is `NAME` or `NAME:field=value,...` over the size's `Size`
+fields, plus `bf16` for autocast steps (what the build does where the CPU has native bf16):
+
+    python bench/organism_draws.py --recipe v8 --recipe c3:steps=2200 --seeds 0-3 --workers 2
+    python bench/organism_draws.py --recipe v8 --recipe v8-bf16:bf16 --device cuda --workers 6 --seeds 0-11
+
+Each draw appends one JSON line to --out as it ends, so an interrupted run keeps what finished
+and a rerun skips it. On a GPU the steps take another floating-point path than any CPU: the
+shares measure the recipe's draw-to-draw spread there, not the CPU default build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+
+def parse_recipe(text: str) -> tuple[str, dict, bool]:
+    """`c3:steps=2200,lr=0.004` -> ("c3", {"steps": 2200, "lr": 0.004}, False); `x:bf16` sets bf16."""
+    from sdlab.organism.build import Size
+
+    name, _, spec = text.partition(":")
+    types = {f.name: f.type for f in fields(Size)}
+    changes, bf16 = {}, False
+    for item in filter(None, spec.split(",")):
+        key, _, value = item.partition("=")
+        if key == "bf16":
+            bf16 = True
+        elif key in types:
+            changes[key] = float(value) if types[key] in (float, "float") else int(value)
+        else:
+            raise SystemExit(f"recipe {text!r}: {key!r} is not a Size field ({', '.join(types)}) or bf16")
+    return name, changes, bf16
+
+
+def draw(recipe: str, seed: int, *, size: str, device: str) -> dict:
+    import torch
+
+    from sdlab.organism.build import MEASURE_N, SIZES, pretrain, untrained_organism
+    from sdlab.organism.measure import measure_abilities, missing_abilities
+
+    name, changes, bf16 = parse_recipe(recipe)
+    spec = replace(SIZES[size], **changes)
+    torch.set_num_threads(1)
+    started = time.time()
+    _, tokenizer, token_lists, model = untrained_organism(spec, seed=seed)
+    losses = pretrain(model.to(device), token_lists, spec, seed=seed, bf16=bf16, show_progress=False)
+    trained = time.time()
+    rows = measure_abilities(model.cpu(), tokenizer, seed=seed, n=MEASURE_N, quick=size == "test")
+    return {
+        "recipe": recipe, "seed": seed, "size": size, "device": device, "train_seconds": round(trained - started, 1),
+        "loss_before_extension": round(sum(losses[spec.steps - 20:spec.steps]) / 20, 4), "loss_last20": round(sum(losses[-20:]) / 20, 4),
+        "missing": missing_abilities(rows), "rows": [{k: v for k, v in row.items() if isinstance(v, (int, float, str))} for row in rows],
+    }
+
+
+def work(tasks, out: str, size: str, device: str) -> None:
+    for recipe, seed in tasks:
+        record = draw(recipe, seed, size=size, device=device)
+        with open(out, "a") as f:  # one short line per draw: appends from several workers stay whole
+            f.write(json.dumps(record) + "\n")
+        print(f"{recipe} seed {seed}: {'healthy' if not record['missing'] else 'lacks ' + '; '.join(s.split(':')[0] for s in record['missing'])}", flush=True)
+
+
+def seeds_of(text: str) -> list[int]:
+    first, _, last = text.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipe", action="append", required=True, help="NAME or NAME:field=value,...; repeatable")
+    parser.add_argument("--seeds", default="0-1", help="a seed or a range, e.g. 0-7")
+    parser.add_argument("--size", default="tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=1, help="draws side by side, one process (one torch thread) each")
+    parser.add_argument("--out", default="runs/bench/organism_draws.jsonl")
+    args = parser.parse_args()
+    for recipe in args.recipe:
+        parse_recipe(recipe)  # a typo fails before any draw
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = {(r["recipe"], r["seed"], r["size"], r["device"]) for r in map(json.loads, out.read_text().splitlines())} if out.is_file() else set()
+    tasks = [(recipe, seed) for seed in seeds_of(args.seeds) for recipe in args.recipe if (recipe, seed, args.size, args.device) not in done]
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=work, args=(tasks[i::args.workers], str(out), args.size, args.device)) for i in range(args.workers)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join()
+    records = [r for r in map(json.loads, out.read_text().splitlines()) if r["size"] == args.size and r["device"] == args.device]
+    print("\n| recipe | draws | healthy | missing most often |\n| --- | --- | --- | --- |")
+    for recipe in args.recipe:
+        mine = [r for r in records if r["recipe"] == recipe]
+        counts: dict[str, int] = {}
+        for r in mine:
+            for sentence in r["missing"]:
+                counts[sentence.split(":")[0]] = counts.get(sentence.split(":")[0], 0) + 1
+        common = "; ".join(f"{k} ({v})" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:3]) or "-"
+        print(f"| {recipe} | {len(mine)} | {sum(not r['missing'] for r in mine)} | {common} |")
+
+
+if __name__ == "__main__":
+    main()
