@@ -18,8 +18,10 @@ shares measure the recipe's draw-to-draw spread there, not the CPU default build
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
+import tempfile
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -56,9 +58,13 @@ def draw(recipe: str, seed: int, *, size: str, device: str) -> dict:
     _, tokenizer, token_lists, model = untrained_organism(spec, seed=seed)
     losses = pretrain(model.to(device), token_lists, spec, seed=seed, bf16=bf16, show_progress=False)
     trained = time.time()
-    rows = measure_abilities(model.cpu(), tokenizer, seed=seed, n=MEASURE_N, quick=size == "test")
+    model = model.cpu()
+    with tempfile.TemporaryDirectory() as saved:  # the build's file, to compare a draw with a build
+        model.save_pretrained(saved, safe_serialization=True)
+        weights = hashlib.sha256((Path(saved) / "model.safetensors").read_bytes()).hexdigest()
+    rows = measure_abilities(model, tokenizer, seed=seed, n=MEASURE_N, quick=size == "test")
     return {
-        "recipe": recipe, "seed": seed, "size": size, "device": device, "train_seconds": round(trained - started, 1),
+        "recipe": recipe, "seed": seed, "size": size, "device": device, "train_seconds": round(trained - started, 1), "weights_sha256": weights,
         "loss_before_extension": round(sum(losses[spec.steps - 20:spec.steps]) / 20, 4), "loss_last20": round(sum(losses[-20:]) / 20, 4),
         "missing": missing_abilities(rows), "rows": [{k: v for k, v in row.items() if isinstance(v, (int, float, str))} for row in rows],
     }
