@@ -23,6 +23,7 @@ import json
 import multiprocessing
 import tempfile
 import time
+from collections import Counter
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -48,10 +49,10 @@ def parse_recipe(text: str) -> tuple[str, dict, bool]:
 def draw(recipe: str, seed: int, *, size: str, device: str) -> dict:
     import torch
 
-    from sdlab.organism.build import MEASURE_N, SIZES, pretrain, untrained_organism
+    from sdlab.organism.build import MEASURE_N, SIZES, loss_summary, pretrain, untrained_organism
     from sdlab.organism.measure import measure_abilities, missing_abilities
 
-    name, changes, bf16 = parse_recipe(recipe)
+    _, changes, bf16 = parse_recipe(recipe)
     spec = replace(SIZES[size], **changes)
     torch.set_num_threads(1)
     started = time.time()
@@ -65,9 +66,14 @@ def draw(recipe: str, seed: int, *, size: str, device: str) -> dict:
     rows = measure_abilities(model, tokenizer, seed=seed, n=MEASURE_N, quick=size == "test")
     return {
         "recipe": recipe, "seed": seed, "size": size, "device": device, "train_seconds": round(trained - started, 1), "weights_sha256": weights,
-        "loss_before_extension": round(sum(losses[spec.steps - 20:spec.steps]) / 20, 4), "loss_last20": round(sum(losses[-20:]) / 20, 4),
+        **loss_summary(losses, main_steps=spec.steps),
         "missing": missing_abilities(rows), "rows": [{k: v for k, v in row.items() if isinstance(v, (int, float, str))} for row in rows],
     }
+
+
+def ability_of(missing: str) -> str:
+    """"the lookup facts of a check: check_lookups_right 0.00 on ..." -> "the lookup facts of a check"."""
+    return missing.split(":")[0]
 
 
 def work(tasks, out: str, size: str, device: str) -> None:
@@ -75,7 +81,7 @@ def work(tasks, out: str, size: str, device: str) -> None:
         record = draw(recipe, seed, size=size, device=device)
         with open(out, "a") as f:  # one short line per draw: appends from several workers stay whole
             f.write(json.dumps(record) + "\n")
-        print(f"{recipe} seed {seed}: {'healthy' if not record['missing'] else 'lacks ' + '; '.join(s.split(':')[0] for s in record['missing'])}", flush=True)
+        print(f"{recipe} seed {seed}: {'healthy' if not record['missing'] else 'lacks ' + '; '.join(map(ability_of, record['missing']))}", flush=True)
 
 
 def seeds_of(text: str) -> list[int]:
@@ -108,11 +114,8 @@ def main() -> None:
     print("\n| recipe | draws | healthy | missing most often |\n| --- | --- | --- | --- |")
     for recipe in args.recipe:
         mine = [r for r in records if r["recipe"] == recipe]
-        counts: dict[str, int] = {}
-        for r in mine:
-            for sentence in r["missing"]:
-                counts[sentence.split(":")[0]] = counts.get(sentence.split(":")[0], 0) + 1
-        common = "; ".join(f"{k} ({v})" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:3]) or "-"
+        counts = Counter(ability_of(sentence) for r in mine for sentence in r["missing"])
+        common = "; ".join(f"{ability} ({n})" for ability, n in counts.most_common(3)) or "-"
         print(f"| {recipe} | {len(mine)} | {sum(not r['missing'] for r in mine)} | {common} |")
 
 

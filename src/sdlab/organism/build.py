@@ -171,6 +171,15 @@ def pretrain(model, token_lists: list[list[int]], size: Size, *, seed: int, bf16
     return losses
 
 
+def loss_summary(losses: list[float], *, main_steps: int) -> dict[str, float]:
+    """The loss curve as a build records it: first step, last 20 of the main phase, last 20."""
+    return {
+        "loss_first": round(losses[0], 4),
+        "loss_before_extension": round(sum(losses[main_steps - 20:main_steps]) / 20, 4),
+        "loss_last20": round(sum(losses[-20:]) / len(losses[-20:]), 4),
+    }
+
+
 def bf16_is_native() -> bool:
     """Whether this CPU multiplies bf16 in hardware. Autocast made a step 1.37x cheaper on an
     AMD CPU with avx512_bf16 and 9.4x dearer on an AVX2-only one, which emulates it
@@ -245,10 +254,9 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
         "parameters": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer),
         "corpus_documents": len(documents), "corpus_tokens": sum(map(len, token_lists)),
         "trained_tokens": spec.steps * spec.batch * spec.seq_len + spec.extend_steps * spec.extend_batch * spec.extend_seq_len,
-        "loss_before_extension": round(sum(losses[spec.steps - 20:spec.steps]) / 20, 4), "corpus_seconds": round(corpus_seconds, 1),
-        "train_seconds": round(train_seconds, 1), "threads": torch.get_num_threads(),
+        "corpus_seconds": round(corpus_seconds, 1), "train_seconds": round(train_seconds, 1), "threads": torch.get_num_threads(),
         "precision": "bf16 autocast" if bf16 else "fp32",  # the same seed trains to other weights in each
-        "loss_first": round(losses[0], 4), "loss_last20": round(sum(losses[-20:]) / len(losses[-20:]), 4),
+        **loss_summary(losses, main_steps=spec.steps),
         "documents_by_kind": _count_kinds(documents),
     }
     if measure:
