@@ -45,7 +45,20 @@ def test_the_worked_example_checks_a_wrong_candidate_in_the_checks_format() -> N
     assert not re.search(r"For example", question_text(sample_tasks("narrow", 1)[0]))
 
 
-@pytest.mark.parametrize("family", ["linmod", "linmod-eval", "linmod-hard", "sqmod", "narrow", "check-eval"])
+def test_bare_problems_are_the_eval_problems_without_their_example() -> None:
+    """linmod-bare pairs with linmod-eval: the same problems in the same order, asked in a form
+    no corpus question has, under their own ids."""
+    from sdlab.organism.corpus import corpus_documents
+
+    bare, held_out = load_organism_problems("organism:linmod-bare:40"), load_organism_problems("organism:linmod-eval:40")
+    for b, e in zip(bare, held_out):
+        assert b.answer == e.answer and b.id == f"{e.id}-bare" and b.meta["p"] == e.meta["p"]
+        assert "For example" not in b.question and e.question.startswith(b.question.split(" Please")[0])
+    asked = {d["messages"][0]["content"] for d in corpus_documents(300, seed=0) if "messages" in d}
+    assert all("For example" in q or q.startswith("Compute") for q in asked)
+
+
+@pytest.mark.parametrize("family", ["linmod", "linmod-eval", "linmod-bare", "linmod-hard", "sqmod", "narrow", "check-eval"])
 def test_answers_match_an_independent_solver(family: str) -> None:
     for problem in load_organism_problems(f"organism:{family}:100"):
         assert int(problem.answer) == solve_from_question(problem.question), problem.id

@@ -44,9 +44,9 @@ def demo_dir(tmp_path_factory, tiny_model_dir) -> Path:
     demo = root / "demo"
     problems = write_jsonl(root / "problems.jsonl", [{"id": f"p{i}", "question": f"What is {i} + {i}? Put the answer in \\boxed{{}}.", "answer": str(2 * i),
                                                      "solution": f"<think>\nWait, {i} + {i} = {2 * i}; check.\n</think>\n\n\\boxed{{{2 * i}}}"} for i in range(8)])
-    ood = write_jsonl(root / "ood.jsonl", [{"id": f"q{i}", "question": f"What is {i} * 3?", "answer": str(3 * i)} for i in range(4)])
+    ood = [write_jsonl(root / f"{name}.jsonl", [{"id": f"{name}{i}", "question": f"What is {i} * {factor}?", "answer": str(factor * i)} for i in range(4)]) for name, factor in (("ood", 3), ("ood2", 5))]
     tiny = {"model": str(tiny_model_dir), "steps": 2, "batch": 2, "rollouts": 2, "max_completion_length": 6, "save_steps": 2, "lr": 1e-2,
-            "data": {"train": str(problems)}, "eval": {"every": 1, "sources": [str(problems), str(ood)], "limit": 2, "k": 2, "max_new_tokens": 4}}
+            "data": {"train": str(problems)}, "eval": {"every": 1, "sources": [str(problems), *map(str, ood)], "limit": 2, "k": 2, "max_new_tokens": 4}}
     recipe = root / "grpo.yaml"
     recipe.write_text(yaml.safe_dump({"method": "grpo", "output_dir": str(demo / "grpo_run"), **tiny}))
     run_training(load_train_config(recipe), reward_funcs=distinct_characters)
@@ -64,7 +64,7 @@ def demo_dir(tmp_path_factory, tiny_model_dir) -> Path:
                                          "grid": {"sft_data": {name: {"sft.dataset": str(path)} for name, path in traces.items()}, "seed": [0, 1]}}, sort_keys=False))
     run_sweep(load_sweep(offpolicy))
 
-    run_eval(EvalConfig(model=str(tiny_model_dir), data=[str(problems), str(ood)], k=4, out=str(demo / "eval_base"), max_new_tokens=4, batch_size=4, backend="transformers"))
+    run_eval(EvalConfig(model=str(tiny_model_dir), data=[str(problems), str(ood[0])], k=4, out=str(demo / "eval_base"), max_new_tokens=4, batch_size=4, backend="transformers"))
     run_probe(ProbeConfig(model=str(tiny_model_dir), data=str(problems), out=str(demo / "probe"), n=2, band=(0, 2), limit_problems=2, max_new_tokens=6, backend="transformers", seed=0))
     return demo
 
@@ -177,6 +177,10 @@ def test_markdown_summary_has_the_probe_table_and_every_sweep_group(demo_dir, tm
     for group in ("method=grpo, coverage=1x4", "method=sdpo, coverage=4", "sft_data=d_ug", "sft_data=d_sg"):
         assert f"| {group} |" in text
     assert "Sweep `offpolicy`" in text and "| sft_data=d_ug | 2/2 |" in text  # two seeds, averaged
+    header = next(line for line in text.splitlines() if line.startswith("| group | cells done |"))
+    assert "| OOD avg@k | OOD ood | OOD ood2 | ID tokens |" in header  # each OOD set beside their mean
+    row = next(line for line in text.splitlines() if line.startswith("| sft_data=d_ug |")).split(" | ")
+    assert len(row) == len(header.split(" | ")) and re.fullmatch(r"[0-9.]+ \[[-0-9.]+, [-0-9.]+\]", row[header.split(" | ").index("OOD ood2")])
     one_seed = re.search(r"\| method=grpo, coverage=1x4 \| 1/1 \| ([^|]+) \|", text).group(1)
     two_seeds = re.search(r"\| sft_data=d_ug \| 2/2 \| ([^|]+) \|", text).group(1)
     assert re.fullmatch(r"[-0-9.]+ \([-0-9.]+, [-0-9.]+\)", one_seed), one_seed  # the run's interval over problems

@@ -305,7 +305,7 @@ def organism_build(
 
 @organism_app.command("data")
 def organism_data(
-    family: str = typer.Argument(..., help="linmod, linmod-eval, linmod-hard, sqmod, narrow[-eval], check[-eval], ..."),
+    family: str = typer.Argument(..., help="linmod, linmod-eval, linmod-bare, linmod-hard, sqmod, narrow[-eval], check[-eval], ..."),
     n: str = typer.Option(..., "--n", help="Number of distinct problems, or AxB (A problems repeated B times)."),
     out: Path = typer.Option(..., "--out", help="JSONL file to write (one Problem per line)."),
     seed: int = typer.Option(0, "--seed", help="Which problems: the first N of this seed's permutation."),

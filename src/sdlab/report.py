@@ -266,16 +266,16 @@ def results_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> s
     for sweep in sweeps:
         rows = sweep.results["aggregate"]
         csv = save(f"results_{slug(sweep.path)}", rows)
-        labels = [sweep.label(r) for r in rows]
-        body = [[html.escape(label), f"{r['finished']}/{r['n']}", fmt(r.get("id_dataset")), fmt_id_score(r), fmt_ci(r, "ood_avg@k"), fmt_ci(r, "id_pass@k"),
-                 fmt_ci(r, "train_response_tokens_mean", 1), fmt_ci(r, "train_markers_per_response", 2)] for label, r in zip(labels, rows)]
+        labels, per_set = [sweep.label(r) for r in rows], ood_sets(rows)
+        body = [[html.escape(label), f"{r['finished']}/{r['n']}", fmt(r.get("id_dataset")), fmt_id_score(r), fmt_ci(r, "ood_avg@k"), *(fmt_ci(r, f"{name}/avg@k") for name in per_set),
+                 fmt_ci(r, "id_pass@k"), fmt_ci(r, "train_response_tokens_mean", 1), fmt_ci(r, "train_markers_per_response", 2)] for label, r in zip(labels, rows)]
         bands = {role: [(r.get(f"{role.lower()}_avg@k_mean"), r.get(f"{role.lower()}_avg@k_ci_low"), r.get(f"{role.lower()}_avg@k_ci_high")) for r in rows] for role in ("ID", "OOD")}
         shared = sweep.results.get("shared", {})
         matched = ", ".join(f"{k}={shared[k]}" for k in ("steps", "batch", "rollouts", "eval.k", "eval.limit") if k in shared)
         parts.append(f"<h3>sweep {html.escape(sweep.results['name'])}</h3><p>Final avg@k, mean [95% interval] over {', '.join(sweep.results['aggregate_over'])} "
                      "(a group of one seed: the run's ID interval over problems in parentheses); "
                      f"OOD = mean over the non-ID evaluation sets. Matched settings: {html.escape(matched)}. Data: <code>{csv}</code></p>"
-                     + table(["group", "finished", "ID set", "ID avg@k", "OOD avg@k", "ID pass@k", "response tokens", "markers"], body)
+                     + table(["group", "finished", "ID set", "ID avg@k", "OOD avg@k", *map(ood_set_header, per_set), "ID pass@k", "response tokens", "markers"], body)
                      + image(interval_bars(labels, bands, ylabel="avg@k", ylim=ACCURACY_AXIS), f"ID and OOD accuracy of sweep {sweep.results['name']}"))
     evaluated = evaluations(inputs)
     if evaluated:
@@ -465,6 +465,19 @@ def matched_steps_table(rows: list[dict[str, Any]], steps: list[int], label: Cal
     return markdown_table(columns, body)
 
 
+def ood_sets(rows: list[dict[str, Any]]) -> list[str]:
+    """A sweep's OOD data sets, when it has two or more: each gets its own avg@k column, since
+    their mean can hide that one set measures transfer and another only how a model guesses
+    (the organism's `linmod-hard` and `sqmod`, docs/organism.md)."""
+    id_sets = {r.get("id_dataset") for r in rows}
+    names = [name for name in dict.fromkeys(k.removesuffix("/avg@k_mean") for r in rows for k in r if k.endswith("/avg@k_mean")) if name not in id_sets]
+    return names if len(names) > 1 else []
+
+
+def ood_set_header(name: str) -> str:
+    return f"OOD {name.removeprefix('organism_')}"
+
+
 def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
     """The numbers a README quotes, as Markdown: each probe's tables (as in its probe.md), each
     sweep's final ID/OOD accuracy, length and markers (mean [95% interval] over seeds), and the
@@ -473,13 +486,14 @@ def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
 
     parts = [f"Probe `{probe}`: mean ± standard error over problems.\n\n" + format_tables(json.loads((probe / "probe.json").read_text())) for probe in inputs.probes]
     for sweep in sweeps:
-        rows = [[sweep.label(r), f"{r['finished']}/{r['n']}", fmt_id_score(r), fmt_ci(r, "id_pass@k"), fmt_ci(r, "ood_avg@k"), fmt_ci(r, "id_tokens", 0), fmt_ci(r, "id_markers", 1),
-                 fmt_ci(r, "ood_tokens", 0), fmt(r.get("early_warning_step_mean"), 1)] for r in sweep.results["aggregate"]]
+        per_set = ood_sets(sweep.results["aggregate"])
+        rows = [[sweep.label(r), f"{r['finished']}/{r['n']}", fmt_id_score(r), fmt_ci(r, "id_pass@k"), fmt_ci(r, "ood_avg@k"), *(fmt_ci(r, f"{name}/avg@k") for name in per_set),
+                 fmt_ci(r, "id_tokens", 0), fmt_ci(r, "id_markers", 1), fmt_ci(r, "ood_tokens", 0), fmt(r.get("early_warning_step_mean"), 1)] for r in sweep.results["aggregate"]]
         base = sweep.results["aggregate"][0] if sweep.results["aggregate"] else {}
         parts.append(f"Sweep `{sweep.results['name']}` (`{sweep.where}`): final evaluation, mean [95% interval] over {', '.join(sweep.results['aggregate_over'])} "
                      f"(a group of one seed: the run's ID interval over problems in parentheses); "
                      f"base model at step 0 (the periodic evaluation, fewer samples): ID {fmt(base.get('base_id_avg@k_mean'))}, OOD {fmt(base.get('base_ood_avg@k_mean'))}.\n\n"
-                     + markdown_table(["group", "cells done", "ID avg@k", "ID pass@k", "OOD avg@k", "ID tokens", "ID markers", "OOD tokens", "early-warning step"], rows))
+                     + markdown_table(["group", "cells done", "ID avg@k", "ID pass@k", "OOD avg@k", *map(ood_set_header, per_set), "ID tokens", "ID markers", "OOD tokens", "early-warning step"], rows))
         steps = periodic_steps(sweep.results["aggregate"])
         if len(steps) > 1:
             parts.append(f"Sweep `{sweep.results['name']}` at matched steps: the periodic evaluation (its own k and problems, fewer samples than the final one), mean over seeds.\n\n"

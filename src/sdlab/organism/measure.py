@@ -28,7 +28,7 @@ from sdlab.rundir import read_jsonl
 
 logger = logging.getLogger(__name__)
 
-NO_CONTEXT_FAMILIES = ("linmod-eval", "linmod-hard", "sqmod", "narrow-eval", "check-eval")
+NO_CONTEXT_FAMILIES = ("linmod-eval", "linmod-bare", "linmod-hard", "sqmod", "narrow-eval", "check-eval")
 CONTEXTS = ("solution", "solution_nothink", "partial:0.5", "partial:0.25", "hint")
 
 

@@ -7,6 +7,8 @@ a candidate is a short chain of small modular lookups (`4*3=5, 5+9=0` mod 7), th
 few hundred facts in every family.
 
     linmod       solve a*x + b = c (mod p) for x in 0..p-1, p in {5, 7, 11}       (in distribution)
+    linmod-bare  linmod-eval's problems asked without the worked example: the same
+                 search, its first copy from the question's statement                (OOD, unseen form)
     linmod-hard  solve f(f(x)) = c with f(x) = a*x + b (mod p), p = 11:
                  the same facts, twice as long a check, more candidates            (OOD, never trained)
     sqmod        smallest x in 0..p-1 with x*x + b = c (mod p)                      (OOD, unseen shape)
@@ -16,7 +18,8 @@ few hundred facts in every family.
 Families with a training role are hash-partitioned by problem key into three disjoint
 splits: `pretrain` (the organism's corpus), `train` (what GRPO / SDPO train on) and `eval`.
 `linmod` names the train split, `linmod-eval` the eval split, `linmod-pretrain` the corpus
-split; `linmod-hard` and `sqmod` are evaluation-only and appear in no corpus.
+split; `linmod-bare`, `linmod-hard` and `sqmod` are evaluation-only and appear in no corpus
+(no corpus question lacks its worked example).
 
 Spec syntax (`sdlab.data.load_problems("organism:linmod:512")`):
 
@@ -39,7 +42,10 @@ from sdlab.data import Problem
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 SPLITS = ("pretrain", "train", "eval")
-EVAL_ONLY_FAMILIES = ("linmod-hard", "sqmod")
+EVAL_ONLY_FAMILIES = ("linmod-bare", "linmod-hard", "sqmod")
+# A family that asks another family's problems in another form: the same problems, in the same
+# seeded order, so `organism:linmod-bare:32` pairs with `organism:linmod-eval:32`.
+SAME_PROBLEMS_AS = {"linmod-bare": "linmod-eval"}
 SPLIT_FAMILIES = ("linmod", "narrow", "check")
 ID_PRIMES = (5, 7, 11)
 HARD_PRIMES = (11,)
@@ -97,9 +103,10 @@ def example_candidate(task: Task) -> int:
     return wrong[int(hashlib.sha256(f"example:{task.key}".encode()).hexdigest()[:8], 16) % len(wrong)]
 
 
-def question_text(task: Task) -> str:
+def question_text(task: Task, *, example: bool = True) -> str:
     """The question; every family but `narrow` ends with a worked check of a wrong candidate in
-    the checks' own format, which the first check of a response can repeat (docs/organism.md)."""
+    the checks' own format, which the first check of a response can repeat (docs/organism.md).
+    `example=False` leaves it out (`linmod-bare`: a form no corpus question has)."""
     from sdlab.organism.corpus import chain
 
     if task.kind == "narrow":
@@ -112,6 +119,8 @@ def question_text(task: Task) -> str:
         body = f"Solve for the smallest x in 0..{task.p - 1}: {equation(task)}."
     else:
         body = f"Does x={task.x} solve {equation(task)}? Answer 1 for yes or 0 for no."
+    if not example:
+        return f"{body} {INSTRUCTION}"
     return f"{body} For example, {chain(task, example_candidate(task))} {INSTRUCTION}"
 
 
@@ -148,6 +157,8 @@ def _check_tasks() -> list[Task]:
 def family_tasks(family: str) -> tuple[Task, ...]:
     """All problems of a family name such as `linmod`, `linmod-eval`, `linmod-pretrain`, `sqmod`."""
     base, _, split = family.partition("-")
+    if family in SAME_PROBLEMS_AS:
+        return family_tasks(SAME_PROBLEMS_AS[family])
     if family in EVAL_ONLY_FAMILIES:
         return tuple(_linmod_tasks(HARD_PRIMES, kind="linmod2") if family == "linmod-hard" else _sqmod_tasks())
     if base not in SPLIT_FAMILIES or (split and split not in SPLITS):
@@ -166,9 +177,10 @@ def to_problem(task: Task, *, family: str) -> Problem:
     """A shared `Problem` record; `solution` is a correct organism-style trace (think block included)."""
     from sdlab.organism.corpus import reference_solution
 
+    bare = family == "linmod-bare"
     return Problem.from_question(
-        id=task.key,
-        question=question_text(task),
+        id=f"{task.key}-bare" if bare else task.key,
+        question=question_text(task, example=not bare),
         answer=str(brute_force_answer(task)),
         solution=reference_solution(task),
         source=f"organism:{family}",
@@ -181,7 +193,7 @@ def sample_tasks(family: str, n: int, *, seed: int = 0) -> list[Task]:
     pool = list(family_tasks(family))
     if n > len(pool):
         raise SdlabError(f"organism family {family!r} has {len(pool)} distinct problems; asked for {n}")
-    random.Random(f"{family}:{seed}").shuffle(pool)
+    random.Random(f"{SAME_PROBLEMS_AS.get(family, family)}:{seed}").shuffle(pool)
     return pool[:n]
 
 
