@@ -185,8 +185,11 @@ def test_markdown_summary_has_the_probe_table_and_every_sweep_group(demo_dir, tm
     two_seeds = re.search(r"\| sft_data=d_ug \| 2/2 \| ([^|]+) \|", text).group(1)
     assert re.fullmatch(r"[-0-9.]+ \([-0-9.]+, [-0-9.]+\)", one_seed), one_seed  # the run's interval over problems
     assert re.fullmatch(r"[-0-9.]+ \[[-0-9.]+, [-0-9.]+\]", two_seeds), two_seeds  # the interval over seeds
-    matched = re.search(r"\| method=grpo, coverage=1x4 \| ([^\n]+) \|\n", text.split("Sweep `coverage` at matched steps")[1]).group(1).split(" | ")
-    assert len(matched) >= 4 and all(re.fullmatch(r"[0-9.]+", v) for v in matched), matched  # ID and OOD at two or more steps
+    matched_text = text.split("Sweep `coverage` at matched steps")[1]
+    matched_header = next(line for line in matched_text.splitlines() if line.startswith("| group |")).split(" | ")
+    matched = re.search(r"\| method=grpo, coverage=1x4 \| ([^\n]+) \|\n", matched_text).group(1).split(" | ")
+    assert len(matched) >= 6 and all(re.fullmatch(r"[0-9.]+", v) for v in matched), matched  # ID and each OOD set at two or more steps
+    assert "OOD ood2 step 0" in matched_header and len(matched) == len(matched_header) - 1  # per OOD set, not their mean
 
 
 def test_seeds_run_in_separate_directories_pool_into_one_aggregate(demo_dir, tmp_path):

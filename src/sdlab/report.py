@@ -457,11 +457,13 @@ def periodic_steps(rows: list[dict[str, Any]]) -> list[int]:
     return sorted(set.intersection(*found)) if found else []
 
 
-def matched_steps_table(rows: list[dict[str, Any]], steps: list[int], label: Callable[[dict[str, Any]], str]) -> str:
+def matched_steps_table(rows: list[dict[str, Any]], steps: list[int], label: Callable[[dict[str, Any]], str], per_set: list[str]) -> str:
     """ID and OOD avg@k of every group at each periodic-evaluation step (mean over seeds): the
-    comparison at matched steps, so that a final checkpoint cannot be a lucky one."""
-    columns = ["group"] + [f"ID step {s}" for s in steps] + [f"OOD step {s}" for s in steps]
-    body = [[label(r)] + [fmt(r.get(f"step{s}_{role}_avg@k_mean")) for role in ("id", "ood") for s in steps] for r in rows]
+    comparison at matched steps, so that a final checkpoint cannot be a lucky one. With two or
+    more OOD sets each gets its own columns in place of their mean (see `ood_sets`)."""
+    ood = [(ood_set_header(name), f"{name}/step{{}}_avg@k_mean") for name in per_set] or [("OOD", "step{}_ood_avg@k_mean")]
+    columns = ["group"] + [f"ID step {s}" for s in steps] + [f"{header} step {s}" for header, _ in ood for s in steps]
+    body = [[label(r)] + [fmt(r.get(f"step{s}_id_avg@k_mean")) for s in steps] + [fmt(r.get(key.format(s))) for _, key in ood for s in steps] for r in rows]
     return markdown_table(columns, body)
 
 
@@ -497,7 +499,7 @@ def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
         steps = periodic_steps(sweep.results["aggregate"])
         if len(steps) > 1:
             parts.append(f"Sweep `{sweep.results['name']}` at matched steps: the periodic evaluation (its own k and problems, fewer samples than the final one), mean over seeds.\n\n"
-                         + matched_steps_table(sweep.results["aggregate"], steps, sweep.label))
+                         + matched_steps_table(sweep.results["aggregate"], steps, sweep.label, per_set))
     summary = method_summary(sweeps)
     if summary:
         parts.append("By method, over every sweep above (every finished run with the same ID set; conditions pooled, so not a matched comparison):\n\n"

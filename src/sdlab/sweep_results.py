@@ -103,6 +103,8 @@ def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, An
     curve = [{"step": step, **{f"{r}_avg@k": v for r, v in role_scores(by_dataset, id_dataset).items()}, "datasets": by_dataset} for step, by_dataset in steps.items()]
     for point in curve:  # the periodic evaluation, wide, so that seeds aggregate per step too
         row[f"step{point['step']}_id_avg@k"], row[f"step{point['step']}_ood_avg@k"] = point["id_avg@k"], point["ood_avg@k"]
+        for name, metrics in point["datasets"].items():  # and per data set, as the final evaluation is
+            row[f"{name}/step{point['step']}_avg@k"] = metrics.get("avg@k")
     return {
         "row": row,
         "curve": curve,
