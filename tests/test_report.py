@@ -248,3 +248,20 @@ def test_method_summary_pools_every_sweep_by_method_and_counts_a_repeated_run_on
     build_report([demo_dir], tmp_path / "report.html", markdown=markdown)
     assert "By method, over every sweep" in markdown.read_text() and "| sft |" in markdown.read_text()
     assert (tmp_path / "report_data" / "methods.csv").is_file()
+
+
+def test_a_training_panel_without_data_is_left_out():
+    """An SFT sweep logs a loss but no reward, length or markers; its figure has one panel, not
+    three empty ones beside the loss."""
+    import io
+
+    from PIL import Image
+
+    from sdlab.plots import line_panels
+
+    def width(panels: dict) -> int:
+        return Image.open(io.BytesIO(base64.b64decode(line_panels(panels, xlabel="step").split(",", 1)[1]))).width
+
+    loss = {"loss": {"d_ug": [(1, 0.3), (2, 0.2)]}}
+    empty = {"score (reward)": {"d_ug": [(1, None), (2, None)]}, "response tokens": {"d_ug": []}}
+    assert width({**empty, **loss}) == width(loss) < width({"score (reward)": {"d_ug": [(1, 0.5)]}, **loss})

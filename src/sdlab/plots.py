@@ -40,7 +40,10 @@ def _finite(value: float | None) -> bool:
 
 def line_panels(panels: dict[str, Series], *, xlabel: str, markers: dict[str, float] | None = None, title: str = "", ylim: tuple[float, float] | None = None) -> str:
     """One panel per metric, one line per label; `markers` draws a dashed vertical line per
-    label (the early-warning step) in that label's colour."""
+    label (the early-warning step) in that label's colour. A panel without one finite point
+    is left out (an SFT run logs a loss but no reward, length or markers): empty axes read as a
+    broken run."""
+    panels = {name: series for name, series in panels.items() if any(_finite(y) for points in series.values() for _, y in points)} or panels
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
     labels = list(dict.fromkeys(label for series in panels.values() for label in series))
     colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
