@@ -100,6 +100,11 @@ def test_numbers_are_written_beside_the_html(report, demo_dir):
     assert {r["source"] for r in evals} == {"eval_base", "grpo_run"}  # the run's last periodic evaluation too
     coverage = read_csv(next(data.glob("coverage_*.csv")))
     assert sorted((r["series"], r["distinct_problems"]) for r in coverage) == [("method=grpo", "1.0"), ("method=grpo", "4.0"), ("method=sdpo", "1.0"), ("method=sdpo", "4.0")]
+    assert {"id_avg@k_mean", "ood_avg@k_mean", "ood/avg@k_mean", "ood2/avg@k_mean"} <= set(coverage[0])  # each OOD set plotted, their mean kept
+    results = read_csv(next(data.glob("results_*coverage*.csv")))
+    page = report.read_text()
+    assert "<th>ID tokens</th>" in page and "<th>OOD ood2</th>" in page
+    assert f"<td>{float(results[0]['id_tokens_mean']):.0f}" in page  # the final evaluation's length, not the rollouts'
     sft = read_csv(next(data.glob("sft_*.csv")))
     assert [r["model"] for r in sft] == ["base (step-0 evaluation)", "SFT sft_data=d_ug", "SFT sft_data=d_sg"]
     curves = read_csv(data / "pass_at_k.csv")

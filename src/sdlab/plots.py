@@ -71,7 +71,8 @@ def line_panels(panels: dict[str, Series], *, xlabel: str, markers: dict[str, fl
 
 def interval_bars(groups: Sequence[str], values: dict[str, Sequence[Band]], *, ylabel: str, ylim: tuple[float, float] | None = None) -> str:
     """Grouped bars (one bar per key of `values`, e.g. ID and OOD) with 95% interval whiskers."""
-    figure, axis = plt.subplots(figsize=(max(4.5, 0.9 * len(groups) * len(values)), 3.4))
+    # capped: a page scales a wider figure down until its labels cannot be read (12 groups x 4 sets)
+    figure, axis = plt.subplots(figsize=(min(16.0, max(4.5, 0.9 * len(groups) * len(values))), 3.8))
     width = 0.8 / max(1, len(values))
     for i, (name, bands) in enumerate(values.items()):
         xs = [g + (i - (len(values) - 1) / 2) * width for g in range(len(groups))]

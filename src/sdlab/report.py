@@ -268,14 +268,14 @@ def results_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> s
         csv = save(f"results_{slug(sweep.path)}", rows)
         labels, per_set = [sweep.label(r) for r in rows], ood_sets(rows)
         body = [[html.escape(label), f"{r['finished']}/{r['n']}", fmt(r.get("id_dataset")), fmt_id_score(r), fmt_ci(r, "ood_avg@k"), *(fmt_ci(r, f"{name}/avg@k") for name in per_set),
-                 fmt_ci(r, "id_pass@k"), fmt_ci(r, "train_response_tokens_mean", 1), fmt_ci(r, "train_markers_per_response", 2)] for label, r in zip(labels, rows)]
-        bands = {role: [(r.get(f"{role.lower()}_avg@k_mean"), r.get(f"{role.lower()}_avg@k_ci_low"), r.get(f"{role.lower()}_avg@k_ci_high")) for r in rows] for role in ("ID", "OOD")}
+                 fmt_ci(r, "id_pass@k"), fmt_ci(r, "id_tokens", 0), fmt_ci(r, "id_markers", 1)] for label, r in zip(labels, rows)]
+        bands = {name: [band(r, key) for r in rows] for name, key in score_columns(rows)}
         shared = sweep.results.get("shared", {})
         matched = ", ".join(f"{k}={shared[k]}" for k in ("steps", "batch", "rollouts", "eval.k", "eval.limit") if k in shared)
         parts.append(f"<h3>sweep {html.escape(sweep.results['name'])}</h3><p>Final avg@k, mean [95% interval] over {', '.join(sweep.results['aggregate_over'])} "
                      "(a group of one seed: the run's ID interval over problems in parentheses); "
                      f"OOD = mean over the non-ID evaluation sets. Matched settings: {html.escape(matched)}. Data: <code>{csv}</code></p>"
-                     + table(["group", "finished", "ID set", "ID avg@k", "OOD avg@k", *map(ood_set_header, per_set), "ID pass@k", "response tokens", "markers"], body)
+                     + table(["group", "finished", "ID set", "ID avg@k", "OOD avg@k", *map(ood_set_header, per_set), "ID pass@k", "ID tokens", "ID markers"], body)
                      + image(interval_bars(labels, bands, ylabel="avg@k", ylim=ACCURACY_AXIS), f"ID and OOD accuracy of sweep {sweep.results['name']}"))
     evaluated = evaluations(inputs)
     if evaluated:
@@ -299,14 +299,15 @@ def coverage_section(sweeps: list[SweepData], save: CsvSink) -> str:
 
     parts = []
     for sweep in (s for s in sweeps if "coverage" in s.group_by):
-        records, panels = [], {"ID": {}, "OOD": {}}
+        columns = score_columns(sweep.results["aggregate"])
+        records, panels = [], {name: {} for name, _ in columns}
         for row in sweep.results["aggregate"]:
             series, x = sweep.label(row, without=("coverage",)), row.get("distinct_train_problems_mean")
-            for role in ("ID", "OOD"):
-                band = tuple(row.get(f"{role.lower()}_avg@k_{part}") for part in ("mean", "ci_low", "ci_high"))
+            for name, key in columns:
                 if x is not None:
-                    panels[role].setdefault(series, []).append((x, band))
-            records.append({"series": series, "coverage": row["coverage"], "distinct_problems": x, **{f"{r}_avg@k_{p}": row.get(f"{r}_avg@k_{p}") for r in ("id", "ood") for p in ("mean", "ci_low", "ci_high")}})
+                    panels[name].setdefault(series, []).append((x, band(row, key)))
+            kept = dict.fromkeys(["id_avg@k", "ood_avg@k", *(key for _, key in columns)])
+            records.append({"series": series, "coverage": row["coverage"], "distinct_problems": x, **{f"{key}_{p}": row.get(f"{key}_{p}") for key in kept for p in ("mean", "ci_low", "ci_high")}})
         csv = save(f"coverage_{slug(sweep.path)}", records)
         parts.append(f"<h3>sweep {html.escape(sweep.results['name'])}</h3><p>Final avg@k vs distinct training problems (log scale), mean and 95% interval over seeds. Data: <code>{csv}</code></p>"
                      + image(interval_lines(panels, xlabel="distinct training problems", ylabel="avg@k", log_x=True, ylim=ACCURACY_AXIS), "coverage plot"))
@@ -478,6 +479,18 @@ def ood_sets(rows: list[dict[str, Any]]) -> list[str]:
 
 def ood_set_header(name: str) -> str:
     return f"OOD {name.removeprefix('organism_')}"
+
+
+def score_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(name, aggregate column) of the accuracies a plot shows: ID, then each OOD set when there
+    are two or more (see `ood_sets`), else the one OOD score."""
+    per_set = ood_sets(rows)
+    return [("ID", "id_avg@k"), *((ood_set_header(name), f"{name}/avg@k") for name in per_set)] if per_set else [("ID", "id_avg@k"), ("OOD", "ood_avg@k")]
+
+
+def band(row: dict[str, Any], column: str) -> tuple[Any, Any, Any]:
+    """An aggregate column's mean and 95% interval, as the interval plots take it."""
+    return tuple(row.get(f"{column}_{part}") for part in ("mean", "ci_low", "ci_high"))
 
 
 def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
