@@ -109,6 +109,7 @@ def test_numbers_are_written_beside_the_html(report, demo_dir):
     assert [r["model"] for r in sft] == ["base (step-0 evaluation)", "SFT sft_data=d_ug", "SFT sft_data=d_sg"]
     curves = read_csv(data / "pass_at_k.csv")
     assert {r["k"] for r in curves if r["panel"] == "coverage: ID"} == {"1", "2", "3", "4"}
+    assert {"coverage: OOD ood", "coverage: OOD ood2"} <= {r["panel"] for r in curves}  # each OOD set its own curve
 
 
 def chromium_dump(url: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:

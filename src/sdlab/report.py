@@ -319,16 +319,18 @@ def pass_at_k_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) ->
 
     curves: dict[str, dict[str, list[float]]] = {}  # panel -> label -> curve
     for sweep in sweeps:
+        per_set = ood_sets(sweep.results["aggregate"])  # each OOD set its own panel, as in the tables
         for label, cells in sweep.groups().items():
-            for role in ("ID", "OOD"):
+            for role in ["ID", *per_set] if per_set else ["ID", "OOD"]:
                 per_cell = []
                 for cell in cells:
                     ids = cell["row"]["id_dataset"]
-                    chosen = [c for name, c in cell["pass_curves"].items() if (name == ids) == (role == "ID")]
+                    chosen = [c for name, c in cell["pass_curves"].items() if name == (ids if role == "ID" else role) or (role == "OOD" and name != ids)]
                     if chosen:
                         per_cell.append([fmean(values) for values in zip(*chosen)])
                 if per_cell:
-                    curves.setdefault(f"{sweep.results['name']}: {role}", {})[label] = [fmean(v) for v in zip(*per_cell)]
+                    panel = role if role in ("ID", "OOD") else ood_set_header(role)
+                    curves.setdefault(f"{sweep.results['name']}: {panel}", {})[label] = [fmean(v) for v in zip(*per_cell)]
     for label, metrics in evaluations(inputs).items():
         for name, m in metrics.items():
             if m.get("pass_curve"):
