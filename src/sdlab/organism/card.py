@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-COLUMNS = ("accuracy", "tokens", "markers", "candidates", "first_candidate_right", "recovery", "failed_then_marker_revision", "failed_then_give_up", "check_copies_right", "check_lookups_right", "check_comparisons_right")
+COLUMNS = ("accuracy", "answered", "tokens", "markers", "candidates", "first_candidate_right", "recovery", "failed_then_marker_revision", "failed_then_give_up", "check_copies_right", "check_lookups_right", "check_comparisons_right")
 
 DESIGN = """\
 ## What is designed in, and what is not
