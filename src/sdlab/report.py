@@ -300,13 +300,13 @@ def coverage_section(sweeps: list[SweepData], save: CsvSink) -> str:
     parts = []
     for sweep in (s for s in sweeps if "coverage" in s.group_by):
         columns = score_columns(sweep.results["aggregate"])
+        kept = dict.fromkeys(["id_avg@k", "ood_avg@k", *(key for _, key in columns)])  # the CSV keeps the OOD mean beside each set
         records, panels = [], {name: {} for name, _ in columns}
         for row in sweep.results["aggregate"]:
             series, x = sweep.label(row, without=("coverage",)), row.get("distinct_train_problems_mean")
             for name, key in columns:
                 if x is not None:
                     panels[name].setdefault(series, []).append((x, band(row, key)))
-            kept = dict.fromkeys(["id_avg@k", "ood_avg@k", *(key for _, key in columns)])
             records.append({"series": series, "coverage": row["coverage"], "distinct_problems": x, **{f"{key}_{p}": row.get(f"{key}_{p}") for key in kept for p in ("mean", "ci_low", "ci_high")}})
         csv = save(f"coverage_{slug(sweep.path)}", records)
         parts.append(f"<h3>sweep {html.escape(sweep.results['name'])}</h3><p>Final avg@k vs distinct training problems (log scale), mean and 95% interval over seeds. Data: <code>{csv}</code></p>"
