@@ -110,9 +110,9 @@ def test_every_shipped_sweep_expands_and_every_cell_validates(path, monkeypatch)
 
 def test_aggregate_gives_mean_and_student_t_interval_over_seeds():
     rows = [
-        {"cell": "a0", "method": "grpo", "seed": "0", "status": "done", "id_avg@k": 0.2, "id_tokens": 0.2, "early_warning_step": 0.2, "id_dataset": "x"},
-        {"cell": "a1", "method": "grpo", "seed": "1", "status": "done", "id_avg@k": 0.4, "id_tokens": 0.4, "early_warning_step": 0.4, "id_dataset": "x"},
-        {"cell": "a2", "method": "grpo", "seed": "2", "status": "done", "id_avg@k": 0.6, "id_tokens": 0.6, "early_warning_step": 0.6, "id_dataset": "x"},
+        {"cell": "a0", "method": "grpo", "seed": "0", "status": "done", "id_avg@k": 0.2, "train_accuracy": 0.2, "id_tokens": 0.2, "early_warning_step": 0.2, "id_dataset": "x"},
+        {"cell": "a1", "method": "grpo", "seed": "1", "status": "done", "id_avg@k": 0.4, "train_accuracy": 0.4, "id_tokens": 0.4, "early_warning_step": 0.4, "id_dataset": "x"},
+        {"cell": "a2", "method": "grpo", "seed": "2", "status": "done", "id_avg@k": 0.6, "train_accuracy": 0.6, "id_tokens": 0.6, "early_warning_step": 0.6, "id_dataset": "x"},
         {"cell": "b0", "method": "sdpo", "seed": "0", "status": "partial", "id_avg@k": 0.5, "id_dataset": "x"},
         {"cell": "b1", "method": "sdpo", "seed": "1", "status": "pending", "id_avg@k": None, "id_dataset": "x"},
     ]
@@ -121,11 +121,21 @@ def test_aggregate_gives_mean_and_student_t_interval_over_seeds():
     assert grpo["id_avg@k_mean"] == pytest.approx(0.4)
     assert 0.4 - half < 0  # the interval stops where the quantity does: a score or a length at 0 ...
     assert (grpo["id_avg@k_ci_low"], grpo["id_avg@k_ci_high"]) == (0.0, pytest.approx(0.4 + half))
+    assert (grpo["train_accuracy_ci_low"], grpo["train_accuracy_ci_high"]) == (0.0, pytest.approx(0.4 + half))
     assert (grpo["id_tokens_ci_low"], grpo["id_tokens_ci_high"]) == (0.0, pytest.approx(0.4 + half))
     assert (grpo["early_warning_step_ci_low"], grpo["early_warning_step_ci_high"]) == (pytest.approx(0.4 - half), pytest.approx(0.4 + half))  # ... others nowhere
     assert (grpo["n"], grpo["finished"], grpo["id_dataset"]) == (3, 3, "x")
     assert sdpo["id_avg@k_mean"] == 0.5 and sdpo["id_avg@k_ci_low"] is None and (sdpo["n"], sdpo["finished"]) == (2, 0)
     assert "seed" not in grpo and "cell_mean" not in grpo
+
+
+def test_console_table_shows_rollout_accuracy_inside_its_range(capsys):
+    from sdlab.cli import print_aggregate
+
+    rows = [{"cell": f"a{s}", "method": "grpo", "seed": str(s), "status": "done", "train_accuracy": v, "train_reward_mean": v} for s, v in enumerate((0.0, 0.1, 0.5))]
+    print_aggregate({"name": "t", "axes": ["method", "seed"], "aggregate_over": ["seed"], "aggregate": aggregate(rows, group_by=["method"], over=["seed"])})
+    printed = capsys.readouterr().out
+    assert "rollout accuracy" in printed and "0.2 [0, 0." in printed and "-" not in printed.split("grpo", 1)[1]
 
 
 # -- a real sweep on the tiny model ------------------------------------------------------------

@@ -237,7 +237,8 @@ def sweep(
 def print_aggregate(results: dict) -> None:
     from rich.table import Table
 
-    headers = {"train_reward_mean": "reward", "train_response_tokens_mean": "tokens", "train_markers_per_response": "markers", "id_avg@k": "ID avg@k", "ood_avg@k": "OOD avg@k"}
+    # the rollouts' accuracy and not their reward: a fraction under any reward function
+    headers = {"train_accuracy": "rollout accuracy", "train_response_tokens_mean": "tokens", "train_markers_per_response": "markers", "id_avg@k": "ID avg@k", "ood_avg@k": "OOD avg@k"}
     columns = [c for c in headers if any(f"{c}_mean" in row for row in results["aggregate"])]
     group_by = [axis for axis in results["axes"] if axis not in results["aggregate_over"]]
     table = Table(title=f"{results['name']}: final values, mean [95% CI] over {', '.join(results['aggregate_over'])}")

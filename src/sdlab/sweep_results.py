@@ -118,11 +118,12 @@ def is_number(value: Any) -> bool:
 
 
 def column_range(column: str) -> tuple[float, float] | None:
-    """What a column's values can be: scores (avg@k, pass@k) lie in [0, 1], lengths and
-    marker counts are not negative; other columns are left alone."""
+    """What a column's values can be: scores (avg@k, pass@k, the rollouts' accuracy) lie in
+    [0, 1], lengths and marker counts are not negative; other columns (a reward, whose range is
+    its function's) are left alone."""
     from sdlab.evaluate import FRACTION  # imports torch, as aggregate's caller already has
 
-    if "avg@k" in column or "pass@k" in column:
+    if "avg@k" in column or "pass@k" in column or column.endswith("accuracy"):
         return FRACTION
     if "tokens" in column or "markers" in column:
         return (0.0, math.inf)
