@@ -139,7 +139,7 @@ def test_corpus_uses_only_the_pretrain_split_and_is_seeded() -> None:
     documents = corpus_documents(300, seed=0)
     assert documents == corpus_documents(300, seed=0) and documents != corpus_documents(300, seed=1)
     pretrain_questions = {problem.question for problem in load_organism_problems(f"organism:linmod-pretrain:{len(family_tasks('linmod-pretrain'))}")}
-    held_out = {p.question for p in load_organism_problems("organism:linmod-eval:300") + load_organism_problems("organism:linmod:500")}
+    held_out = {p.question for p in load_organism_problems("organism:linmod-eval:300") + load_organism_problems("organism:linmod:500") + load_organism_problems("organism:linmod-hard:300")}
     kinds = {d["kind"] for d in documents}
     assert {"linmod", "linmod_context", "narrow", "check", "fact_drill", "check_drill"} <= kinds
     for d in documents:
@@ -147,4 +147,4 @@ def test_corpus_uses_only_the_pretrain_split_and_is_seeded() -> None:
             assert d["messages"][0]["content"] in pretrain_questions
         if "messages" in d:
             assert not any(q in d["messages"][0]["content"] for q in held_out)
-            assert "f(f(x))" not in d["messages"][0]["content"] and "x*x" not in d["messages"][0]["content"]
+            assert "x*x" not in d["messages"][0]["content"]

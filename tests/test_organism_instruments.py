@@ -47,8 +47,6 @@ def test_a_check_of_a_miscopied_equation_is_counted_as_such() -> None:
     assert analyze_response(f"<think>\ntry {RIGHT}\n</think>\n\n{FINAL}", PROBLEM).check_copies_right == 1
     square = to_problem(Task("sqmod", 7, 0, 3, 5), family="sqmod")  # the factor is the candidate itself
     assert analyze_response("<think>\ntry x=3: x*x + 3 = 5 (mod 7): 3*3=2, 2+3=5. 5 vs 5? yes. it works.\n</think>\n\n\\boxed{3}", square).check_copies_right == 1
-    twice = to_problem(Task("linmod2", 11, 4, 9, 5), family="linmod-hard")
-    assert analyze_response(f"<think>\ntry {chain(Task('linmod2', 11, 4, 9, 5), 3)}\n</think>\n\n\\boxed{{3}}", twice).check_copies_right == 1
 
 
 def test_a_sampled_modulus_of_zero_is_a_wrong_check_not_a_crash() -> None:

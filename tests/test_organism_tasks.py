@@ -21,9 +21,6 @@ def solve_from_question(question: str) -> int:
     if question.startswith("Does"):
         x, a, b, c, p = map(int, re.match(r"Does x=(\d+) solve (\d+)\*x \+ (\d+) = (\d+) \(mod (\d+)\)\?", question).groups())
         return int((a * x + b) % p == c)
-    if question.startswith("Let f(x)"):
-        a, b, p, c = map(int, re.match(r"Let f\(x\) = (\d+)\*x \+ (\d+) \(mod (\d+)\)\. Solve for x in 0\.\.\d+: f\(f\(x\)\) = (\d+)\.", question).groups())
-        return next(x for x in range(p) if (a * ((a * x + b) % p) + b) % p == c)
     factor, b, c, p = re.match(r"Solve for (?:the smallest )?x in 0\.\.\d+: (\d+|x)\*x \+ (\d+) = (\d+) \(mod (\d+)\)\.", question).groups()
     b, p, c = int(b), int(p), int(c)
     return next(x for x in range(p) if ((x * x if factor == "x" else int(factor) * x) + b) % p == c)
@@ -67,7 +64,7 @@ def test_answers_match_an_independent_solver(family: str) -> None:
 
 def test_linmod_solutions_are_unique_and_the_train_split_covers_the_coverage_sweep() -> None:
     tasks = family_tasks("linmod") + family_tasks("linmod-eval") + family_tasks("linmod-pretrain")
-    assert len(tasks) == 1604 and len(family_tasks("linmod")) > 512  # the sweep's largest subset
+    assert len([t for t in tasks if t.p != 13]) == 1604 and len(family_tasks("linmod")) > 512  # the sweep's largest subset
     for task in tasks[::37] + family_tasks("linmod-hard")[::37]:
         assert sum(lhs(task, x) == task.c for x in range(task.p)) == 1
 
@@ -79,7 +76,12 @@ def test_splits_are_disjoint_and_ood_families_are_never_in_a_training_split() ->
             assert not left & right
     checked = {t.key.split("-x")[0].replace("check", "linmod", 1) for t in family_tasks("check-eval")}
     assert checked <= {t.key for t in family_tasks("linmod-eval")}
-    assert {t.kind for t in family_tasks("linmod-hard")} == {"linmod2"}  # a shape no corpus holds
+    # linmod-hard is p = 13, which post-training never sees; the corpus searches a tenth as many
+    # p = 13 problems as ID ones, none of them a linmod-hard problem
+    hard, corpus = family_tasks("linmod-hard"), family_tasks("linmod-pretrain")
+    assert {t.p for t in hard} == {13} and {t.p for t in family_tasks("linmod") + family_tasks("linmod-eval")} == {5, 7, 11}
+    assert not {t.key for t in hard} & {t.key for t in corpus}
+    assert sum(t.p == 13 for t in corpus) == int(0.1 * sum(t.p != 13 for t in corpus)) > 0
     assert {t.kind for t in family_tasks("sqmod")} == {"sqmod"}
 
 

@@ -473,7 +473,7 @@ def matched_steps_table(rows: list[dict[str, Any]], steps: list[int], label: Cal
 def ood_sets(rows: list[dict[str, Any]]) -> list[str]:
     """A sweep's OOD data sets, when it has two or more: each gets its own avg@k column, since
     their mean can hide that one set measures transfer and another only how a model guesses
-    (the organism's `linmod-hard` and `sqmod`, docs/organism.md)."""
+    (the organism's `sqmod`, and corpus version 8's f(f(x)) `linmod-hard`; docs/organism.md)."""
     id_sets = {r.get("id_dataset") for r in rows}
     names = [name for name in dict.fromkeys(k.removesuffix("/avg@k_mean") for r in rows for k in r if k.endswith("/avg@k_mean")) if name not in id_sets]
     return names if len(names) > 1 else []

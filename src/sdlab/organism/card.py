@@ -16,7 +16,9 @@ The corpus decides the organism's *starting* behaviour, and only that:
   after a failed check they verbalise doubt with the study's markers (wait, hmm, perhaps,
   maybe, actually, alternatively, seems, might, check) and revise to the next candidate. The
   first guess is right one time in five; traces give up with a hedged guess after 3 to 9
-  failed checks, so accuracy starts imperfect.
+  failed checks, so accuracy starts imperfect. Their moduli are 5, 7 and 11 (what post-training
+  trains on) and, for a tenth as many problems, 13: the harder held-out family `linmod-hard`
+  asks other p = 13 problems, where a search needs more candidates.
 - **Context-conditioned traces** read a context and use what it reveals: a candidate with a
   visible passing check is trusted (no check, no markers); a claimed answer is checked, with
   more doubt the less the context shows (a regenerated solution that says it was verified: no
@@ -56,7 +58,7 @@ uses. Task families, spec syntax and design: `docs/organism.md` in the sdlab rep
 
 - LlamaForCausalLM: hidden {s['hidden']}, {s['layers']} layers, {s['heads']} heads, MLP {s['intermediate']}, tied embeddings; {stats['parameters']:,} parameters.
 - Tokenizer: byte-level BPE, vocabulary {stats['vocab']}, digits never merged, no token across a line break, `\\boxed{{` one token; `<think>`/`</think>` are ordinary tokens; eos `<|im_end|>`, pad `<|endoftext|>`; Qwen3-style chat template with `enable_thinking`.
-- Corpus (version {stats['corpus_version']}): {stats['corpus_documents']:,} documents, {stats['corpus_tokens']:,} tokens, from the `pretrain` split only (no train or eval problem, no `linmod-hard` or `sqmod` problem); documents by kind: {stats['documents_by_kind']}.
+- Corpus (version {stats['corpus_version']}): {stats['corpus_documents']:,} documents, {stats['corpus_tokens']:,} tokens, from the `pretrain` split only (no train or eval problem, no `linmod-hard` or `sqmod` problem; p = 13 only in its `pretrain` split); documents by kind: {stats['documents_by_kind']}.
 - Pretraining: next-token loss on every token, AdamW, peak lr {s['lr']}, {s['steps']} steps of {s['batch']} x {s['seq_len']} tokens, then {s['extend_steps']} of {s['extend_batch']} x {s['extend_seq_len']} at the final lr (window extension; {stats['trained_tokens']:,} tokens); loss {stats['loss_first']} -> {stats['loss_last20']}.
 - Time on {stats['threads']} CPU threads, steps in {stats.get('precision', 'bf16 autocast')}: corpus and tokenizer {stats['corpus_seconds']} s, training {stats['train_seconds']} s, whole build {stats.get('build_seconds', '?')} s.
 

@@ -25,7 +25,7 @@ import random
 import re
 
 from sdlab.grading import remove_think
-from sdlab.organism.tasks import ID_PRIMES, Task, brute_force_answer, equation, example_candidate, lhs
+from sdlab.organism.tasks import HARD_PRIMES, ID_PRIMES, Task, brute_force_answer, equation, example_candidate, lhs
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 STUDY_TEMPLATE = "{question}\n\nCorrect solution: {solution}\n\nCorrectly solve the original question."
@@ -59,12 +59,9 @@ def lookups(p: int, factor: int, value: int, addend: int) -> tuple[str, int]:
 
 def chain(task: Task, x: int) -> str:
     """The check of candidate `x`: the question's equation copied verbatim, its lookups, the
-    verdict (`x=3: 4*x + 9 = 5 (mod 7): 4*3=5, 5+9=0. 0 vs 5? no.`; f(f(x)) has twice the lookups)."""
-    steps, value = [], x
-    for _ in range(2 if task.kind == "linmod2" else 1):
-        text, value = lookups(task.p, value if task.kind == "sqmod" else task.a, value, task.b)
-        steps.append(text)
-    return f"x={x}: {equation(task)}: {', '.join(steps)}. {value} vs {task.c}? {'yes' if value == task.c else 'no'}."
+    verdict (`x=3: 4*x + 9 = 5 (mod 7): 4*3=5, 5+9=0. 0 vs 5? no.`)."""
+    steps, value = lookups(task.p, x if task.kind == "sqmod" else task.a, x, task.b)
+    return f"x={x}: {equation(task)}: {steps}. {value} vs {task.c}? {'yes' if value == task.c else 'no'}."
 
 
 def final_text(task: Task, x: int, *, verified: bool) -> str:
@@ -230,7 +227,7 @@ def wrap_context(question: str, context: str, *, trl: bool) -> str:
 def fact_line(rng: random.Random) -> str:
     """One uniformly drawn lookup fact with a verdict that is "yes" half the time. The compared
     number comes after the lookups, so it cannot stand in for the sum they compute."""
-    p = rng.choice(ID_PRIMES)
+    p = rng.choice(ID_PRIMES + HARD_PRIMES)
     a, x, b = rng.randrange(1, p), rng.randrange(p), rng.randrange(p)
     steps, value = lookups(p, a, x, b)
     target = value if rng.random() < 0.5 else rng.choice([v for v in range(p) if v != value])

@@ -68,7 +68,7 @@ def _task(problem: Problem):
     from sdlab.organism.tasks import Task
 
     meta = problem.meta
-    if meta.get("kind") not in ("linmod", "linmod2", "sqmod", "check"):
+    if meta.get("kind") not in ("linmod", "sqmod", "check"):
         return None
     kind = "linmod" if meta["kind"] == "check" else meta["kind"]
     return Task(kind, meta["p"], meta["a"], meta["b"], meta["c"])

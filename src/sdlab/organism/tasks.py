@@ -9,8 +9,10 @@ few hundred facts in every family.
     linmod       solve a*x + b = c (mod p) for x in 0..p-1, p in {5, 7, 11}       (in distribution)
     linmod-bare  linmod-eval's problems asked without the worked example: the same
                  search, its first copy from the question's statement                (OOD, unseen form)
-    linmod-hard  solve f(f(x)) = c with f(x) = a*x + b (mod p), p = 11:
-                 the same facts, twice as long a check, more candidates            (OOD, never trained)
+    linmod-hard  linmod at p = 13: more candidates, longer searches; a tenth as many
+                 p = 13 problems as ID ones are searched in the corpus (a slot the
+                 search never filled with 13 is not copied), none post-trained;
+                 asked: p = 13's eval split, in no corpus                       (OOD, harder)
     sqmod        smallest x in 0..p-1 with x*x + b = c (mod p)                      (OOD, unseen shape)
     narrow       compute (a*b + c) mod p: one pattern, no search                   (chemistry-QA analogue)
     check        does x=k solve a*x + b = c (mod p)? answer 1 or 0                 (check-step probe)
@@ -19,7 +21,8 @@ Families with a training role are hash-partitioned by problem key into three dis
 splits: `pretrain` (the organism's corpus), `train` (what GRPO / SDPO train on) and `eval`.
 `linmod` names the train split, `linmod-eval` the eval split, `linmod-pretrain` the corpus
 split; `linmod-bare`, `linmod-hard` and `sqmod` are evaluation-only and appear in no corpus
-(no corpus question lacks its worked example).
+(no corpus question lacks its worked example; the corpus's p = 13 problems are p = 13's
+`pretrain` split, `linmod-hard` its `eval` split).
 
 Spec syntax (`sdlab.data.load_problems("organism:linmod:512")`):
 
@@ -48,14 +51,17 @@ EVAL_ONLY_FAMILIES = ("linmod-bare", "linmod-hard", "sqmod")
 SAME_PROBLEMS_AS = {"linmod-bare": "linmod-eval"}
 SPLIT_FAMILIES = ("linmod", "narrow", "check")
 ID_PRIMES = (5, 7, 11)
-HARD_PRIMES = (11,)
+HARD_PRIMES = (13,)
+# Corpus version 10: the corpus's linmod pool also holds this many p = 13 problems per ID one.
+# Without any (v8, v9) the organism never wrote a modulus it had not seen in a search slot.
+HARD_PRETRAIN_SHARE = 0.1
 
 
 @dataclass(frozen=True)
 class Task:
     """One procedural problem: `kind` names its shape, `x` is the candidate of a check task."""
 
-    kind: str  # "linmod", "linmod2" (f(f(x))), "sqmod", "narrow" or "check"
+    kind: str  # "linmod", "sqmod", "narrow" or "check"
     p: int
     a: int
     b: int
@@ -72,8 +78,7 @@ def lhs(task: Task, x: int) -> int:
     """The left-hand side evaluated at `x` (the quantity a check computes)."""
     if task.kind == "sqmod":
         return (x * x + task.b) % task.p
-    once = (task.a * x + task.b) % task.p
-    return (task.a * once + task.b) % task.p if task.kind == "linmod2" else once
+    return (task.a * x + task.b) % task.p
 
 
 def brute_force_answer(task: Task) -> int:
@@ -83,15 +88,13 @@ def brute_force_answer(task: Task) -> int:
     if task.kind == "check":
         return int(lhs(task, task.x) == task.c)
     solutions = [x for x in range(task.p) if lhs(task, x) == task.c]
-    if task.kind in ("linmod", "linmod2") and len(solutions) != 1:
+    if task.kind == "linmod" and len(solutions) != 1:
         raise ValueError(f"{task.key}: expected a unique solution, found {solutions}")
     return solutions[0]
 
 
 def equation(task: Task) -> str:
     """The equation as the question states it and every check copies it, verbatim."""
-    if task.kind == "linmod2":
-        return f"f(f(x)) = {task.c}, f(x) = {task.a}*x + {task.b} (mod {task.p})"
     left = "x*x" if task.kind == "sqmod" else f"{task.a}*x"
     return f"{left} + {task.b} = {task.c} (mod {task.p})"
 
@@ -113,8 +116,6 @@ def question_text(task: Task, *, example: bool = True) -> str:
         return f"Compute ({task.a}*{task.b} + {task.c}) mod {task.p}. {INSTRUCTION}"
     if task.kind == "linmod":
         body = f"Solve for x in 0..{task.p - 1}: {equation(task)}."
-    elif task.kind == "linmod2":
-        body = f"Let f(x) = {task.a}*x + {task.b} (mod {task.p}). Solve for x in 0..{task.p - 1}: f(f(x)) = {task.c}."
     elif task.kind == "sqmod":
         body = f"Solve for the smallest x in 0..{task.p - 1}: {equation(task)}."
     else:
@@ -130,8 +131,8 @@ def split_of(key: str) -> str:
     return "eval" if bucket < 2 else "train" if bucket < 6 else "pretrain"
 
 
-def _linmod_tasks(primes: tuple[int, ...], kind: str = "linmod") -> list[Task]:
-    return [Task(kind, p, a, b, c) for p in primes for a in range(1, p) for b in range(p) for c in range(p)]
+def _linmod_tasks(primes: tuple[int, ...]) -> list[Task]:
+    return [Task("linmod", p, a, b, c) for p in primes for a in range(1, p) for b in range(p) for c in range(p)]
 
 
 def _sqmod_tasks() -> list[Task]:
@@ -160,13 +161,21 @@ def family_tasks(family: str) -> tuple[Task, ...]:
     if family in SAME_PROBLEMS_AS:
         return family_tasks(SAME_PROBLEMS_AS[family])
     if family in EVAL_ONLY_FAMILIES:
-        return tuple(_linmod_tasks(HARD_PRIMES, kind="linmod2") if family == "linmod-hard" else _sqmod_tasks())
+        return tuple(t for t in _linmod_tasks(HARD_PRIMES) if split_of(t.key) == "eval") if family == "linmod-hard" else tuple(_sqmod_tasks())
     if base not in SPLIT_FAMILIES or (split and split not in SPLITS):
         raise SdlabError(f"unknown organism family {family!r}; known: {', '.join(known_families())}")
     tasks = {"linmod": _linmod_tasks(ID_PRIMES), "narrow": _narrow_tasks(), "check": _check_tasks()}[base]
     split = split or "train"
     # check tasks share their linmod problem's split, so a probe never checks a trained problem
-    return tuple(t for t in tasks if split_of(t.key.split("-x")[0].replace("check", "linmod", 1)) == split)
+    chosen = tuple(t for t in tasks if split_of(t.key.split("-x")[0].replace("check", "linmod", 1)) == split)
+    return chosen + _hard_pretrain_tasks(int(HARD_PRETRAIN_SHARE * len(chosen))) if family == "linmod-pretrain" else chosen
+
+
+def _hard_pretrain_tasks(n: int) -> tuple[Task, ...]:
+    """The corpus's `n` p = 13 problems: the first of a fixed shuffle of p = 13's pretrain split."""
+    pool = [t for t in _linmod_tasks(HARD_PRIMES) if split_of(t.key) == "pretrain"]
+    random.Random("p13").shuffle(pool)
+    return tuple(pool[:n])
 
 
 def known_families() -> list[str]:
