@@ -39,9 +39,10 @@ logger = logging.getLogger(__name__)
 # bf16 autocast where the CPU has bf16 instructions. On a newer CPU (2026-12-03, AMD family 26)
 # v7's recipe trained to other weights that never learned the lookup facts (ID 0.06); the copy
 # after a context was the next to fail. The drills are where both are practised.
-# v10: a tenth as many p = 13 problems as ID ones in the corpus's searches (`linmod-hard` is now
-# p = 13's held-out split: v8 never wrote the f(f(x)) check it had been, and scored at chance), p = 13
-# facts in the fact drills, and 1,900 main steps: at 1,600 or 1,750 no v10 draw of six learned every copy, at 1,900 or 2,200 four of four.
+# v10: a tenth as many p = 13 problems as ID ones in the corpus's searches, p = 13 facts in the
+# fact drills, and `linmod-hard` is p = 13's held-out split (v8 never wrote the check of the
+# f(f(x)) it had been, and scored at chance there). 1,900 main steps: at 1,600 or 1,750 no v10
+# draw of six learned every copy, at 1,900 or 2,200 four of four.
 CORPUS_VERSION = 10
 BUILD_FILE = "build.json"
 MEASURE_N = 16  # problems per row of the model card's table (the docs use more)
