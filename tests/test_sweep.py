@@ -73,6 +73,17 @@ def test_overrides_go_to_the_sweep_or_to_every_cell(tmp_path, problems_file):
         load_sweep(path, ["steps"])
 
 
+def test_an_override_replaces_one_axis_even_when_its_name_is_a_dotted_recipe_key(tmp_path, problems_file):
+    data = grid_sweep(tmp_path, problems_file)
+    data["grid"] = {"eval.k": [2, 3], "seed": [0, 1]}
+    path = write_sweep(tmp_path / "s.yaml", data)
+    cells = expand_grid(load_sweep(path, ["grid.eval.k=[3]"]))
+    assert [c.name for c in cells] == ["eval.k-3__seed-0", "eval.k-3__seed-1"]
+    assert {c.recipe["eval"]["k"] for c in cells} == {3}
+    with pytest.raises(SdlabError, match="eval.k is set by the grid"):
+        load_sweep(path, ["eval.k=4"])
+
+
 def test_sweep_dir_placeholder_and_key_owned_by_two_axes(tmp_path, problems_file):
     data = grid_sweep(tmp_path, problems_file)
     data["base"]["sft"] = {"dataset": "{sweep_dir}/sft_data/traces.jsonl", "collect": {"data": str(problems_file)}}

@@ -460,14 +460,21 @@ def periodic_steps(rows: list[dict[str, Any]]) -> list[int]:
     return sorted(set.intersection(*found)) if found else []
 
 
-def matched_steps_table(rows: list[dict[str, Any]], steps: list[int], label: Callable[[dict[str, Any]], str], per_set: list[str]) -> str:
+def matched_steps_table(rows: list[dict[str, Any]], steps: list[int], label: Callable[[dict[str, Any]], str]) -> str:
     """ID and OOD avg@k of every group at each periodic-evaluation step (mean over seeds): the
-    comparison at matched steps, so that a final checkpoint cannot be a lucky one. With two or
-    more OOD sets each gets its own columns in place of their mean (see `ood_sets`)."""
-    ood = [(ood_set_header(name), f"{name}/step{{}}_avg@k_mean") for name in per_set] or [("OOD", "step{}_ood_avg@k_mean")]
-    columns = ["group"] + [f"ID step {s}" for s in steps] + [f"{header} step {s}" for header, _ in ood for s in steps]
-    body = [[label(r)] + [fmt(r.get(f"step{s}_id_avg@k_mean")) for s in steps] + [fmt(r.get(key.format(s))) for _, key in ood for s in steps] for r in rows]
-    return markdown_table(columns, body)
+    comparison at matched steps, so that a final checkpoint cannot be a lucky one. The columns
+    are the final tables' (`score_columns`): each OOD set its own when there are two or more."""
+    columns = score_columns(rows)
+    header = ["group"] + [f"{name} step {s}" for name, _ in columns for s in steps]
+    body = [[label(r)] + [fmt(r.get(f"{at_step(key, s)}_mean")) for _, key in columns for s in steps] for r in rows]
+    return markdown_table(header, body)
+
+
+def at_step(column: str, step: int) -> str:
+    """A score column at a periodic-evaluation step, as `collect_cell` names it:
+    `id_avg@k` -> `step15_id_avg@k`, `SET/avg@k` -> `SET/step15_avg@k`."""
+    name, slash, score = column.rpartition("/")
+    return f"{name}/step{step}_{score}" if slash else f"step{step}_{column}"
 
 
 def ood_sets(rows: list[dict[str, Any]]) -> list[str]:
@@ -514,7 +521,7 @@ def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
         steps = periodic_steps(sweep.results["aggregate"])
         if len(steps) > 1:
             parts.append(f"Sweep `{sweep.results['name']}` at matched steps: the periodic evaluation (its own k and problems, fewer samples than the final one), mean over seeds.\n\n"
-                         + matched_steps_table(sweep.results["aggregate"], steps, sweep.label, per_set))
+                         + matched_steps_table(sweep.results["aggregate"], steps, sweep.label))
     summary = method_summary(sweeps)
     if summary:
         parts.append("By method, over every sweep above (every finished run with the same ID set; conditions pooled, so not a matched comparison):\n\n"

@@ -198,12 +198,20 @@ def shared_settings(configs: list[TrainConfig]) -> dict[str, Any]:
 
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
     """Sweep file + overrides. An override whose first key is not a sweep field goes to `base`
-    (`steps=2` means `base.steps=2`)."""
+    (`steps=2` means `base.steps=2`); `grid.<axis>=[...]` replaces one axis, whose name may be
+    a dotted recipe key (`grid.sdpo.context=[regenerated]`)."""
     data = read_yaml(path)
     sweep_level, recipe_level = [], []
     for override in overrides or []:
         (sweep_level if override.split("=", 1)[0].split(".")[0] in SweepConfig.model_fields else recipe_level).append(override)
-    apply_overrides(data, sweep_level)
+    for override in sweep_level:
+        path_parts, value = parse_override(override)
+        if path_parts[0] == "grid" and len(path_parts) > 2:  # an axis is one dotted recipe key: grid.sdpo.context=[...]
+            if not isinstance(data.get("grid"), dict):
+                raise SdlabError(f"override {override!r}: {path} has no grid to set an axis of")
+            data["grid"][".".join(path_parts[1:])] = value
+        else:
+            apply_overrides(data, [override])
     config = build_config(SweepConfig, data, source=str(path))
     set_by_grid = grid_keys(config)
     for override in recipe_level:
