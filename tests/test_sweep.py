@@ -167,6 +167,18 @@ def tiny_sweep(tmp_path, tiny_model_dir, problems_file) -> Path:
     })
 
 
+def test_a_sweep_run_in_parts_into_one_directory_collects_every_part(tmp_path, tiny_model_dir, problems_file):
+    path = tiny_sweep(tmp_path, tiny_model_dir, problems_file)
+    run_sweep(load_sweep(path, ["grid.seed=[1]"]), reward_funcs=distinct_characters)
+    results = run_sweep(load_sweep(path, ["grid.seed=[0]"]), reward_funcs=distinct_characters)
+    assert [(r["cell"], r["status"]) for r in results["rows"]] == [("seed-1", "done"), ("seed-0", "done")]
+    assert [line.split(",")[0] for line in (tmp_path / "sweep" / "results.csv").read_text().splitlines()[1:]] == ["seed-1", "seed-0"]
+    assert results["aggregate"][0]["n"] == 2
+    # another setting is another sweep: the directory then records what it was given
+    run_sweep(load_sweep(path, ["grid.seed=[1]", "name=other"]), reward_funcs=distinct_characters)
+    assert [r["cell"] for r in collect_results(tmp_path / "sweep")["rows"]] == ["seed-1"]
+
+
 def test_tiny_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(tmp_path, tiny_model_dir, problems_file):
     path = tiny_sweep(tmp_path, tiny_model_dir, problems_file)
     seen: list[tuple[str, str]] = []

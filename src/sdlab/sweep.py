@@ -16,6 +16,9 @@ skips finished cells (their `summary.json` exists), resumes an interrupted one f
 last checkpoint, and refuses a cell whose saved config differs from the sweep's (change
 `output_dir` or pass --force). After every cell, `sdlab.sweep_results` rewrites
 `results.csv` / `aggregate.csv` / `results.json`, so an interrupted sweep keeps its table.
+Parts of one grid may run side by side into one directory (`'grid.method=[grpo]'` in one
+process, `'grid.method=[sdpo]'` in another): its `sweep.yaml` records the union of their levels,
+so the results collect every part.
 
 With a `final_eval:` section each trained model is also evaluated by `sdlab eval` (k samples,
 avg@k and the pass@k curve) into `cells/<cell>/final_eval/`. Under `accelerate launch` with
@@ -298,7 +301,7 @@ def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if is_main_process():  # self-contained: the recipe file is merged in, so reports need only this directory
         resolved = config.model_copy(update={"recipe": None, "base": base_recipe(config)})
-        (sweep_dir / SWEEP_FILE).write_text(dump_config(resolved))
+        (sweep_dir / SWEEP_FILE).write_text(dump_config(with_recorded_levels(resolved, sweep_dir / SWEEP_FILE)))
     for index, (cell, train_config) in enumerate(cells):
         status = cell_status(Path(train_config.output_dir), needs_final_eval=config.final_eval is not None)
         if on_cell:
@@ -318,6 +321,31 @@ def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback
     if is_main_process():
         write_results(sweep_dir, results)
     return results
+
+
+def with_recorded_levels(resolved: SweepConfig, recorded_file: Path) -> SweepConfig:
+    """A sweep run in parts into one directory (`grid.method=[grpo]` in one process,
+    `grid.method=[sdpo]` in another) records the union of the parts' levels, so that its results
+    collect every part and not only the last one started. Anything else that differs (another
+    sweep, other settings, other axes, a level redefined) is recorded as given."""
+    if not recorded_file.is_file():
+        return resolved
+    try:
+        recorded = build_config(SweepConfig, read_yaml(recorded_file), source=str(recorded_file))
+    except SdlabError:
+        return resolved
+    if recorded.model_dump(exclude={"grid"}) != resolved.model_dump(exclude={"grid"}) or list(recorded.grid) != list(resolved.grid):
+        return resolved
+    grid: dict[str, Any] = {}
+    for axis, levels in resolved.grid.items():
+        before = recorded.grid[axis]
+        if isinstance(levels, list) and isinstance(before, list):
+            grid[axis] = before + [level for level in levels if level not in before]
+        elif isinstance(levels, dict) and isinstance(before, dict) and all(before.get(label, setting) == setting for label, setting in levels.items()):
+            grid[axis] = {**before, **levels}
+        else:
+            return resolved
+    return resolved.model_copy(update={"grid": grid})
 
 
 def is_main_process() -> bool:
