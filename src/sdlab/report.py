@@ -319,18 +319,16 @@ def pass_at_k_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) ->
 
     curves: dict[str, dict[str, list[float]]] = {}  # panel -> label -> curve
     for sweep in sweeps:
-        per_set = ood_sets(sweep.results["aggregate"])  # each OOD set its own panel, as in the tables
         for label, cells in sweep.groups().items():
-            for role in ["ID", *per_set] if per_set else ["ID", "OOD"]:
+            for header, which in scored_sets(sweep.results["aggregate"]):  # the tables' columns, one panel each
                 per_cell = []
                 for cell in cells:
                     ids = cell["row"]["id_dataset"]
-                    chosen = [c for name, c in cell["pass_curves"].items() if name == (ids if role == "ID" else role) or (role == "OOD" and name != ids)]
+                    chosen = [c for name, c in cell["pass_curves"].items() if name == which or (which == "ID" and name == ids) or (which == "OOD" and name != ids)]
                     if chosen:
                         per_cell.append([fmean(values) for values in zip(*chosen)])
                 if per_cell:
-                    panel = role if role in ("ID", "OOD") else ood_set_header(role)
-                    curves.setdefault(f"{sweep.results['name']}: {panel}", {})[label] = [fmean(v) for v in zip(*per_cell)]
+                    curves.setdefault(f"{sweep.results['name']}: {header}", {})[label] = [fmean(v) for v in zip(*per_cell)]
     for label, metrics in evaluations(inputs).items():
         for name, m in metrics.items():
             if m.get("pass_curve"):
@@ -490,11 +488,17 @@ def ood_set_header(name: str) -> str:
     return f"OOD {name.removeprefix('organism_')}"
 
 
-def score_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(name, aggregate column) of the accuracies a plot shows: ID, then each OOD set when there
-    are two or more (see `ood_sets`), else the one OOD score."""
+def scored_sets(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(header, what is scored) of every accuracy the tables, plots and pass@k panels show:
+    ("ID", "ID"), then each OOD set by name when there are two or more (see `ood_sets`), else
+    ("OOD", "OOD"), the mean over the OOD sets."""
     per_set = ood_sets(rows)
-    return [("ID", "id_avg@k"), *((ood_set_header(name), f"{name}/avg@k") for name in per_set)] if per_set else [("ID", "id_avg@k"), ("OOD", "ood_avg@k")]
+    return [("ID", "ID"), *((ood_set_header(name), name) for name in per_set)] if per_set else [("ID", "ID"), ("OOD", "OOD")]
+
+
+def score_columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(header, aggregate column) of `scored_sets`."""
+    return [(header, {"ID": "id_avg@k", "OOD": "ood_avg@k"}.get(which, f"{which}/avg@k")) for header, which in scored_sets(rows)]
 
 
 def band(row: dict[str, Any], column: str) -> tuple[Any, Any, Any]:
