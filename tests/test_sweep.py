@@ -174,6 +174,15 @@ def test_a_sweep_run_in_parts_into_one_directory_collects_every_part(tmp_path, t
     assert [(r["cell"], r["status"]) for r in results["rows"]] == [("seed-1", "done"), ("seed-0", "done")]
     assert [line.split(",")[0] for line in (tmp_path / "sweep" / "results.csv").read_text().splitlines()[1:]] == ["seed-1", "seed-0"]
     assert results["aggregate"][0]["n"] == 2
+    # a part started at the same moment as another: the other's sweep.yaml is written while this
+    # one runs, and this part's levels are recorded again before its results are collected
+    recorded_file = tmp_path / "sweep" / "sweep.yaml"
+
+    def other_part_writes_last(index, total, cell, status):
+        write_sweep(recorded_file, {**yaml.safe_load(recorded_file.read_text()), "grid": {"seed": [0]}})
+
+    results = run_sweep(load_sweep(path, ["grid.seed=[1]"]), reward_funcs=distinct_characters, on_cell=other_part_writes_last)
+    assert sorted(r["cell"] for r in results["rows"]) == ["seed-0", "seed-1"]
     # another setting is another sweep: the directory then records what it was given
     run_sweep(load_sweep(path, ["grid.seed=[1]", "name=other"]), reward_funcs=distinct_characters)
     assert [r["cell"] for r in collect_results(tmp_path / "sweep")["rows"]] == ["seed-1"]

@@ -299,9 +299,16 @@ def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback
     for cell, train_config in cells:
         check_same_config(cell, train_config)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    if is_main_process():  # self-contained: the recipe file is merged in, so reports need only this directory
-        resolved = config.model_copy(update={"recipe": None, "base": base_recipe(config)})
+    resolved = config.model_copy(update={"recipe": None, "base": base_recipe(config)})  # self-contained: reports need only this directory
+
+    def record_and_collect() -> dict[str, Any]:
+        """Record this part's levels in sweep.yaml (again before every collection: a part started
+        at the same moment may have overwritten them) and collect what the directory holds."""
         (sweep_dir / SWEEP_FILE).write_text(dump_config(with_recorded_levels(resolved, sweep_dir / SWEEP_FILE)))
+        return collect_results(sweep_dir)
+
+    if is_main_process():
+        record_and_collect()
     for index, (cell, train_config) in enumerate(cells):
         status = cell_status(Path(train_config.output_dir), needs_final_eval=config.final_eval is not None)
         if on_cell:
@@ -316,10 +323,11 @@ def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback
             else:
                 run_final_eval(train_config, config.final_eval)
         if status != "done" and is_main_process():
-            write_results(sweep_dir, collect_results(sweep_dir))
-    results = collect_results(sweep_dir)
-    if is_main_process():
-        write_results(sweep_dir, results)
+            write_results(sweep_dir, record_and_collect())
+    if not is_main_process():
+        return collect_results(sweep_dir)
+    results = record_and_collect()
+    write_results(sweep_dir, results)
     return results
 
 
