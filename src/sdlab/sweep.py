@@ -301,14 +301,17 @@ def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback
     sweep_dir.mkdir(parents=True, exist_ok=True)
     resolved = config.model_copy(update={"recipe": None, "base": base_recipe(config)})  # self-contained: reports need only this directory
 
-    def record_and_collect() -> dict[str, Any]:
-        """Record this part's levels in sweep.yaml (again before every collection: a part started
-        at the same moment may have overwritten them) and collect what the directory holds."""
+    def record() -> None:
         (sweep_dir / SWEEP_FILE).write_text(dump_config(with_recorded_levels(resolved, sweep_dir / SWEEP_FILE)))
+
+    def record_and_collect() -> dict[str, Any]:
+        """Record this part's levels again before every collection (a part started at the same
+        moment may have overwritten them), then collect what the directory holds."""
+        record()
         return collect_results(sweep_dir)
 
     if is_main_process():
-        record_and_collect()
+        record()
     for index, (cell, train_config) in enumerate(cells):
         status = cell_status(Path(train_config.output_dir), needs_final_eval=config.final_eval is not None)
         if on_cell:
