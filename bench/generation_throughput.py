@@ -26,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import sdlab.generation  # noqa: E402
-from sdlab.generation import SamplingParams, load_model_and_tokenizer, make_generator  # noqa: E402
+import sdlab.evaluation.generation  # noqa: E402
+from sdlab.evaluation.generation import SamplingParams, load_model_and_tokenizer, make_generator  # noqa: E402
 
 
 def main() -> None:
@@ -55,12 +55,12 @@ def main() -> None:
         prompts = [[{"role": "user", "content": f"What is {i} + {i}? Put the answer in \\boxed{{}}."}] for i in range(args.prompts)]
         params = SamplingParams(n=args.k, max_new_tokens=args.max_new_tokens, seed=0)
         generator.generate(prompts[:1], SamplingParams(max_new_tokens=4, seed=0))  # warm-up
-        caches = {"static": lambda model: "static", "dynamic": lambda model: None} if args.caches else {"sdlab's choice": sdlab.generation.kv_cache_for}
+        caches = {"static": lambda model: "static", "dynamic": lambda model: None} if args.caches else {"sdlab's choice": sdlab.evaluation.generation.kv_cache_for}
         rates: dict[str, list[float]] = {name: [] for name in caches}
         samples: dict[str, list] = {}
         for _ in range(args.repeats):
             for name, choice in caches.items():  # alternating, so drift in machine load hits both
-                sdlab.generation.kv_cache_for = choice
+                sdlab.evaluation.generation.kv_cache_for = choice
                 start = time.perf_counter()
                 results = generator.generate(prompts, params)
                 elapsed = time.perf_counter() - start

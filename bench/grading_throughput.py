@@ -19,8 +19,8 @@ import statistics
 import time
 from pathlib import Path
 
-from sdlab.data import load_problems
-from sdlab.grading import grade, grade_many
+from sdlab.core.data import load_problems
+from sdlab.core.grading import grade, grade_many
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "math" / "evaluation" / "math500.parquet"
 THINK = "<think>\n" + "Let me compute this carefully. Hmm, wait, maybe I should check the algebra again. " * 25 + "\n</think>\n\n"

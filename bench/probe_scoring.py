@@ -4,7 +4,7 @@
     .venv/bin/python bench/probe_scoring.py --model PATH    # a real model (GPU if present)
 
 `bare`: `model(input_ids, attention_mask)` on the right-padded, length-sorted batch (prompt +
-response), full logits, nothing else. `score`: `sdlab.scoring.score_responses` on the same
+response), full logits, nothing else. `score`: `sdlab.probe.scoring.score_responses` on the same
 sequences: log-probs of the sampled tokens, plus (`--sampling`) their log-prob under the
 temperature / top-k / top-p sampler. `pair`: one student and one teacher prompt per response
 with the per-token divergence, against two bare passes. Ratio = bare time / scoring time
@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sdlab.scoring import SamplingSpec, pad_batch, score_responses  # noqa: E402
+from sdlab.probe.scoring import SamplingSpec, pad_batch, score_responses  # noqa: E402
 
 
 def random_model(*, vocab: int, hidden: int, layers: int):
@@ -75,7 +75,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     if args.model:
-        from sdlab.generation import load_model_and_tokenizer
+        from sdlab.evaluation.generation import load_model_and_tokenizer
 
         model, tokenizer = load_model_and_tokenizer(args.model)
         pad_id, vocab = tokenizer.pad_token_id, len(tokenizer)

@@ -3,7 +3,7 @@
     .venv/bin/python bench/sdpo_vs_grpo_step.py                      # goal: median ratio <= 1.25
     .venv/bin/python bench/sdpo_vs_grpo_step.py --steps 8 --repeats 3 --hidden 256 --layers 4 --monitor
 
-GRPO: `sdlab.grpo.build_grpo_trainer` (TRL's GRPOTrainer). SDPO: `sdlab.sdpo.build_sdpo_trainer`
+GRPO: `sdlab.training.grpo.build_grpo_trainer` (TRL's GRPOTrainer). SDPO: `sdlab.training.sdpo.build_sdpo_trainer`
 with the study's settings (fixed teacher, top-100 + tail, JSD 0.5). Same tiny random Qwen2
 (tests.tiny), prompts, seed, batch (prompts x rollouts), max completion length, one optimizer
 update per generation batch. A random model never emits EOS, so every rollout has the maximum
@@ -52,7 +52,7 @@ def step_times(build, model_dir: Path, out: Path, args) -> list[float]:
     timer = Timer()
     callbacks = [timer]
     if args.monitor:
-        from sdlab.callbacks import EpistemicMonitor
+        from sdlab.training.callbacks import EpistemicMonitor
 
         callbacks.append(EpistemicMonitor(out))
     config = dict(
@@ -80,8 +80,8 @@ def main() -> None:
 
     import torch
 
-    from sdlab.grpo import build_grpo_trainer
-    from sdlab.sdpo import build_sdpo_trainer
+    from sdlab.training.grpo import build_grpo_trainer
+    from sdlab.training.sdpo import build_sdpo_trainer
     from tests.tiny import build_tiny_model
 
     torch.set_num_threads(args.threads)

@@ -9,10 +9,10 @@ Working memory = peak RSS minus RSS once the inputs exist (on CUDA: peak allocat
 allocated). It includes the [tokens, V] gradient of the student logits that every variant
 must produce. Every term scales with tokens x V, so the ratios do not depend on the length.
 
-    full          sdlab.losses.full_vocab_divergence (plain autograd, as TRL's full_logits)
-    full_chunked  sdlab.losses.chunked_full_vocab_divergence (checkpointed chunks of --chunk tokens)
+    full          sdlab.core.losses.full_vocab_divergence (plain autograd, as TRL's full_logits)
+    full_chunked  sdlab.core.losses.chunked_full_vocab_divergence (checkpointed chunks of --chunk tokens)
     topk_trl      TRL's compute_topk_self_distillation_loss (top-100 + tail, plain autograd)
-    topk          sdlab.losses.topk_tail_divergence (top-100 + tail, one-buffer backward)
+    topk          sdlab.core.losses.topk_tail_divergence (top-100 + tail, one-buffer backward)
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def child(variant: str, tokens: int, vocab: int, k: int, device: str, chunk: int
     os.environ["TRL_EXPERIMENTAL_SILENCE"] = "1"
     import torch
 
-    from sdlab import losses
+    from sdlab.core import losses
 
     torch.manual_seed(0)
     student = torch.randn(tokens, vocab, device=device).mul_(3).requires_grad_()

@@ -3,7 +3,7 @@
     .venv/bin/python bench/wrapper_overhead.py            # goal: median ratio <= 1.05
     .venv/bin/python bench/wrapper_overhead.py --steps 20 --repeats 5
 
-A: `sdlab.train.run_training` (run dir, config/versions files, EpistemicMonitor with marker
+A: `sdlab.training.run.run_training` (run dir, config/versions files, EpistemicMonitor with marker
 counts and answer extraction, rollout samples, entropy capture, final model save, summary).
 B: `trl.GRPOTrainer` built by hand on the same tiny model, data, reward (sdlab's math reward,
 so both grade identically), seed and TrainingArguments, checkpointing at the same step.
@@ -33,8 +33,8 @@ def settings(args) -> dict:
 
 
 def run_sdlab(model_dir: Path, problems: Path, out: Path, s: dict) -> float:
-    from sdlab.train import run_training
-    from sdlab.train_config import load_train_config
+    from sdlab.training.run import run_training
+    from sdlab.config.train import load_train_config
 
     overrides = [f"{k}={v}" for k, v in s.items()] + [
         "method=grpo", f"model={model_dir}", f"output_dir={out}", f"data.train={problems}", f"save_steps={s['steps']}", "temperature=1.0",
@@ -50,7 +50,7 @@ def run_bare(model_dir: Path, problems: Path, out: Path, s: dict) -> float:
     from transformers import set_seed
     from trl import GRPOConfig, GRPOTrainer
 
-    from sdlab.grpo import math_reward
+    from sdlab.training.grpo import math_reward
 
     rows = [json.loads(line) for line in problems.read_text().splitlines()]
     started = time.perf_counter()

@@ -11,8 +11,8 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-from sdlab.audit import audit_sample, render_audit  # noqa: E402
-from sdlab.sdpo import SdlabSDPOConfig, SdlabSDPOTrainer  # noqa: E402
+from sdlab.training.audit import audit_sample, render_audit  # noqa: E402
+from sdlab.training.sdpo import SdlabSDPOConfig, SdlabSDPOTrainer  # noqa: E402
 
 QUESTION = "What is two plus three? Put the answer in a box."
 CONTEXT = "\n\nCorrect solution: 2 + 3 = 5, so \\boxed{5}\n\nCorrectly solve the original question."

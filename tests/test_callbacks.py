@@ -9,10 +9,10 @@ import torch
 from datasets import Dataset
 from transformers import AutoTokenizer, TrainerControl, TrainerState, TrainingArguments
 
-from sdlab.callbacks import MONITOR_FIELDS, EpistemicMonitor, rollout_metrics
-from sdlab.epistemic import token_marker_mask
-from sdlab.grpo import build_grpo_trainer
-from sdlab.rundir import read_jsonl
+from sdlab.training.callbacks import MONITOR_FIELDS, EpistemicMonitor, rollout_metrics
+from sdlab.core.epistemic import token_marker_mask
+from sdlab.training.grpo import build_grpo_trainer
+from sdlab.core.io import read_jsonl
 
 
 def test_rollout_metrics_by_hand():
@@ -45,7 +45,7 @@ def log_step(monitor, tmp_path, step, *, markers, logs=None):
 
 def test_early_warning_when_marker_density_halves(tmp_path, caplog):
     monitor = EpistemicMonitor(tmp_path, baseline_logs=2, drop_fraction=0.5)
-    with caplog.at_level(logging.WARNING, logger="sdlab.callbacks"):
+    with caplog.at_level(logging.WARNING, logger="sdlab.training.callbacks"):
         for step, markers in enumerate([10, 10, 6, 4, 8], start=1):  # baseline 100 per 1k; 40 < 50 at step 4
             log_step(monitor, tmp_path, step, markers=markers)
     rows = read_jsonl(tmp_path / "metrics.jsonl")

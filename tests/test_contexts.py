@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sdlab import SdlabError
-from sdlab.contexts import DEFAULT_TEMPLATE, build_teacher_messages, context_text, parse_context_names, validate_template
+from sdlab.core.contexts import DEFAULT_TEMPLATE, build_teacher_messages, context_text, parse_context_names, validate_template
 
 SOLUTION = "<think>\nWait, 2 + 2 = 4.\n</think>\n\nThe answer is \\boxed{4}."
 
@@ -73,8 +73,8 @@ def test_template_must_use_question_and_solution():
 def test_an_overlong_context_loses_its_middle_never_the_question(tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from sdlab.contexts import CUT_MARK
-    from sdlab.probe import fit_teacher_prompt
+    from sdlab.core.contexts import CUT_MARK
+    from sdlab.probe.probe import fit_teacher_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     solution = "<think>\n" + "Wait, let me check 12 + 7 = 19. " * 20 + "\n</think>\n\nThe answer is \\boxed{19}."

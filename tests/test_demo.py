@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sdlab import SdlabError
-from sdlab.demo import Stage, assign_lanes, load_demo_config, run_demo
+from sdlab.experiments.demo import Stage, assign_lanes, load_demo_config, run_demo
 
 # Small enough for seconds per stage; every stage still runs its real code path.
 TINY_DEMO = [

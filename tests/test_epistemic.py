@@ -7,7 +7,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from sdlab.epistemic import MARKERS, count_markers, marker_breakdown, markers_per_1k_tokens, token_marker_mask, token_spans
+from sdlab.core.epistemic import MARKERS, count_markers, marker_breakdown, markers_per_1k_tokens, token_marker_mask, token_spans
 
 SENTENCES = [
     "Wait, maybe the answer is 7. Hmm, let me check it again.",

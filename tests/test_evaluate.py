@@ -9,7 +9,7 @@ import yaml
 from typer.testing import CliRunner
 
 from sdlab.cli import app, main
-from sdlab.evaluate import avg_at_k, dataset_name, mean_and_ci95, pass_at_k, problem_mean, summarize, t_critical_95
+from sdlab.evaluation.evaluate import avg_at_k, dataset_name, mean_and_ci95, pass_at_k, problem_mean, summarize, t_critical_95
 
 
 # ---------------------------------------------------------------- pass@k

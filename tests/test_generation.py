@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sdlab import SdlabError
-from sdlab.generation import (
+from sdlab.evaluation.generation import (
     Completion,
     SamplingParams,
     TransformersGenerator,
@@ -58,13 +58,13 @@ def test_seed_makes_sampling_reproducible(loaded):
 
 def test_static_cache_on_cpu_samples_the_same_tokens_as_the_dynamic_one(loaded, monkeypatch):
     """The CPU generator preallocates its KV cache for speed; that must not change a sample."""
-    import sdlab.generation
+    import sdlab.evaluation.generation
 
     model, _ = loaded
     assert kv_cache_for(model) == "static"
     params = SamplingParams(n=4, max_new_tokens=24, seed=3, temperature=1.0, top_k=0, top_p=1.0)
     static = make_generator(*loaded, backend="transformers", batch_size=2).generate(QUESTIONS, params)
-    monkeypatch.setattr(sdlab.generation, "kv_cache_for", lambda model: None)
+    monkeypatch.setattr(sdlab.evaluation.generation, "kv_cache_for", lambda model: None)
     dynamic = make_generator(*loaded, backend="transformers", batch_size=2).generate(QUESTIONS, params)
     assert [[c.token_ids for c in g] for g in static] == [[c.token_ids for c in g] for g in dynamic]
     assert any(c.num_tokens > 8 for g in static for c in g)  # long enough for the cache to matter
@@ -162,7 +162,7 @@ def test_missing_pad_token_falls_back_to_eos_with_a_warning(tiny_model_dir, tmp_
     tokenizer = AutoTokenizer.from_pretrained(copy)
     tokenizer.pad_token = None
     tokenizer.save_pretrained(copy)
-    with caplog.at_level(logging.WARNING, logger="sdlab.generation"):
+    with caplog.at_level(logging.WARNING, logger="sdlab.evaluation.generation"):
         _, loaded_tokenizer = load_model_and_tokenizer(copy)
     assert loaded_tokenizer.pad_token_id == loaded_tokenizer.eos_token_id
     assert "no pad token" in caplog.text

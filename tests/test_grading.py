@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sdlab.grading import extract_answer, grade, grade_many, remove_think, split_think
+from sdlab.core.grading import extract_answer, grade, grade_many, remove_think, split_think
 
 # ------------------------------------------------------------------ think blocks
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from trl.experimental.sdpo import loss_utils as trl_losses
 
-from sdlab import losses
+from sdlab.core import losses
 
 TEACHER = [0.5, 0.5]
 STUDENT = [0.25, 0.75]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from sdlab.cli import app
-from sdlab.data import load_problems
+from sdlab.core.data import load_problems
 from sdlab.organism.tasks import load_organism_problems
 
 

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from sdlab.contexts import build_teacher_messages, context_text, parse_context_name
-from sdlab.grading import extract_answer, grade, remove_think, split_think
+from sdlab.core.contexts import build_teacher_messages, context_text, parse_context_name
+from sdlab.core.grading import extract_answer, grade, remove_think, split_think
 from sdlab.organism.corpus import (
     STUDY_TEMPLATE,
     TRL_REPROMPT_TEMPLATE,
@@ -19,7 +19,7 @@ from sdlab.organism.corpus import (
     unguided_response,
     wrap_context,
 )
-from sdlab.epistemic import count_markers
+from sdlab.core.epistemic import count_markers
 from sdlab.organism.instruments import analyze_response
 from sdlab.organism.tasks import Task, brute_force_answer, example_candidate, family_tasks, load_organism_problems, sample_tasks, to_problem
 

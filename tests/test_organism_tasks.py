@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from sdlab import SdlabError
-from sdlab.data import Problem
+from sdlab.core.data import Problem
 from sdlab.organism.tasks import family_tasks, known_families, lhs, load_organism_problems, question_text, sample_tasks
 
 
@@ -114,6 +114,6 @@ def test_known_families_all_load() -> None:
 
 
 def test_data_load_problems_delegates_to_the_organism() -> None:
-    from sdlab.data import load_problems
+    from sdlab.core.data import load_problems
 
     assert [p.id for p in load_problems("organism:linmod:4")] == [p.id for p in load_organism_problems("organism:linmod:4")]

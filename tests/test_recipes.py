@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sdlab.train_config import TrainConfig, check_paths, load_train_config
+from sdlab.config.train import TrainConfig, check_paths, load_train_config
 from tests.conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,11 +113,11 @@ def test_training_warns_when_a_sequence_outgrows_the_organisms_window(tmp_path, 
     import json
     import logging
 
-    from sdlab.train import check_window
+    from sdlab.training.run import check_window
 
     (tmp_path / "build.json").write_text(json.dumps({"settings": {"seq_len": 256}}))
     config = load_train_config(REPO / "recipes" / "organism" / "sdpo_solution.yaml")
-    with caplog.at_level(logging.WARNING, logger="sdlab.train"):
+    with caplog.at_level(logging.WARNING, logger="sdlab.training.run"):
         check_window(config, str(tmp_path))
     assert f"sequences of up to {config.longest_sequence} tokens" in caplog.text and "256-token windows" in caplog.text
     caplog.clear()

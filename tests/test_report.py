@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from sdlab import SdlabError
-from sdlab.report import build_report, detect_inputs, slug
+from sdlab.report.page import build_report, detect_inputs, slug
 from tests.test_train import distinct_characters
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,11 +34,11 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """A demo directory holding one of each input kind, made by the real commands (about 30 s)."""
-    from sdlab.evaluate import EvalConfig, run_eval
-    from sdlab.probe import ProbeConfig, run_probe
-    from sdlab.sweep import load_sweep, run_sweep
-    from sdlab.train import run_training
-    from sdlab.train_config import load_train_config
+    from sdlab.evaluation.evaluate import EvalConfig, run_eval
+    from sdlab.probe.probe import ProbeConfig, run_probe
+    from sdlab.experiments.sweep import load_sweep, run_sweep
+    from sdlab.training.run import run_training
+    from sdlab.config.train import load_train_config
 
     root = tmp_path_factory.mktemp("report")
     demo = root / "demo"
@@ -201,7 +201,7 @@ def test_markdown_summary_has_the_probe_table_and_every_sweep_group(demo_dir, tm
 def test_seeds_run_in_separate_directories_pool_into_one_aggregate(demo_dir, tmp_path):
     """A seed added later in its own directory joins the same experiment's intervals; a sweep
     whose settings differ (here the learning rate) stays a table of its own."""
-    from sdlab.sweep import load_sweep, run_sweep
+    from sdlab.experiments.sweep import load_sweep, run_sweep
 
     recipe = demo_dir.parent / "offpolicy.yaml"
     run_sweep(load_sweep(recipe, [f"output_dir={tmp_path / 'seed2'}", "grid.seed=[2]"]))
@@ -222,7 +222,7 @@ def test_seeds_run_in_separate_directories_pool_into_one_aggregate(demo_dir, tmp
 def test_a_sweep_run_one_axis_level_per_directory_pools_into_one_table(demo_dir, tmp_path, parts):
     """Each method (or coverage level) of the coverage grid in its own directory (two lanes side
     by side) is still one experiment: one table with every cell, not one table per directory."""
-    from sdlab.sweep import load_sweep, run_sweep
+    from sdlab.experiments.sweep import load_sweep, run_sweep
 
     recipe = demo_dir.parent / "coverage.yaml"
     for name, override in parts.items():
@@ -238,7 +238,7 @@ def test_a_sweep_run_one_axis_level_per_directory_pools_into_one_table(demo_dir,
 def test_method_summary_pools_every_sweep_by_method_and_counts_a_repeated_run_once(demo_dir, tmp_path):
     """The coverage sweep's GRPO and SDPO cells and the off-policy SFT cells each become one row;
     the same sweep given twice (a run made twice) adds no runs."""
-    from sdlab.report import load_sweep_data, method_summary, pool_sweeps
+    from sdlab.report.page import load_sweep_data, method_summary, pool_sweeps
 
     once = method_summary(pool_sweeps([load_sweep_data(demo_dir / name) for name in ("coverage", "offpolicy")]))
     assert {(r["method"], r["runs"]) for r in once} == {("grpo", 2), ("sdpo", 2), ("sft", 4)}
@@ -263,7 +263,7 @@ def test_a_training_panel_without_data_is_left_out():
 
     from PIL import Image
 
-    from sdlab.plots import line_panels
+    from sdlab.report.plots import line_panels
 
     def width(panels: dict) -> int:
         return Image.open(io.BytesIO(base64.b64decode(line_panels(panels, xlabel="step").split(",", 1)[1]))).width

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from sdlab import SdlabError
-from sdlab.data import Problem
-from sdlab.generation import Completion, SamplingParams, make_generator
-from sdlab.rundir import read_jsonl
-from sdlab.sft import collect_traces, load_sft_dataset, progress_path
+from sdlab.core.data import Problem
+from sdlab.evaluation.generation import Completion, SamplingParams, make_generator
+from sdlab.core.io import read_jsonl
+from sdlab.training.sft import collect_traces, load_sft_dataset, progress_path
 
 
 class ScriptedSolver:
@@ -86,7 +86,7 @@ def test_real_model_collection_records_tried_problems(tiny_model_dir, tmp_path):
 
 def test_sft_dataset_masks_the_prompt(tmp_path, tiny_model_dir):
     """Prompt-completion format: TRL's collator trains on the assistant turn only."""
-    from sdlab.sft import build_sft_trainer
+    from sdlab.training.sft import build_sft_trainer
 
     path = tmp_path / "traces.jsonl"
     rows = [{"messages": [{"role": "user", "content": f"What is {i}+{i}?"}, {"role": "assistant", "content": f"<think>add</think>\\boxed{{{2 * i}}}"}]} for i in range(4)]
@@ -112,8 +112,8 @@ def test_sft_dataset_rejects_rows_without_an_assistant_turn(tmp_path):
 
 
 def test_sdlab_train_runs_sft_on_collected_traces(tmp_path, tiny_model_dir):
-    from sdlab.train import run_training
-    from sdlab.train_config import load_train_config
+    from sdlab.training.run import run_training
+    from sdlab.config.train import load_train_config
 
     traces = tmp_path / "d_ug.jsonl"
     rows = [{"messages": [{"role": "user", "content": f"What is {i}+{i}?"}, {"role": "assistant", "content": f"<think>wait</think>\\boxed{{{2 * i}}}"}]} for i in range(8)]

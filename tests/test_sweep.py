@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from sdlab import SdlabError
-from sdlab.sweep import expand_grid, load_sweep, run_sweep, shared_settings, validate_sweep, varied_keys
-from sdlab.sweep_results import aggregate, collect_results
+from sdlab.experiments.sweep import expand_grid, load_sweep, run_sweep, shared_settings, validate_sweep, varied_keys
+from sdlab.experiments.results import aggregate, collect_results
 from tests.conftest import REPO_ROOT, SHARED_DATA
 from tests.test_train import distinct_characters
 

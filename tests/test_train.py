@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from sdlab import SdlabError
-from sdlab.train import batch_layout, sft_max_steps, truncate_step_logs
-from sdlab.train_config import load_train_config
+from sdlab.training.run import batch_layout, sft_max_steps, truncate_step_logs
+from sdlab.config.train import load_train_config
 
 
 def write_recipe(path: Path, data: dict) -> Path:
@@ -104,7 +104,7 @@ def distinct_characters(completions, **kwargs) -> list[float]:
 
 
 def run(recipe, overrides, **kwargs):
-    from sdlab.train import run_training
+    from sdlab.training.run import run_training
 
     return run_training(load_train_config(recipe, overrides), reward_funcs=distinct_characters, **kwargs)
 
@@ -115,7 +115,7 @@ def comparable(rows: list[dict]) -> list[dict]:
 
 @pytest.mark.parametrize("method", ["grpo", "sdpo"])
 def test_tiny_run_writes_metrics_samples_checkpoints_and_summary(method, recipe, tiny_model_dir, problems_file, tmp_path):
-    from sdlab.rundir import read_jsonl
+    from sdlab.core.io import read_jsonl
 
     out = tmp_path / method
     summary = run(recipe, tiny_overrides(tiny_model_dir, problems_file, out, f"method={method}", "sdpo.distillation=full"))
@@ -144,7 +144,7 @@ GPU_RECIPE = Path(__file__).parent.parent / "recipes" / "models" / "qwen3-8b" / 
 @needs_cuda
 @pytest.mark.parametrize("method", ["grpo", "sdpo"])
 def test_tiny_run_trains_on_cuda_in_bf16(method, recipe, tiny_model_dir, problems_file, tmp_path):
-    from sdlab.rundir import read_jsonl
+    from sdlab.core.io import read_jsonl
 
     out = tmp_path / method
     torch.cuda.reset_peak_memory_stats()
@@ -160,7 +160,7 @@ def test_tiny_run_trains_on_cuda_in_bf16(method, recipe, tiny_model_dir, problem
 def test_shipped_gpu_recipe_runs_on_cuda_without_vllm(tiny_model_dir, problems_file, tmp_path):
     """The real-model recipe's own runtime (bf16, gradient checkpointing, micro-batches) and loss
     (top-k + tail, two updates per generation batch) on a tiny model; vLLM and ZeRO-3 left out."""
-    from sdlab.rundir import read_jsonl
+    from sdlab.core.io import read_jsonl
 
     out = tmp_path / "run"
     overrides = [
@@ -221,7 +221,7 @@ def test_killed_run_resumes_to_the_same_metrics(method, recipe, tiny_model_dir, 
     """Checkpoint after every step; crash in step 3 (checkpoint-2 exists); --resume must end
     exactly where the uninterrupted run ended: RNG (sampling included), data order, optimizer
     state and the EMA teacher are restored, and the rows logged after checkpoint-2 are replaced."""
-    from sdlab.rundir import read_jsonl
+    from sdlab.core.io import read_jsonl
 
     overrides = lambda out: tiny_overrides(tiny_model_dir, problems_file, out, "steps=4", "temperature=1.0", *method)  # noqa: E731
     run(recipe, overrides(tmp_path / "full"))
@@ -242,7 +242,7 @@ def test_run_killed_after_its_last_checkpoint_resumes_without_training_again(rec
     and the summary (transformers would otherwise run one step past max_steps)."""
     from safetensors.torch import load_file
 
-    from sdlab.rundir import read_jsonl
+    from sdlab.core.io import read_jsonl
 
     out = tmp_path / "run"
     overrides = tiny_overrides(tiny_model_dir, problems_file, out, "method=grpo")

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sdlab import SdlabError
 from sdlab.organism.corpus import corpus_documents
 from sdlab.organism.tokenizer import render_chat, train_tokenizer
-from sdlab.rundir import read_json
+from sdlab.core.io import read_json
 
 logger = logging.getLogger(__name__)
 

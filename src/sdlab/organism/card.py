@@ -66,7 +66,7 @@ uses. Task families, spec syntax and design: `docs/organism.md` in the sdlab rep
 ## Measured abilities
 
 One sample per problem at temperature 0.6 (top-p 0.95, top-k 20), evaluation splits only;
-contexts built by `sdlab.contexts` with the study's template.
+contexts built by `sdlab.core.contexts` with the study's template.
 
 {measured}
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 import re
 
-from sdlab.grading import remove_think
+from sdlab.core.grading import remove_think
 from sdlab.organism.tasks import HARD_PRIMES, ID_PRIMES, Task, brute_force_answer, equation, example_candidate, lhs
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"

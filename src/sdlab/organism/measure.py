@@ -4,7 +4,7 @@
 
 Rows are (family, context): accuracy, response tokens, markers, first-candidate accuracy,
 recovery share, candidates tried, check accuracy, all from `instruments`. Contexts are
-built by `sdlab.contexts` (the study's template), exactly as the probe and training build them.
+built by `sdlab.core.contexts` (the study's template), exactly as the probe and training build them.
 `copy_probe` says where the checks' copies come from (the question, or a check above).
 `distance_probe` says how far back the model can be given context (its trained window).
 `mechanics_of_evaluation` reads the same instruments off an evaluation's saved samples.
@@ -19,12 +19,12 @@ import torch
 import yaml
 
 from sdlab import SdlabError
-from sdlab.contexts import build_teacher_messages, context_text, parse_context_name
-from sdlab.evaluate import dataset_name
-from sdlab.generation import SamplingParams, make_generator
+from sdlab.core.contexts import build_teacher_messages, context_text, parse_context_name
+from sdlab.evaluation.evaluate import dataset_name
+from sdlab.evaluation.generation import SamplingParams, make_generator
 from sdlab.organism.instruments import analyze_response, slot_prefixes, summarize
 from sdlab.organism.tasks import Task, load_organism_problems
-from sdlab.rundir import read_jsonl
+from sdlab.core.io import read_jsonl
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ split; `linmod-bare`, `linmod-hard` and `sqmod` are evaluation-only and appear i
 (no corpus question lacks its worked example; the corpus's p = 13 problems are p = 13's
 `pretrain` split, `linmod-hard` its `eval` split).
 
-Spec syntax (`sdlab.data.load_problems("organism:linmod:512")`):
+Spec syntax (`sdlab.core.data.load_problems("organism:linmod:512")`):
 
     organism:FAMILY:N[:SEED]     N distinct problems (a seeded permutation; nested: the
                                  first 8 of seed s are the first 8 of its first 64)
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from sdlab import SdlabError
-from sdlab.data import Problem
+from sdlab.core.data import Problem
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 SPLITS = ("pretrain", "train", "eval")

@@ -11,10 +11,10 @@ ema]`) or a mapping of named levels to several keys set together (`coverage: {8x
 overrides its grid keys, so data, batch, rollout budget and evaluation match across cells.
 The string `{sweep_dir}` in any value is replaced by the sweep's directory (shared SFT data).
 
-Each cell is one `sdlab.train` run in `SWEEP_DIR/cells/<cell>/`, run in order. Rerunning
+Each cell is one `sdlab.training.run` run in `SWEEP_DIR/cells/<cell>/`, run in order. Rerunning
 skips finished cells (their `summary.json` exists), resumes an interrupted one from its
 last checkpoint, and refuses a cell whose saved config differs from the sweep's (change
-`output_dir` or pass --force). After every cell, `sdlab.sweep_results` rewrites
+`output_dir` or pass --force). After every cell, `sdlab.experiments.results` rewrites
 `results.csv` / `aggregate.csv` / `results.json`, so an interrupted sweep keeps its table.
 Parts of one grid may run side by side into one directory (`'grid.method=[grpo]'` in one
 process, `'grid.method=[sdpo]'` in another): its `sweep.yaml` records the union of their levels,
@@ -44,7 +44,7 @@ from pydantic import Field, PositiveInt, field_validator
 
 from sdlab import SdlabError
 from sdlab.config import StrictModel, apply_overrides, build_config, dump_config, parse_override, read_yaml
-from sdlab.train_config import TrainConfig, check_paths
+from sdlab.config.train import TrainConfig, check_paths
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def cell_status(cell_dir: Path, *, needs_final_eval: bool) -> str:
         if needs_final_eval and not final_eval_complete(cell_dir):
             return "evaluate"
         return "done"
-    # the directories `sdlab.train.last_checkpoint` picks from (without importing transformers)
+    # the directories `sdlab.training.run.last_checkpoint` picks from (without importing transformers)
     checkpoints = [p for p in cell_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
     return "resume" if checkpoints else "start"
 
@@ -266,8 +266,8 @@ def check_same_config(cell: Cell, config: TrainConfig) -> None:
 
 
 def run_final_eval(config: TrainConfig, final: FinalEvalConfig) -> None:
-    from sdlab.evaluate import EvalConfig, run_eval
-    from sdlab.train import apply_threads
+    from sdlab.evaluation.evaluate import EvalConfig, run_eval
+    from sdlab.training.run import apply_threads
 
     apply_threads(config)  # as training did (a rerun may only evaluate)
     out = Path(config.output_dir) / "final_eval"
@@ -288,8 +288,8 @@ CellCallback = Callable[[int, int, Cell, str], None]  # (index, total, cell, sta
 def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback | None = None, reward_funcs: Any = None) -> dict[str, Any]:
     """Run every unfinished cell in order; returns the collected results (also on disk).
     `reward_funcs` replaces the 0/1 math reward in every cell (as in `run_training`)."""
-    from sdlab.sweep_results import collect_results, write_results
-    from sdlab.train import run_training, world_size
+    from sdlab.experiments.results import collect_results, write_results
+    from sdlab.training.run import run_training, world_size
 
     distributed = world_size() > 1  # under `accelerate launch`: every process trains every cell
     cells = validate_sweep(config)

@@ -10,7 +10,7 @@ into marker and non-marker tokens. When marker density falls by more than `drop_
 its starting value (mean of the first `baseline_logs` rows), it logs a warning once and records
 `early_warning_step` in that row and every later one.
 
-The trainers (`sdlab.grpo.SdlabGRPOTrainer`, `sdlab.sdpo.SdlabSDPOTrainer`) feed it through
+The trainers (`sdlab.training.grpo.SdlabGRPOTrainer`, `sdlab.training.sdpo.SdlabSDPOTrainer`) feed it through
 two events sent with `dispatch`, the same mechanism TRL's SDPO uses for its own events:
 `on_rollouts` (one generation batch) and `on_token_stats` (one loss computation).
 """
@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from sdlab.losses import split_by_mask
-from sdlab.rundir import append_jsonl, read_jsonl
+from sdlab.core.losses import split_by_mask
+from sdlab.core.io import append_jsonl, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +84,8 @@ def _finite(value: Any) -> Any:
 
 def rollout_metrics(*, completions: list[str], num_tokens: list[int], rewards: list[float], group_size: int, success_threshold: float, marker_mode: str) -> dict[str, float | None]:
     """Reward, accuracy, length, marker counts and in-group answer diversity of some rollouts."""
-    from sdlab.epistemic import count_markers
-    from sdlab.grading import extract_answer
+    from sdlab.core.epistemic import count_markers
+    from sdlab.core.grading import extract_answer
 
     markers = [count_markers(text, mode=marker_mode) for text in completions]
     answers = [extract_answer(text) for text in completions]
@@ -104,7 +104,7 @@ def rollout_metrics(*, completions: list[str], num_tokens: list[int], rewards: l
 
 def marker_mask_for(completion_ids: torch.Tensor, token_mask: torch.Tensor, tokenizer: Any) -> torch.Tensor:
     """[B, T] ids and mask -> [B, T] bool: True on tokens overlapping an epistemic marker."""
-    from sdlab.epistemic import token_marker_mask
+    from sdlab.core.epistemic import token_marker_mask
 
     mask = torch.zeros_like(token_mask, dtype=torch.bool)
     for row in range(completion_ids.size(0)):

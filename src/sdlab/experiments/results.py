@@ -26,7 +26,7 @@ from statistics import fmean
 from typing import Any
 
 from sdlab.config import build_config, read_yaml
-from sdlab.rundir import read_jsonl, write_json
+from sdlab.core.io import read_jsonl, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def distinct_problems(spec: str | None) -> int | None:
     if not spec:
         return None
     from sdlab import SdlabError
-    from sdlab.data import load_problems
+    from sdlab.core.data import load_problems
 
     try:
         return len({problem.id for problem in load_problems(spec)})
@@ -65,7 +65,7 @@ def distinct_problems(spec: str | None) -> int | None:
 
 def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, Any], status: str) -> dict[str, Any]:
     """One cell's record: training summary, evaluation curve, final and base ID/OOD scores."""
-    from sdlab.evaluate import dataset_name
+    from sdlab.evaluation.evaluate import dataset_name
 
     sources = (recipe.get("eval") or {}).get("sources") or []
     final_dir = cell_dir / "final_eval"
@@ -121,7 +121,7 @@ def column_range(column: str) -> tuple[float, float] | None:
     """What a column's values can be: scores (avg@k, pass@k, the rollouts' accuracy) lie in
     [0, 1], lengths and marker counts are not negative; other columns (a reward, whose range is
     its function's) are left alone."""
-    from sdlab.evaluate import FRACTION  # imports torch, as aggregate's caller already has
+    from sdlab.evaluation.evaluate import FRACTION  # imports torch, as aggregate's caller already has
 
     if "avg@k" in column or "pass@k" in column or column.endswith("accuracy"):
         return FRACTION
@@ -133,7 +133,7 @@ def column_range(column: str) -> tuple[float, float] | None:
 def aggregate(rows: list[dict[str, Any]], *, group_by: list[str], over: list[str]) -> list[dict[str, Any]]:
     """Group rows by `group_by` columns; per numeric column the mean and Student-t 95% interval
     over the group (seeds are the unit); `n` counts the rows with a value."""
-    from sdlab.evaluate import mean_and_ci95
+    from sdlab.evaluation.evaluate import mean_and_ci95
 
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
@@ -184,7 +184,7 @@ def pool_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 def collect_results(sweep_dir: str | Path) -> dict[str, Any]:
     """Read every cell of the sweep in `sweep_dir` (its sweep.yaml names the grid)."""
-    from sdlab.sweep import CELLS, SWEEP_FILE, SweepConfig, cell_status, expand_grid, grid_keys, shared_settings
+    from sdlab.experiments.sweep import CELLS, SWEEP_FILE, SweepConfig, cell_status, expand_grid, grid_keys, shared_settings
 
     sweep_dir = Path(sweep_dir)
     config = build_config(SweepConfig, read_yaml(sweep_dir / SWEEP_FILE), source=str(sweep_dir / SWEEP_FILE))

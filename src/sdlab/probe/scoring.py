@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from sdlab.losses import divergence as per_token_divergence
+from sdlab.core.losses import divergence as per_token_divergence
 
 
 # Logits (float32 elements) held per distribution at once: 2**27 is 512 MiB. A window of the
@@ -136,7 +136,7 @@ def score_responses(
     Returns one `ResponseScores` per response, in input order. Responses are processed in
     chunks of `batch_size`, longest-first after sorting by length so a chunk pads little;
     `time_chunk` positions go through lm_head at once (default: what fits LOGIT_BUDGET).
-    `alpha` selects the divergence as in `sdlab.losses.divergence` (0 forward KL,
+    `alpha` selects the divergence as in `sdlab.core.losses.divergence` (0 forward KL,
     1 reverse KL, in between the generalised JSD). `progress(n)` is called after each chunk.
     """
     teacher_prompts = teacher_prompts or []

@@ -5,7 +5,7 @@ how far the teacher's distribution moves from the student's (the study's Table 1
 
     none              no context: the teacher is the student (baseline)
     solution          s, a correct response of the model itself, think block included
-    solution_nothink  s with its think block removed (`sdlab.grading.remove_think`)
+    solution_nothink  s with its think block removed (`sdlab.core.grading.remove_think`)
     regenerated       y~, the model's own response when given s (a chained second round)
     partial:F         the first fraction F of s, counted in *characters* (0 < F <= 1)
     hint              only the final answer, as `\\boxed{answer}`
@@ -22,7 +22,7 @@ import string
 from dataclasses import dataclass
 
 from sdlab import SdlabError
-from sdlab.grading import remove_think
+from sdlab.core.grading import remove_think
 
 DEFAULT_TEMPLATE = "{question}\n\nCorrect solution: {solution}\n\nCorrectly solve the original question."
 TEMPLATE_FIELDS = ("question", "solution")

@@ -3,9 +3,9 @@
     sdlab train recipes/organism/sdpo_solution.yaml steps=60 --force
     accelerate launch --config_file recipes/accelerate/zero3.yaml -m sdlab.cli train recipes/models/qwen3-8b/sdpo.yaml
 
-This module only orchestrates: the trainers come from `sdlab.grpo` (TRL's GRPOTrainer, the
-baseline), `sdlab.sdpo` (sdlab's subclass of TRL's SDPOTrainer) and `sdlab.sft` (TRL's
-SFTTrainer); the per-step epistemic metrics from `sdlab.callbacks.EpistemicMonitor`.
+This module only orchestrates: the trainers come from `sdlab.training.grpo` (TRL's GRPOTrainer, the
+baseline), `sdlab.training.sdpo` (sdlab's subclass of TRL's SDPOTrainer) and `sdlab.training.sft` (TRL's
+SFTTrainer); the per-step epistemic metrics from `sdlab.training.callbacks.EpistemicMonitor`.
 
 Run directory: `config.yaml` (resolved), `versions.json`, `metrics.jsonl` (one row per logged
 step), `eval.jsonl` (periodic ID/OOD evaluation), `samples.jsonl`, `checkpoint-N/`
@@ -27,8 +27,8 @@ from transformers import TrainerCallback
 
 from sdlab import SdlabError
 from sdlab.config import dump_config
-from sdlab.rundir import MODEL_FILE, prepare_run_dir, read_json, read_jsonl, write_json, write_run_header
-from sdlab.train_config import ORGANISM, TrainConfig
+from sdlab.core.io import MODEL_FILE, prepare_run_dir, read_json, read_jsonl, write_json, write_run_header
+from sdlab.config.train import ORGANISM, TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class SampleWriter(TrainerCallback):
         self.path, self.per_batch = path, per_batch
 
     def on_rollouts(self, args, state, control, *, completions, rewards, answers, **_):
-        from sdlab.rundir import append_jsonl
+        from sdlab.core.io import append_jsonl
 
         if not state.is_world_process_zero:
             return
@@ -112,9 +112,9 @@ class PeriodicEval(TrainerCallback):
     def _evaluate(self, step: int, *, model, processing_class, **_):
         import torch
 
-        from sdlab.evaluate import evaluate
-        from sdlab.generation import SamplingParams, make_generator
-        from sdlab.rundir import append_jsonl
+        from sdlab.evaluation.evaluate import evaluate
+        from sdlab.evaluation.generation import SamplingParams, make_generator
+        from sdlab.core.io import append_jsonl
 
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
         was_training = model.training
@@ -266,7 +266,7 @@ def check_runtime(config: TrainConfig) -> None:
     directory exists."""
     import torch
 
-    from sdlab.generation import vllm_available
+    from sdlab.evaluation.generation import vllm_available
 
     runtime = config.runtime
     if not runtime.use_cpu and not torch.cuda.is_available():
@@ -329,7 +329,7 @@ def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callba
     """The TRL trainer for `config.method`, writing checkpoints (and SDPO's teacher audit) to `run_dir`."""
     output_dir = run_dir
     if config.method == "sft":
-        from sdlab.sft import build_sft_trainer, load_sft_dataset
+        from sdlab.training.sft import build_sft_trainer, load_sft_dataset
 
         dataset = load_sft_dataset(config.sft.dataset)
         micro, accumulation = batch_layout(completions_per_update=config.batch, micro_batch=config.runtime.micro_batch, processes=world_size())
@@ -338,9 +338,9 @@ def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callba
             per_device_train_batch_size=micro, gradient_accumulation_steps=accumulation, max_length=config.sft.max_length
         )
         return build_sft_trainer(model=model_path, dataset=dataset, args=args, callbacks=callbacks)
-    from sdlab.data import load_problems
-    from sdlab.grpo import build_grpo_trainer
-    from sdlab.sdpo import build_sdpo_trainer
+    from sdlab.core.data import load_problems
+    from sdlab.training.grpo import build_grpo_trainer
+    from sdlab.training.sdpo import build_sdpo_trainer
 
     problems = load_problems(config.data.train, limit=config.data.limit)
     args = common_args(config, output_dir=output_dir, max_steps=config.optimizer_steps) | rollout_args(config, processes=world_size())
@@ -386,7 +386,7 @@ def run_training(
     `reward_funcs` replaces the 0/1 math reward (TRL's reward-function signature)."""
     from transformers import set_seed
 
-    from sdlab.callbacks import EpistemicMonitor
+    from sdlab.training.callbacks import EpistemicMonitor
 
     check_runtime(config)
     run_dir = prepare_run_dir(config.output_dir, force=force, resume=resume)
@@ -408,7 +408,7 @@ def run_training(
     check_window(config, model_path)
     warn_missing_abilities(config, model_path)
     if config.method == "sft" and config.sft.collect is not None and not Path(config.sft.dataset).is_file():
-        from sdlab.sft import collect_sft_data
+        from sdlab.training.sft import collect_sft_data
 
         collect = config.sft.collect
         collect_sft_data(

@@ -26,11 +26,11 @@ from pydantic import Field
 
 from sdlab import SdlabError
 from sdlab.config import StrictModel
-from sdlab.data import Problem, load_problems
-from sdlab.epistemic import count_markers
-from sdlab.generation import Completion, Generator, SamplingParams, check_model_source, make_generator
-from sdlab.grading import extract_answer, grade_many
-from sdlab.rundir import append_jsonl, prepare_run_dir, write_json, write_run_header
+from sdlab.core.data import Problem, load_problems
+from sdlab.core.epistemic import count_markers
+from sdlab.evaluation.generation import Completion, Generator, SamplingParams, check_model_source, make_generator
+from sdlab.core.grading import extract_answer, grade_many
+from sdlab.core.io import append_jsonl, prepare_run_dir, write_json, write_run_header
 
 logger = logging.getLogger(__name__)
 

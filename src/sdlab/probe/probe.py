@@ -9,9 +9,9 @@
    its samples are the student's rollouts; `regenerated` chains on the `solution` round). The
    selection samples are not reused for `none`: they were selected on, so their score would
    be pinned inside the band.
-3. Scoring (`sdlab.scoring`): H(y|x) and H(y|x,c) from each round's own samples, and the
+3. Scoring (`sdlab.probe.scoring`): H(y|x) and H(y|x,c) from each round's own samples, and the
    per-token divergence between student p(.|x, y<t) and teacher p(.|x, c, y<t) on the
-   student's samples, split by epistemic-marker tokens (`sdlab.gap`).
+   student's samples, split by epistemic-marker tokens (`sdlab.probe.gap`).
 
 Output (written to a temporary directory renamed to `out` at the end, so a failed or
 interrupted run leaves nothing half-written): probe.json, probe.md, samples.jsonl (every
@@ -35,15 +35,15 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from sdlab import SdlabError
 from sdlab.config import StrictModel
-from sdlab.contexts import DEFAULT_TEMPLATE, ContextSpec, build_teacher_messages, context_text, cut_middle, parse_context_names, validate_template
-from sdlab.epistemic import count_markers, token_marker_mask
-from sdlab.gap import divergence_split_by_problem, information_gap, mean_se
-from sdlab.generation import Completion, SamplingParams, load_model_and_tokenizer, make_generator, render_prompt
-from sdlab.grading import grade_many
-from sdlab.heatmap import heatmap_rows, render_heatmap
-from sdlab.probe_report import format_tables
-from sdlab.rundir import append_jsonl, write_json, write_run_header
-from sdlab.scoring import SamplingSpec, score_responses
+from sdlab.core.contexts import DEFAULT_TEMPLATE, ContextSpec, build_teacher_messages, context_text, cut_middle, parse_context_names, validate_template
+from sdlab.core.epistemic import count_markers, token_marker_mask
+from sdlab.probe.gap import divergence_split_by_problem, information_gap, mean_se
+from sdlab.evaluation.generation import Completion, SamplingParams, load_model_and_tokenizer, make_generator, render_prompt
+from sdlab.core.grading import grade_many
+from sdlab.probe.heatmap import heatmap_rows, render_heatmap
+from sdlab.probe.tables import format_tables
+from sdlab.core.io import append_jsonl, write_json, write_run_header
+from sdlab.probe.scoring import SamplingSpec, score_responses
 
 logger = logging.getLogger(__name__)
 SOLUTION_KINDS = ("solution", "solution_nothink", "regenerated", "partial")  # contexts built from s
@@ -126,7 +126,7 @@ def render(tokenizer, messages, *, enable_thinking) -> tuple[str, list[int]]:
 
 def fit_teacher_prompt(tokenizer, messages, context: str, *, template: str, max_prompt_tokens: int, enable_thinking) -> tuple[str, list[int], bool]:
     """Teacher prompt within `max_prompt_tokens`: an over-long context loses its middle
-    (`sdlab.contexts.cut_middle`, training's rule), never the question. Returns (text, ids, cut?)."""
+    (`sdlab.core.contexts.cut_middle`, training's rule), never the question. Returns (text, ids, cut?)."""
     text, ids = render(tokenizer, build_teacher_messages(messages, context, template=template), enable_thinking=enable_thinking)
     context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
     keep = len(context_ids)
@@ -145,7 +145,7 @@ def run_probe(config: ProbeConfig, *, force: bool = False) -> dict:
 
     Everything checkable is checked before the first sample: output directory, context
     names, template, data, model directory and tokenizer, chat template."""
-    from sdlab.data import load_problems
+    from sdlab.core.data import load_problems
 
     start = time.time()
     out = Path(config.out)
@@ -299,7 +299,7 @@ def per_problem(groups: list[list[dict]], key: str) -> list[float]:
 
 
 def analyse(config: ProbeConfig, plan, rounds, prompts, model, tokenizer, heatmap_path: Path) -> dict:
-    """Score every round, attach each sample's NLL, and summarise per context (see `sdlab.gap`)."""
+    """Score every round, attach each sample's NLL, and summarise per context (see `sdlab.probe.gap`)."""
     from tqdm.auto import tqdm
 
     sampling = SamplingSpec(temperature=config.temperature, top_p=config.top_p, top_k=config.top_k) if config.entropy_under == "sampling" else None

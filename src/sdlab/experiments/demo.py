@@ -26,10 +26,10 @@ from pydantic import Field, PositiveInt
 
 from sdlab import SdlabError
 from sdlab.config import StrictModel, apply_overrides, build_config, read_yaml
-from sdlab.rundir import prepare_run_dir, read_json, write_run_header
+from sdlab.core.io import prepare_run_dir, read_json, write_run_header
 
 logger = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 class DemoTrainConfig(StrictModel):
@@ -75,7 +75,7 @@ def load_demo_config(path: str | Path | None, overrides: list[str]) -> DemoConfi
 
 def train_configs(config: DemoConfig, model_path: str, out: Path) -> dict:
     """Each arm's TrainConfig: its recipe + the shared overrides + this demo's paths and seed."""
-    from sdlab.train_config import load_train_config
+    from sdlab.config.train import load_train_config
 
     configs = {}
     for name, arm in config.arms.items():
@@ -97,19 +97,19 @@ class Stage:
 
 
 def probe_stage(values: dict, source: str) -> None:
-    from sdlab.probe import ProbeConfig, run_probe
+    from sdlab.probe.probe import ProbeConfig, run_probe
 
     run_probe(build_config(ProbeConfig, values, source=source), force=True)
 
 
 def train_stage(config) -> None:
-    from sdlab.train import run_training
+    from sdlab.training.run import run_training
 
     run_training(config, resume=Path(config.output_dir).exists(), force=False)
 
 
 def evaluate_stage(model: str, sources: list[str], limit: int | None, **options) -> None:
-    from sdlab.evaluate import evaluate, load_eval_sets
+    from sdlab.evaluation.evaluate import evaluate, load_eval_sets
 
     evaluate(model, load_eval_sets(sources, limit=limit), backend="transformers", resume=True, **options)
 
@@ -117,8 +117,8 @@ def evaluate_stage(model: str, sources: list[str], limit: int | None, **options)
 def pending_stages(config: DemoConfig, model_path: str, out: Path, skip: Callable[[str], None]) -> list[list[Stage]]:
     """The stages still to run, as chains whose order matters (an arm is trained before it is
     evaluated); `skip` hears about every stage already complete."""
-    from sdlab.evaluate import load_eval_sets
-    from sdlab.generation import SamplingParams
+    from sdlab.evaluation.evaluate import load_eval_sets
+    from sdlab.evaluation.generation import SamplingParams
 
     arms = train_configs(config, model_path, out)  # validated before any long work
     eval_sets = load_eval_sets(config.eval_sources, limit=config.eval_limit)  # a bad source fails here, not in a lane
@@ -226,7 +226,7 @@ def step_progress(stage: Stage) -> str:
 def run_demo(config: DemoConfig, *, force: bool = False, say: Callable[[str], None] = logger.info) -> Path:
     """Run every stage not yet complete; returns the report path."""
     from sdlab.organism.build import build_organism, recorded_missing_abilities
-    from sdlab.report import build_report
+    from sdlab.report.page import build_report
 
     check_recipes_exist(config)
     out = prepare_run_dir(config.out, force=force, resume=True)

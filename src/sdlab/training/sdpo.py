@@ -7,18 +7,18 @@ The student answers x; the teacher (the same model: fixed initial weights, or an
 student's own response given x + c, where c is a successful sibling rollout (`solution`), the
 same without its think block (`solution_nothink`), the policy's own answer when shown that
 solution (`regenerated`), or environment feedback (`feedback`). The loss is a per-token
-divergence on the response (sdlab.losses). Defaults are the study's settings (fixed teacher,
+divergence on the response (sdlab.core.losses). Defaults are the study's settings (fixed teacher,
 JSD alpha 0.5, top-100 + tail, success threshold 0.5, no reprompt on a rollout's own success).
 
 What differs from plain TRL (trl==1.16.0; each in docs/decisions.md with the test that shows it):
-- the teacher prompt is sdlab's template (`sdlab.contexts`), and a prompt over `max_reprompt_len`
+- the teacher prompt is sdlab's template (`sdlab.core.contexts`), and a prompt over `max_reprompt_len`
   is shortened by cutting the middle of the *solution*, never the question (TRL keeps the last tokens);
 - the distillation loss reduction is chosen (`distillation_reduction`); TRL's averages per-sequence
   means over all rows, including rows with no teacher context, which dilutes it;
 - `beta` (unused by TRL's SDPO) must be 0; the fixed/EMA teacher is checked to equal the student;
 - full-vocabulary distillation is computed in checkpointed chunks (same values, bounded memory);
 - rollouts, per-token divergences/entropies and a teacher-input audit are reported.
-The GRPO baseline is TRL's GRPOTrainer (`sdlab.grpo`), not this class with distillation weight 0:
+The GRPO baseline is TRL's GRPOTrainer (`sdlab.training.grpo`), not this class with distillation weight 0:
 the two normalise the `dapo` loss differently.
 """
 
@@ -37,13 +37,13 @@ from trl.experimental.sdpo.sdpo_trainer import SuccessfulRolloutTeacherContextBu
 from trl.trainer.utils import pad
 
 from sdlab import SdlabError
-from sdlab.audit import audit_sample, render_audit
-from sdlab.callbacks import dispatch, listens, rollout_payload
-from sdlab.contexts import DEFAULT_TEMPLATE, validate_template
-from sdlab.data import Problem
-from sdlab.grading import remove_think
-from sdlab.grpo import build_grpo_trainer, make_config, math_reward, resolve_dataset  # build_grpo_trainer: re-exported for sdlab.train
-from sdlab.losses import (
+from sdlab.training.audit import audit_sample, render_audit
+from sdlab.training.callbacks import dispatch, listens, rollout_payload
+from sdlab.core.contexts import DEFAULT_TEMPLATE, validate_template
+from sdlab.core.data import Problem
+from sdlab.core.grading import remove_think
+from sdlab.training.grpo import build_grpo_trainer, make_config, math_reward, resolve_dataset  # build_grpo_trainer: re-exported for sdlab.training.run
+from sdlab.core.losses import (
     Reduction,
     agg_loss,
     chunked_full_vocab_divergence,
@@ -55,7 +55,7 @@ from sdlab.losses import (
     token_log_probs,
     topk_tail_divergence,
 )
-from sdlab.rundir import append_jsonl
+from sdlab.core.io import append_jsonl
 
 __all__ = ["SdlabSDPOConfig", "SdlabSDPOTrainer", "build_sdpo_trainer", "build_grpo_trainer", "format_teacher_prompt"]
 
@@ -252,7 +252,7 @@ class SdlabSDPOTrainer(SDPOTrainer):
         self._batch_inputs: list[dict] = []
         self._audited_batches = 0
         if self.args.distillation_weight == 0.0:
-            logger.warning("distillation_weight=0 is TRL's SDPO policy loss, not GRPOTrainer (different dapo normalisation); use sdlab.grpo.build_grpo_trainer for the GRPO baseline")
+            logger.warning("distillation_weight=0 is TRL's SDPO policy loss, not GRPOTrainer (different dapo normalisation); use sdlab.training.grpo.build_grpo_trainer for the GRPO baseline")
 
     # -- teacher ------------------------------------------------------------------------------
     def _setup_teacher_model(self) -> None:

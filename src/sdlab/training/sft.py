@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sdlab import SdlabError
-from sdlab.data import Problem
-from sdlab.rundir import append_jsonl, read_jsonl, write_json
+from sdlab.core.data import Problem
+from sdlab.core.io import append_jsonl, read_jsonl, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ def collect_sft_data(
     show_progress: bool = True,
 ) -> int:
     """Load the model and problems, then `collect_traces`; returns the number of traces in `out`."""
-    from sdlab.data import load_problems
-    from sdlab.generation import SamplingParams, make_generator
+    from sdlab.core.data import load_problems
+    from sdlab.evaluation.generation import SamplingParams, make_generator
 
     if len(read_jsonl(out)) >= n_correct:
         return len(read_jsonl(out))
@@ -93,7 +93,7 @@ def collect_traces(generator, problems: Sequence[Problem], *, mode: Mode, n_corr
     response under the bare prompt. Problems already tried (per the progress file) are skipped."""
     from rich.progress import Progress
 
-    from sdlab.contexts import build_teacher_messages
+    from sdlab.core.contexts import build_teacher_messages
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     state_file = progress_path(out)
@@ -135,7 +135,7 @@ def collect_traces(generator, problems: Sequence[Problem], *, mode: Mode, n_corr
 
 def first_correct_per_prompt(generator, prompts, answers: Sequence[str], sampling, enable_thinking: bool | None) -> list[str | None]:
     """Sample `sampling.n` responses per prompt; the first correct one per prompt, or None."""
-    from sdlab.grading import grade_many
+    from sdlab.core.grading import grade_many
 
     if not prompts:
         return []

@@ -42,7 +42,7 @@ def _root() -> None:
 @app.command()
 def version() -> None:
     """Print sdlab's version and the versions of the libraries it drives."""
-    from sdlab.rundir import library_versions
+    from sdlab.core.io import library_versions
 
     for name, value in library_versions().items():
         print(f"{name}\t{value}")
@@ -57,8 +57,8 @@ def train(
     show_teacher: int = typer.Option(None, "--show-teacher", help="Print the first N SDPO teacher inputs (audit)."),
 ) -> None:
     """Train with GRPO, SDPO or SFT; writes metrics, samples, checkpoints and summary.json to output_dir."""
-    from sdlab.train import run_training
-    from sdlab.train_config import load_train_config
+    from sdlab.training.run import run_training
+    from sdlab.config.train import load_train_config
 
     config = load_train_config(recipe, overrides or [])
     summary = run_training(config, resume=resume, force=force, show_teacher=show_teacher, on_teacher_audit=print if show_teacher else None)
@@ -73,7 +73,7 @@ def validate(
     overrides: list[str] = typer.Argument(None, help="key=value overrides to check with it."),
 ) -> None:
     """Check a training recipe (schema, data files, model path) without running anything."""
-    from sdlab.train_config import load_train_config
+    from sdlab.config.train import load_train_config
 
     config = load_train_config(recipe, overrides or [])
     shape = "" if config.method == "sft" else f", {config.batch} prompts x {config.rollouts} rollouts, {config.updates_per_step} update(s)/step"
@@ -94,8 +94,8 @@ def sft_data(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Collect correct traces for off-policy SFT (the study's D_ug / D_sg)."""
-    from sdlab.sft import MODES, collect_sft_data
-    from sdlab.train import resolve_model
+    from sdlab.training.sft import MODES, collect_sft_data
+    from sdlab.training.run import resolve_model
 
     if mode not in MODES:
         raise SdlabError(f"--mode {mode!r}: allowed values are {', '.join(MODES)}")
@@ -129,7 +129,7 @@ def eval_command(
     from rich.table import Table
 
     from sdlab.config import build_config
-    from sdlab.evaluate import EvalConfig, run_eval
+    from sdlab.evaluation.evaluate import EvalConfig, run_eval
 
     config = build_config(EvalConfig, dict(
         model=model, data=data, k=k, out=str(out), max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
@@ -175,8 +175,8 @@ def probe(
     import logging
 
     from sdlab.config import apply_overrides, build_config, read_yaml
-    from sdlab.probe import ProbeConfig, run_probe
-    from sdlab.probe_report import format_tables
+    from sdlab.probe.probe import ProbeConfig, run_probe
+    from sdlab.probe.tables import format_tables
 
     values = read_yaml(recipe) if recipe else {}
     apply_overrides(values, overrides or [])
@@ -189,7 +189,7 @@ def probe(
             raise SdlabError(f"--band {band!r}: give two integers lo,hi such as 1,4") from None
     config = build_config(ProbeConfig, values, source=str(recipe) if recipe else "sdlab probe options")
     if config.model == "organism":
-        from sdlab.train import resolve_model
+        from sdlab.training.run import resolve_model
 
         config.model = resolve_model(config.model)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -211,7 +211,7 @@ def sweep(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sdlab.sweep import load_sweep, run_sweep, validate_sweep, varied_keys
+    from sdlab.experiments.sweep import load_sweep, run_sweep, validate_sweep, varied_keys
 
     config = load_sweep(sweep_file, overrides or [])
     cells = validate_sweep(config)
@@ -262,7 +262,7 @@ def report(
     """One self-contained HTML report (training dynamics, probe table, ID/OOD results, coverage, pass@k, SFT table);
     every number also goes to report_data/*.csv beside it. Sweep directories of one experiment run apart
     (same sweep and settings, other seeds) are pooled: their intervals cover all the seeds."""
-    from sdlab.report import build_report
+    from sdlab.report.page import build_report
 
     path = build_report(inputs, out or inputs[0] / "report.html", markdown=markdown)
     print(f"{path} (data: {path.parent / 'report_data'})")
@@ -278,7 +278,7 @@ def demo(
     evaluate in and out of distribution, and write one HTML report. Rerun to resume."""
     import logging
 
-    from sdlab.demo import load_demo_config, run_demo
+    from sdlab.experiments.demo import load_demo_config, run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     config = load_demo_config(recipe, overrides or [])
@@ -311,11 +311,11 @@ def organism_data(
     out: Path = typer.Option(..., "--out", help="JSONL file to write (one Problem per line)."),
     seed: int = typer.Option(0, "--seed", help="Which problems: the first N of this seed's permutation."),
 ) -> None:
-    """Export organism problems as JSONL (loadable with `sdlab.data.load_problems`)."""
+    """Export organism problems as JSONL (loadable with `sdlab.core.data.load_problems`)."""
     from dataclasses import asdict
 
     from sdlab.organism.tasks import load_organism_problems
-    from sdlab.rundir import append_jsonl
+    from sdlab.core.io import append_jsonl
 
     problems = load_organism_problems(f"organism:{family}:{n}:{seed}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -339,10 +339,10 @@ def organism_measure(
     back it can read a context)."""
     import torch
 
-    from sdlab.generation import load_model_and_tokenizer
+    from sdlab.evaluation.generation import load_model_and_tokenizer
     from sdlab.organism.card import abilities_table
     from sdlab.organism.measure import copy_probe, distance_probe, measure_abilities, missing_abilities
-    from sdlab.rundir import write_json
+    from sdlab.core.io import write_json
 
     torch.set_num_threads(threads)
     loaded, tokenizer = load_model_and_tokenizer(str(model))

@@ -6,7 +6,7 @@ response shifted by one, the EOS left out of the loss, the question's start cut 
 different `<think>` prefill) trains on garbage without any error. `audit_sample` checks one
 sample as TRL laid it out (prompts left-padded, responses right-padded, the same response
 block at the end of both rows) and `render_audit` prints it for a human.
-`sdlab.sdpo.SdlabSDPOTrainer` writes both to `teacher_audit.jsonl` / `teacher_audit.txt`.
+`sdlab.training.sdpo.SdlabSDPOTrainer` writes both to `teacher_audit.jsonl` / `teacher_audit.txt`.
 """
 
 from __future__ import annotations

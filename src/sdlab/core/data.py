@@ -1,6 +1,6 @@
 """Problem loading: verl-style parquet, JSONL and Hugging Face datasets -> one normalised record.
 
-    from sdlab.data import load_problems
+    from sdlab.core.data import load_problems
     problems = load_problems("../shared/data/math/evaluation/aime24.parquet")
     problems = load_problems("organism:linmod:64")    # the procedural model organism
 

@@ -7,7 +7,7 @@ thread and cannot interrupt sympy stuck in C-level big-integer arithmetic (`9^{9
 it runs in worker processes with a hard deadline: a worker past it is killed and replaced and
 the answer counts as wrong. That keeps the worst case bounded from any thread.
 
-    from sdlab.grading import grade, grade_many
+    from sdlab.core.grading import grade, grade_many
     grade("... so the answer is \\boxed{\\frac12}.", "0.5")  # True
 """
 
@@ -211,7 +211,7 @@ class _Zygote:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
         with theirs:
-            code = "import sys; from sdlab.grading import _zygote; _zygote(int(sys.argv[1]))"
+            code = "import sys; from sdlab.core.grading import _zygote; _zygote(int(sys.argv[1]))"
             # The caller's import path, so an uninstalled checkout (sys.path edited) still finds sdlab.
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
             self.process = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno())], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)

@@ -26,8 +26,8 @@ from statistics import fmean
 from typing import Any
 
 from sdlab import SdlabError
-from sdlab.rundir import MODEL_FILE, read_json, read_jsonl
-from sdlab.sweep_results import aggregate, write_csv
+from sdlab.core.io import MODEL_FILE, read_json, read_jsonl
+from sdlab.experiments.results import aggregate, write_csv
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class SweepData:
 
 
 def load_sweep_data(path: Path) -> SweepData:
-    from sdlab.sweep_results import collect_results
+    from sdlab.experiments.results import collect_results
 
     return SweepData([path], collect_results(path))
 
@@ -159,7 +159,7 @@ def load_sweep_data(path: Path) -> SweepData:
 def pool_sweeps(sweeps: list[SweepData]) -> list[SweepData]:
     """Merge the directories of one experiment (same sweep, seeds run apart) so that its
     means and intervals are over all their seeds; different experiments stay apart."""
-    from sdlab.sweep_results import pool_results, pooling_key
+    from sdlab.experiments.results import pool_results, pooling_key
 
     experiments: dict[str, list[SweepData]] = {}
     for sweep in sweeps:
@@ -202,7 +202,7 @@ CsvSink = Callable[[str, list[dict[str, Any]]], str]  # (name, rows) -> relative
 
 
 def training_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> str:
-    from sdlab.plots import line_panels
+    from sdlab.report.plots import line_panels
 
     parts = []
     for run in inputs.runs:
@@ -230,7 +230,7 @@ def training_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> 
 
 
 def probe_section(inputs: Inputs, save: CsvSink) -> str:
-    from sdlab.probe_report import pm
+    from sdlab.probe.tables import pm
 
     parts = []
     for probe in inputs.probes:
@@ -254,7 +254,7 @@ def probe_section(inputs: Inputs, save: CsvSink) -> str:
 
 
 def results_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> str:
-    from sdlab.plots import interval_bars
+    from sdlab.report.plots import interval_bars
 
     parts = []
     summary = method_summary(sweeps)
@@ -295,7 +295,7 @@ def results_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> s
 
 
 def coverage_section(sweeps: list[SweepData], save: CsvSink) -> str:
-    from sdlab.plots import interval_lines
+    from sdlab.report.plots import interval_lines
 
     parts = []
     for sweep in (s for s in sweeps if "coverage" in s.group_by):
@@ -315,7 +315,7 @@ def coverage_section(sweeps: list[SweepData], save: CsvSink) -> str:
 
 
 def pass_at_k_section(inputs: Inputs, sweeps: list[SweepData], save: CsvSink) -> str:
-    from sdlab.plots import line_panels
+    from sdlab.report.plots import line_panels
 
     curves: dict[str, dict[str, list[float]]] = {}  # panel -> label -> curve
     for sweep in sweeps:
@@ -510,7 +510,7 @@ def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
     """The numbers a README quotes, as Markdown: each probe's tables (as in its probe.md), each
     sweep's final ID/OOD accuracy, length and markers (mean [95% interval] over seeds), and the
     by-method summary over all sweeps."""
-    from sdlab.probe_report import format_tables
+    from sdlab.probe.tables import format_tables
 
     parts = [f"Probe `{probe}`: mean ± standard error over problems.\n\n" + format_tables(json.loads((probe / "probe.json").read_text())) for probe in inputs.probes]
     for sweep in sweeps:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sdlab.epistemic import token_spans
+from sdlab.core.epistemic import token_spans
 
 MIN_SCALE = 0.5  # nats: the colour scale never saturates below this, so noise stays pale
 
@@ -91,7 +91,7 @@ def heatmap_rows(records: list[dict], scores, markers, teacher: int, tokenizer, 
     """The first sample of each of the first `limit` problems, against teacher number `teacher`.
 
     `records` are sample dicts (problem_id, sample, correct, token_ids), `scores` their
-    `sdlab.scoring.ResponseScores`, `markers` their [T] marker masks. Long responses show
+    `sdlab.probe.scoring.ResponseScores`, `markers` their [T] marker masks. Long responses show
     their first `max_tokens` tokens."""
     rows = []
     for record, score, mask in zip(records, scores, markers):

@@ -13,12 +13,12 @@ unbiased for the entropy of that distribution; the gap is I(y;c|x) only if the u
 distribution is the mixture of the guided ones, otherwise a difference of conditional
 entropies (it can be negative). Per token: h_i = sum_j -log q(y_ij) / sum_j |y_ij| (a ratio
 estimator of the entropy rate). `q` is the distribution that produced the samples (by
-default the temperature / top-k / top-p sampler, see `sdlab.scoring.sampling_log_probs`);
+default the temperature / top-k / top-p sampler, see `sdlab.probe.scoring.sampling_log_probs`);
 scoring them under the raw model p instead gives the cross-entropy H(q, p) = H(q) + KL(q||p),
 biased upwards by KL(q||p), which differs between contexts.
 
 Divergence split: per-token divergences of the student's own responses are pooled over
-all tokens; `sdlab.losses.split_by_mask` splits them into marker and other tokens; standard
+all tokens; `sdlab.core.losses.split_by_mask` splits them into marker and other tokens; standard
 errors come from a bootstrap over problems (responses of one problem are not independent).
 """
 
@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import torch
 
-from sdlab.losses import split_by_mask
+from sdlab.core.losses import split_by_mask
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:

@@ -3,10 +3,10 @@
     trainer = build_grpo_trainer(model="runs/organism/model", problems=problems, args={"output_dir": "out", "max_steps": 3})
     trainer.train()
 
-What is shared with self-distillation (`sdlab.sdpo`): the reward (`math_reward`, sdlab's grader in
+What is shared with self-distillation (`sdlab.training.sdpo`): the reward (`math_reward`, sdlab's grader in
 TRL's reward-function signature), the dataset layout (`problems_to_dataset`: a conversational
 `prompt` column plus `answer`), and the CPU-friendly defaults (`trainer_defaults`). The GRPO
-subclass only *reports* (rollouts and per-token entropies for `sdlab.callbacks.EpistemicMonitor`);
+subclass only *reports* (rollouts and per-token entropies for `sdlab.training.callbacks.EpistemicMonitor`);
 it changes nothing in the algorithm, so the baseline stays TRL's GRPO.
 """
 
@@ -20,8 +20,8 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
-from sdlab.callbacks import dispatch, listens, rollout_payload
-from sdlab.data import Problem
+from sdlab.training.callbacks import dispatch, listens, rollout_payload
+from sdlab.core.data import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def completion_text(completion: Any) -> str:
 
 def math_reward(prompts: list[Any], completions: list[Any], answer: list[str], **kwargs: Any) -> list[float]:
     """1.0 when sdlab's grader accepts the completion's final answer against the row's `answer`, else 0.0."""
-    from sdlab.grading import grade_many
+    from sdlab.core.grading import grade_many
 
     verdicts = grade_many([completion_text(c) for c in completions], [str(a) for a in answer])
     return [float(v) for v in verdicts]

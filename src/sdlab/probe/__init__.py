@@ -1,0 +1,1 @@
+"""The context-richness probe: teacher contexts, information gap, divergence split, heatmap."""

@@ -1,0 +1,1 @@
+"""`sdlab report`: one self-contained HTML page with plots from run, sweep, probe and eval directories."""
