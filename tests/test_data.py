@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from sdlab import SdlabError
-from sdlab.core.data import DataError, Problem, load_problems
+from sdlab.core.data import DataError, load_problems
+from sdlab.core.problem import Problem
 from tests.conftest import SHARED_DATA
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."

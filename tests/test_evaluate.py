@@ -9,7 +9,8 @@ import yaml
 from typer.testing import CliRunner
 
 from sdlab.cli import app, main
-from sdlab.evaluation.evaluate import avg_at_k, dataset_name, mean_and_ci95, pass_at_k, problem_mean, summarize, t_critical_95
+from sdlab.core.stats import avg_at_k, mean_and_ci95, pass_at_k, problem_mean, t_critical_95
+from sdlab.evaluation.evaluate import dataset_name, summarize
 
 
 # ---------------------------------------------------------------- pass@k

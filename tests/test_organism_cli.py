@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from sdlab.cli import app
 from sdlab.core.data import load_problems
-from sdlab.organism.tasks import load_organism_problems
+from sdlab.organism.problems import load_organism_problems
 
 
 def test_organism_data_exports_loadable_jsonl(tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ from sdlab.organism.corpus import (
 )
 from sdlab.core.epistemic import count_markers
 from sdlab.organism.instruments import analyze_response
-from sdlab.organism.tasks import Task, brute_force_answer, example_candidate, family_tasks, load_organism_problems, sample_tasks, to_problem
+from sdlab.organism.problems import load_organism_problems, to_problem
+from sdlab.organism.tasks import Task, brute_force_answer, example_candidate, family_tasks, sample_tasks
 
 TASK = Task("linmod", 7, 4, 9, 5)  # 4*x + 9 = 5 (mod 7) -> x = 6
 

@@ -6,7 +6,8 @@ import pytest
 
 from sdlab.organism.corpus import chain
 from sdlab.organism.instruments import analyze_response, slot_prefixes, summarize
-from sdlab.organism.tasks import Task, to_problem
+from sdlab.organism.problems import to_problem
+from sdlab.organism.tasks import Task
 
 PROBLEM = to_problem(Task("linmod", 7, 4, 9, 5), family="linmod-eval")  # x = 6
 EQ = "4*x + 9 = 5 (mod 7)"
@@ -87,7 +88,7 @@ def test_mechanics_are_read_off_an_evaluation_directory(tmp_path) -> None:
 
     from sdlab.cli import app
     from sdlab.organism.measure import mechanics_of_evaluation
-    from sdlab.organism.tasks import load_organism_problems
+    from sdlab.organism.problems import load_organism_problems
 
     source = "organism:linmod-eval:2"
     problems = load_organism_problems(source)
@@ -122,7 +123,8 @@ def writer_rows(*, copies_after_context: str) -> list[dict]:
 
     from sdlab.organism.corpus import context_for, guided_response, unguided_response
     from sdlab.organism.measure import ability_row
-    from sdlab.organism.tasks import equation, load_organism_problems
+    from sdlab.organism.problems import load_organism_problems
+    from sdlab.organism.tasks import equation
 
     rng = random.Random(0)
     problems = load_organism_problems("organism:linmod-eval:8")

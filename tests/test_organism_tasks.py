@@ -7,8 +7,9 @@ import itertools
 import pytest
 
 from sdlab import SdlabError
-from sdlab.core.data import Problem
-from sdlab.organism.tasks import family_tasks, known_families, lhs, load_organism_problems, question_text, sample_tasks
+from sdlab.core.problem import Problem
+from sdlab.organism.problems import load_organism_problems
+from sdlab.organism.tasks import family_tasks, known_families, lhs, question_text, sample_tasks
 
 
 def solve_from_question(question: str) -> int:

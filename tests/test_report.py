@@ -36,7 +36,8 @@ def demo_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """A demo directory holding one of each input kind, made by the real commands (about 30 s)."""
     from sdlab.evaluation.evaluate import EvalConfig, run_eval
     from sdlab.probe.probe import ProbeConfig, run_probe
-    from sdlab.experiments.sweep import load_sweep, run_sweep
+    from sdlab.experiments.grid import load_sweep
+    from sdlab.experiments.sweep import run_sweep
     from sdlab.training.run import run_training
     from sdlab.config.train import load_train_config
 
@@ -201,7 +202,8 @@ def test_markdown_summary_has_the_probe_table_and_every_sweep_group(demo_dir, tm
 def test_seeds_run_in_separate_directories_pool_into_one_aggregate(demo_dir, tmp_path):
     """A seed added later in its own directory joins the same experiment's intervals; a sweep
     whose settings differ (here the learning rate) stays a table of its own."""
-    from sdlab.experiments.sweep import load_sweep, run_sweep
+    from sdlab.experiments.grid import load_sweep
+    from sdlab.experiments.sweep import run_sweep
 
     recipe = demo_dir.parent / "offpolicy.yaml"
     run_sweep(load_sweep(recipe, [f"output_dir={tmp_path / 'seed2'}", "grid.seed=[2]"]))
@@ -222,7 +224,8 @@ def test_seeds_run_in_separate_directories_pool_into_one_aggregate(demo_dir, tmp
 def test_a_sweep_run_one_axis_level_per_directory_pools_into_one_table(demo_dir, tmp_path, parts):
     """Each method (or coverage level) of the coverage grid in its own directory (two lanes side
     by side) is still one experiment: one table with every cell, not one table per directory."""
-    from sdlab.experiments.sweep import load_sweep, run_sweep
+    from sdlab.experiments.grid import load_sweep
+    from sdlab.experiments.sweep import run_sweep
 
     recipe = demo_dir.parent / "coverage.yaml"
     for name, override in parts.items():

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from sdlab import SdlabError
-from sdlab.core.data import Problem
+from sdlab.core.problem import Problem
 from sdlab.evaluation.generation import Completion, SamplingParams, make_generator
 from sdlab.core.io import read_jsonl
 from sdlab.training.sft import collect_traces, load_sft_dataset, progress_path

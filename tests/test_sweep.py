@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from sdlab import SdlabError
-from sdlab.experiments.sweep import expand_grid, load_sweep, run_sweep, shared_settings, validate_sweep, varied_keys
+from sdlab.experiments.grid import expand_grid, load_sweep, shared_settings, validate_sweep, varied_keys
+from sdlab.experiments.sweep import run_sweep
 from sdlab.experiments.results import aggregate, collect_results
 from tests.conftest import REPO_ROOT, SHARED_DATA
 from tests.test_train import distinct_characters
@@ -141,7 +142,7 @@ def test_aggregate_gives_mean_and_student_t_interval_over_seeds():
 
 
 def test_console_table_shows_rollout_accuracy_inside_its_range(capsys):
-    from sdlab.cli import print_aggregate
+    from sdlab.cli.experiments import print_aggregate
 
     rows = [{"cell": f"a{s}", "method": "grpo", "seed": str(s), "status": "done", "train_accuracy": v, "train_reward_mean": v} for s, v in enumerate((0.0, 0.1, 0.5))]
     print_aggregate({"name": "t", "axes": ["method", "seed"], "aggregate_over": ["seed"], "aggregate": aggregate(rows, group_by=["method"], over=["seed"])})

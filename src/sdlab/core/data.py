@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sdlab import SdlabError
+from sdlab.core.problem import Problem
+from sdlab.providers import problem_provider
 
 PARQUET_SUFFIXES = (".parquet",)
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -30,28 +32,6 @@ LAYOUT_HINT = "a verl-style file needs 'prompt' and 'reward_model'; a simple one
 
 class DataError(SdlabError):
     """A problem file or dataset that cannot be read as problems (the message says where and why)."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem, whatever file or generator it came from.
-
-    `messages` is the chat prompt as the model sees it (the last user message holds the
-    question, including any instruction such as "put your final answer within \\boxed{}");
-    `question` is that last user message's text, which teacher contexts are appended to.
-    """
-
-    id: str
-    question: str
-    answer: str
-    messages: tuple[dict[str, str], ...]
-    solution: str | None = None
-    source: str = ""
-    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
-
-    @staticmethod
-    def from_question(id: str, question: str, answer: str, *, solution: str | None = None, source: str = "", meta: dict[str, Any] | None = None) -> "Problem":
-        return Problem(id=id, question=question, answer=answer, messages=({"role": "user", "content": question},), solution=solution, source=source, meta=meta or {})
 
 
 # ---------------------------------------------------------------- one row -> Problem
@@ -251,14 +231,13 @@ def _looks_like_path(spec: str) -> bool:
 
 def load_problems(source: str | Path, *, limit: int | None = None, split: str = "train") -> list[Problem]:
     """Problems from a verl parquet or JSONL file, a `save_to_disk` directory, a hub dataset id
-    or an `organism:...` spec; at most `limit` of them, in file order."""
+    or a provider's spec (`organism:linmod:64`); at most `limit` of them, in file order."""
     if limit is not None and limit < 0:
         raise DataError(f"{source}: limit must be at least 0, got {limit}")
     spec = str(source)
-    if spec.startswith("organism:"):
-        from sdlab.organism.tasks import load_organism_problems
-
-        problems = load_organism_problems(spec)
+    provider = problem_provider(spec)
+    if provider is not None:
+        problems = provider.load_problems(spec)
         return problems if limit is None else problems[:limit]
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -274,3 +253,10 @@ def load_problems(source: str | Path, *, limit: int | None = None, split: str = 
         raise DataError(f"{path}: no such file or directory; check the path (relative paths start from {Path.cwd()})")
     dataset = _load_from_hub(spec, split, limit)
     return _convert(_dataset_rows(dataset), spec, spec.rsplit("/", 1)[-1], limit)
+
+
+def dataset_name(source: str | Path) -> str:
+    """`.../aime24.parquet` -> `aime24`; other specs are made file-name safe."""
+    text = str(source)
+    name = Path(text).stem if Path(text).suffix else text
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "data"

@@ -225,7 +225,7 @@ def step_progress(stage: Stage) -> str:
 
 def run_demo(config: DemoConfig, *, force: bool = False, say: Callable[[str], None] = logger.info) -> Path:
     """Run every stage not yet complete; returns the report path."""
-    from sdlab.organism.build import build_organism, recorded_missing_abilities
+    from sdlab.providers import DEFAULT_MODEL, missing_abilities, resolve_model
     from sdlab.report.page import build_report
 
     check_recipes_exist(config)
@@ -237,8 +237,8 @@ def run_demo(config: DemoConfig, *, force: bool = False, say: Callable[[str], No
         say(f"[{time.perf_counter() - started:5.0f} s] {text}")
 
     stage("1/3 organism: build or reuse")
-    model_path = str(build_organism(seed=config.seed, size=config.organism_size))
-    for ability in recorded_missing_abilities(model_path):
+    model_path = resolve_model(DEFAULT_MODEL, seed=config.seed, size=config.organism_size)
+    for ability in missing_abilities(model_path):
         stage(f"1/3 warning: this organism lacks {ability} (its README.md, Health)")
     chains = pending_stages(config, model_path, out, skip=lambda label: stage(f"2/3 {label}: done, skipped"))
     if chains:

@@ -26,7 +26,9 @@ from statistics import fmean
 from typing import Any
 
 from sdlab.config import build_config, read_yaml
+from sdlab.core.data import dataset_name
 from sdlab.core.io import read_jsonl, write_json
+from sdlab.core.stats import FRACTION, mean_and_ci95
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,6 @@ def distinct_problems(spec: str | None) -> int | None:
 
 def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, Any], status: str) -> dict[str, Any]:
     """One cell's record: training summary, evaluation curve, final and base ID/OOD scores."""
-    from sdlab.evaluation.evaluate import dataset_name
 
     sources = (recipe.get("eval") or {}).get("sources") or []
     final_dir = cell_dir / "final_eval"
@@ -121,8 +122,6 @@ def column_range(column: str) -> tuple[float, float] | None:
     """What a column's values can be: scores (avg@k, pass@k, the rollouts' accuracy) lie in
     [0, 1], lengths and marker counts are not negative; other columns (a reward, whose range is
     its function's) are left alone."""
-    from sdlab.evaluation.evaluate import FRACTION  # imports torch, as aggregate's caller already has
-
     if "avg@k" in column or "pass@k" in column or column.endswith("accuracy"):
         return FRACTION
     if "tokens" in column or "markers" in column:
@@ -133,8 +132,6 @@ def column_range(column: str) -> tuple[float, float] | None:
 def aggregate(rows: list[dict[str, Any]], *, group_by: list[str], over: list[str]) -> list[dict[str, Any]]:
     """Group rows by `group_by` columns; per numeric column the mean and Student-t 95% interval
     over the group (seeds are the unit); `n` counts the rows with a value."""
-    from sdlab.evaluation.evaluate import mean_and_ci95
-
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row.get(key) for key in group_by), []).append(row)
@@ -184,7 +181,7 @@ def pool_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 def collect_results(sweep_dir: str | Path) -> dict[str, Any]:
     """Read every cell of the sweep in `sweep_dir` (its sweep.yaml names the grid)."""
-    from sdlab.experiments.sweep import CELLS, SWEEP_FILE, SweepConfig, cell_status, expand_grid, grid_keys, shared_settings
+    from sdlab.experiments.grid import CELLS, SWEEP_FILE, SweepConfig, cell_status, expand_grid, grid_keys, shared_settings
 
     sweep_dir = Path(sweep_dir)
     config = build_config(SweepConfig, read_yaml(sweep_dir / SWEEP_FILE), source=str(sweep_dir / SWEEP_FILE))

@@ -28,233 +28,20 @@ every cell trained and only evaluates.
 
 from __future__ import annotations
 
-import copy
-import itertools
 import logging
 import os
-import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import Field, PositiveInt, field_validator
-
 from sdlab import SdlabError
-from sdlab.config import StrictModel, apply_overrides, build_config, dump_config, parse_override, read_yaml
-from sdlab.config.train import TrainConfig, check_paths
+from sdlab.config import build_config, dump_config, read_yaml
+from sdlab.config.train import TrainConfig
+from sdlab.experiments.grid import SWEEP_FILE, Cell, FinalEvalConfig, SweepConfig, base_recipe, cell_status, validate_sweep
+from sdlab.experiments.results import collect_results, write_results
 
 logger = logging.getLogger(__name__)
-
-SWEEP_FILE = "sweep.yaml"  # the resolved sweep, written into the sweep directory
-CELLS = "cells"
-
-
-class FinalEvalConfig(StrictModel):
-    """`sdlab eval` on every cell's final model: the same problems, k and sampling for all."""
-
-    sources: list[str] | None = None  # default: the cells' eval.sources (first = in-distribution)
-    k: PositiveInt = 16
-    limit: PositiveInt | None = None  # problems per source
-    max_new_tokens: PositiveInt = 256
-    temperature: float = Field(0.6, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    top_k: int = Field(20, ge=0)
-    batch_size: PositiveInt = 8
-
-
-class SweepConfig(StrictModel):
-    name: str = "sweep"
-    description: str = ""
-    output_dir: str
-    recipe: str | None = None  # a training recipe file; `base` keys are applied over it
-    base: dict[str, Any] = Field(default_factory=dict)
-    grid: dict[str, list[Any] | dict[str, dict[str, Any]]]
-    aggregate_over: list[str] = Field(default_factory=lambda: ["seed"])  # axes averaged (mean, 95% CI)
-    final_eval: FinalEvalConfig | None = None
-
-    @field_validator("grid")
-    @classmethod
-    def _axes_not_empty(cls, grid: dict) -> dict:
-        if not grid:
-            raise ValueError("the grid needs at least one axis, e.g. `method: [grpo, sdpo]`")
-        for axis, levels in grid.items():
-            if not levels:
-                raise ValueError(f"axis {axis!r} has no levels")
-            labels = [sanitize(str(level)) for level in levels]
-            if len(set(labels)) != len(labels):
-                raise ValueError(f"axis {axis!r}: levels {labels} are not distinct as directory names")
-        return grid
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One run of the grid: its name, its level on every axis and its resolved recipe."""
-
-    name: str
-    levels: dict[str, str]
-    overrides: dict[str, Any]  # dotted recipe key -> value set by the grid
-    recipe: dict[str, Any] = field(repr=False)
-
-    def config(self) -> TrainConfig:
-        config = build_config(TrainConfig, self.recipe, source=f"sweep cell {self.name}")
-        check_paths(config, source=f"sweep cell {self.name}")
-        return config
-
-
-def sanitize(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-") or "x"
-
-
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """`set_dotted(d, "sdpo.teacher", "ema")`; a mapping value is merged into an existing section."""
-    *parents, last = key.split(".")
-    node = data
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise SdlabError(f"grid key {key!r}: {part!r} is not a section of the recipe")
-    if isinstance(value, dict) and isinstance(node.get(last), dict):
-        for sub_key, sub_value in value.items():
-            set_dotted(node[last], sub_key, sub_value)
-    else:
-        node[last] = copy.deepcopy(value)
-
-
-def substitute(value: Any, replacements: dict[str, str]) -> Any:
-    """Replace `{sweep_dir}`-style placeholders in every string of a nested value."""
-    if isinstance(value, str):
-        for placeholder, text in replacements.items():
-            value = value.replace("{" + placeholder + "}", text)
-        return value
-    if isinstance(value, dict):
-        return {k: substitute(v, replacements) for k, v in value.items()}
-    if isinstance(value, list):
-        return [substitute(v, replacements) for v in value]
-    return value
-
-
-def axis_levels(axis: str, levels: list[Any] | dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """[(level label, {dotted key: value})] for a list axis (one key) or a named-levels axis."""
-    if isinstance(levels, dict):
-        return [(str(label), dict(values)) for label, values in levels.items()]
-    return [(str(value), {axis: value}) for value in levels]
-
-
-def grid_keys(config: SweepConfig) -> set[str]:
-    """The recipe keys some axis level sets: per cell, never shared settings of the sweep."""
-    return {key for axis, levels in config.grid.items() for _, values in axis_levels(axis, levels) for key in values}
-
-
-def base_recipe(config: SweepConfig) -> dict[str, Any]:
-    recipe = read_yaml(config.recipe) if config.recipe else {}
-    for key, value in config.base.items():
-        set_dotted(recipe, key, value)
-    return recipe
-
-
-def expand_grid(config: SweepConfig) -> list[Cell]:
-    """Every cell of the grid (product of the axes, in file order), each with its resolved recipe."""
-    base = base_recipe(config)
-    sweep_dir = Path(config.output_dir)
-    axes = [[(axis, label, values) for label, values in axis_levels(axis, levels)] for axis, levels in config.grid.items()]
-    cells = []
-    for combination in itertools.product(*axes):
-        name = "__".join(f"{sanitize(axis)}-{sanitize(label)}" for axis, label, _ in combination)
-        overrides: dict[str, Any] = {}
-        recipe = copy.deepcopy(base)
-        for axis, _, values in combination:
-            for key, value in values.items():
-                if key in overrides:
-                    raise SdlabError(f"sweep grid: key {key!r} is set by two axes (cell {name}); each key belongs to one axis")
-                overrides[key] = value
-                set_dotted(recipe, key, value)
-        recipe["output_dir"] = str(sweep_dir / CELLS / name)
-        recipe = substitute(recipe, {"sweep_dir": str(sweep_dir)})
-        cells.append(Cell(name=name, levels={axis: label for axis, label, _ in combination}, overrides=overrides, recipe=recipe))
-    return cells
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def varied_keys(configs: list[TrainConfig]) -> set[str]:
-    """Resolved recipe keys (dotted) whose values differ between cells; everything else is shared."""
-    flats = [flatten(c.model_dump(mode="json")) for c in configs]
-    keys = set().union(*flats)
-    return {key for key in keys if len({yaml.safe_dump(flat.get(key)) for flat in flats}) > 1}
-
-
-def shared_settings(configs: list[TrainConfig]) -> dict[str, Any]:
-    varied = varied_keys(configs)
-    return {key: value for key, value in flatten(configs[0].model_dump(mode="json")).items() if key not in varied}
-
-
-def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
-    """Sweep file + overrides. An override whose first key is not a sweep field goes to `base`
-    (`steps=2` means `base.steps=2`); `grid.<axis>=[...]` replaces one axis, whose name may be
-    a dotted recipe key (`grid.sdpo.context=[regenerated]`)."""
-    data = read_yaml(path)
-    sweep_level, recipe_level = [], []
-    for override in overrides or []:
-        (sweep_level if override.split("=", 1)[0].split(".")[0] in SweepConfig.model_fields else recipe_level).append(override)
-    for override in sweep_level:
-        path_parts, value = parse_override(override)
-        if path_parts[0] == "grid" and len(path_parts) > 2:  # an axis is one dotted recipe key: grid.sdpo.context=[...]
-            if not isinstance(data.get("grid"), dict):
-                raise SdlabError(f"override {override!r}: {path} has no grid to set an axis of")
-            data["grid"][".".join(path_parts[1:])] = value
-        else:
-            apply_overrides(data, [override])
-    config = build_config(SweepConfig, data, source=str(path))
-    set_by_grid = grid_keys(config)
-    for override in recipe_level:
-        path_parts, value = parse_override(override)
-        key = ".".join(path_parts)
-        if key in set_by_grid:
-            raise SdlabError(f"override {override!r}: {key} is set by the grid, which would win; override the axis instead (e.g. 'grid.{key}=[...]')")
-        config.base[key] = value
-    return config
-
-
-def validate_sweep(config: SweepConfig) -> list[tuple[Cell, TrainConfig]]:
-    """Expand the grid and validate every cell's recipe before anything runs."""
-    cells = expand_grid(config)
-    return [(cell, cell.config()) for cell in cells]
-
-
-# ---------------------------------------------------------------- running
-
-
-def cell_status(cell_dir: Path, *, needs_final_eval: bool) -> str:
-    """done | evaluate (trained, final eval missing) | resume (has a checkpoint) | start."""
-    if (cell_dir / "summary.json").exists():
-        if needs_final_eval and not final_eval_complete(cell_dir):
-            return "evaluate"
-        return "done"
-    # the directories `sdlab.training.run.last_checkpoint` picks from (without importing transformers)
-    checkpoints = [p for p in cell_dir.glob("checkpoint-*") if p.is_dir() and p.name.split("-", 1)[1].isdigit()]
-    return "resume" if checkpoints else "start"
-
-
-def final_eval_complete(cell_dir: Path) -> bool:
-    import json
-
-    metrics, config = cell_dir / "final_eval" / "metrics.json", cell_dir / "final_eval" / "config.yaml"
-    if not metrics.exists() or not config.exists():
-        return False
-    expected = yaml.safe_load(config.read_text()).get("data") or []
-    return len(json.loads(metrics.read_text())) == len(expected)
-
 
 def check_same_config(cell: Cell, config: TrainConfig) -> None:
     saved = Path(config.output_dir) / "config.yaml"
@@ -288,7 +75,6 @@ CellCallback = Callable[[int, int, Cell, str], None]  # (index, total, cell, sta
 def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback | None = None, reward_funcs: Any = None) -> dict[str, Any]:
     """Run every unfinished cell in order; returns the collected results (also on disk).
     `reward_funcs` replaces the 0/1 math reward in every cell (as in `run_training`)."""
-    from sdlab.experiments.results import collect_results, write_results
     from sdlab.training.run import run_training, world_size
 
     distributed = world_size() > 1  # under `accelerate launch`: every process trains every cell

@@ -25,7 +25,7 @@ import random
 import re
 
 from sdlab.core.grading import remove_think
-from sdlab.organism.tasks import HARD_PRIMES, ID_PRIMES, Task, brute_force_answer, equation, example_candidate, lhs
+from sdlab.organism.tasks import HARD_PRIMES, ID_PRIMES, Task, brute_force_answer, chain, equation, example_candidate, family_tasks, lhs, lookups, question_text
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 STUDY_TEMPLATE = "{question}\n\nCorrect solution: {solution}\n\nCorrectly solve the original question."
@@ -48,20 +48,6 @@ BOXED = re.compile(r"\\boxed\{(\d+)\}")
 CLAIM = re.compile(r"might be x=(\d+)")
 VERIFIED_INTRO = "the solution shows it works:"  # the response to a visible passing check
 HOLDS = re.compile(r"x=\d+: [^:\n]+ holds\.")  # a think-less solution: the answer with its equation
-
-
-def lookups(p: int, factor: int, value: int, addend: int) -> tuple[str, int]:
-    """`factor*value=r, r+addend=s` with every result reduced mod p: one product, one sum."""
-    product = factor * value % p
-    total = (product + addend) % p
-    return f"{factor}*{value}={product}, {product}+{addend}={total}", total
-
-
-def chain(task: Task, x: int) -> str:
-    """The check of candidate `x`: the question's equation copied verbatim, its lookups, the
-    verdict (`x=3: 4*x + 9 = 5 (mod 7): 4*3=5, 5+9=0. 0 vs 5? no.`)."""
-    steps, value = lookups(task.p, x if task.kind == "sqmod" else task.a, x, task.b)
-    return f"x={x}: {equation(task)}: {steps}. {value} vs {task.c}? {'yes' if value == task.c else 'no'}."
 
 
 def final_text(task: Task, x: int, *, verified: bool) -> str:
@@ -266,8 +252,6 @@ DOC_WEIGHTS = (0.30, 0.22, 0.07, 0.02, 0.05, 0.19, 0.15)
 def corpus_documents(n_docs: int, *, seed: int) -> list[dict]:
     """`n_docs` training documents from the `pretrain` splits only: chat documents
     {"kind", "messages", "response"} and plain-text drills {"kind", "text"}."""
-    from sdlab.organism.tasks import family_tasks, question_text
-
     rng = random.Random(f"corpus:{seed}")
     pools = {kind: family_tasks(f"{kind}-pretrain") for kind in ("linmod", "narrow", "check")}
     documents = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from sdlab.core.data import Problem
+from sdlab.core.problem import Problem
 from sdlab.core.epistemic import count_markers
 from sdlab.core.grading import extract_answer, split_think
 

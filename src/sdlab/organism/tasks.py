@@ -36,12 +36,10 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 from sdlab import SdlabError
-from sdlab.core.data import Problem
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 SPLITS = ("pretrain", "train", "eval")
@@ -99,6 +97,20 @@ def equation(task: Task) -> str:
     return f"{left} + {task.b} = {task.c} (mod {task.p})"
 
 
+def lookups(p: int, factor: int, value: int, addend: int) -> tuple[str, int]:
+    """`factor*value=r, r+addend=s` with every result reduced mod p: one product, one sum."""
+    product = factor * value % p
+    total = (product + addend) % p
+    return f"{factor}*{value}={product}, {product}+{addend}={total}", total
+
+
+def chain(task: Task, x: int) -> str:
+    """The check of candidate `x`: the question's equation copied verbatim, its lookups, the
+    verdict (`x=3: 4*x + 9 = 5 (mod 7): 4*3=5, 5+9=0. 0 vs 5? no.`)."""
+    steps, value = lookups(task.p, x if task.kind == "sqmod" else task.a, x, task.b)
+    return f"x={x}: {equation(task)}: {steps}. {value} vs {task.c}? {'yes' if value == task.c else 'no'}."
+
+
 def example_candidate(task: Task) -> int:
     """The candidate of the question's worked example: a fixed wrong one (by the problem's key),
     so the example shows how to check without giving the answer away."""
@@ -110,8 +122,6 @@ def question_text(task: Task, *, example: bool = True) -> str:
     """The question; every family but `narrow` ends with a worked check of a wrong candidate in
     the checks' own format, which the first check of a response can repeat (docs/organism.md).
     `example=False` leaves it out (`linmod-bare`: a form no corpus question has)."""
-    from sdlab.organism.corpus import chain
-
     if task.kind == "narrow":
         return f"Compute ({task.a}*{task.b} + {task.c}) mod {task.p}. {INSTRUCTION}"
     if task.kind == "linmod":
@@ -182,21 +192,6 @@ def known_families() -> list[str]:
     return [f"{base}{suffix}" for base in SPLIT_FAMILIES for suffix in ("", "-eval", "-pretrain")] + list(EVAL_ONLY_FAMILIES)
 
 
-def to_problem(task: Task, *, family: str) -> Problem:
-    """A shared `Problem` record; `solution` is a correct organism-style trace (think block included)."""
-    from sdlab.organism.corpus import reference_solution
-
-    bare = family == "linmod-bare"
-    return Problem.from_question(
-        id=f"{task.key}-bare" if bare else task.key,
-        question=question_text(task, example=not bare),
-        answer=str(brute_force_answer(task)),
-        solution=reference_solution(task),
-        source=f"organism:{family}",
-        meta={"family": family, "kind": task.kind, "p": task.p, "a": task.a, "b": task.b, "c": task.c, "x": task.x},
-    )
-
-
 def sample_tasks(family: str, n: int, *, seed: int = 0) -> list[Task]:
     """`n` distinct problems of `family`: the first `n` of a seeded permutation (nested in n)."""
     pool = list(family_tasks(family))
@@ -204,19 +199,3 @@ def sample_tasks(family: str, n: int, *, seed: int = 0) -> list[Task]:
         raise SdlabError(f"organism family {family!r} has {len(pool)} distinct problems; asked for {n}")
     random.Random(f"{SAME_PROBLEMS_AS.get(family, family)}:{seed}").shuffle(pool)
     return pool[:n]
-
-
-_SPEC = re.compile(r"^organism:(?P<family>[a-z-]+):(?P<n>\d+)(?:x(?P<repeat>\d+))?(?::(?P<seed>\d+))?$")
-
-
-def load_organism_problems(spec: str) -> list[Problem]:
-    """`organism:FAMILY:N[:SEED]` or `organism:FAMILY:AxB[:SEED]` -> problems (see module doc)."""
-    match = _SPEC.match(spec.strip())
-    if not match:
-        raise SdlabError(f"organism spec {spec!r}: write organism:FAMILY:N[:SEED] or organism:FAMILY:AxB[:SEED], e.g. organism:linmod:512 or organism:linmod:8x8; families: {', '.join(known_families())}")
-    family, n = match["family"], int(match["n"])
-    repeat, seed = int(match["repeat"] or 1), int(match["seed"] or 0)
-    if n < 1 or repeat < 1:
-        raise SdlabError(f"organism spec {spec!r}: counts must be at least 1")
-    problems = [to_problem(t, family=family) for t in sample_tasks(family, n, seed=seed)]
-    return [problem for _ in range(repeat) for problem in problems]

@@ -383,9 +383,9 @@ def health_notice(inputs: Inputs) -> str:
     """A warning above every section when an organism the inputs started from lacks an ability
     the experiments rely on (its build's judgement, docs/organism.md): such results measure the
     draw's breakage, not the method."""
-    from sdlab.organism.build import recorded_missing_abilities
+    from sdlab.providers import missing_abilities
 
-    items = [f"<li><code>{html.escape(str(model))}</code> lacks {html.escape(ability)}</li>" for model in starting_models(inputs) for ability in recorded_missing_abilities(model)]
+    items = [f"<li><code>{html.escape(str(model))}</code> lacks {html.escape(ability)}</li>" for model in starting_models(inputs) for ability in missing_abilities(model)]
     if not items:
         return ""
     return ('<div class="health"><p><b>Organism health:</b> these results start from an organism draw that lacks abilities the '

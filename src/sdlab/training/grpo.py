@@ -21,7 +21,7 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from sdlab.training.callbacks import dispatch, listens, rollout_payload
-from sdlab.core.data import Problem
+from sdlab.core.problem import Problem
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from transformers import TrainerCallback
 from sdlab import SdlabError
 from sdlab.config import dump_config
 from sdlab.core.io import MODEL_FILE, prepare_run_dir, read_json, read_jsonl, write_json, write_run_header
-from sdlab.config.train import ORGANISM, TrainConfig
+from sdlab.config.train import TrainConfig
+from sdlab.providers import build_record, missing_abilities, resolve_model, trained_window
 
 logger = logging.getLogger(__name__)
 
@@ -128,15 +129,6 @@ class PeriodicEval(TrainerCallback):
             model.train(was_training)
         for name, metrics in results.items():
             append_jsonl(self.path, {"step": step, "dataset": name, **metrics})
-
-
-def resolve_model(spec: str) -> str:
-    """`organism` -> the default organism's directory (built once, then cached)."""
-    if spec != ORGANISM:
-        return spec
-    from sdlab.organism.build import build_organism
-
-    return str(build_organism())
 
 
 def apply_threads(config: TrainConfig) -> None:
@@ -277,41 +269,35 @@ def check_runtime(config: TrainConfig) -> None:
 
 
 def check_same_model(run_dir: Path, model_path: str, *, resuming: bool) -> None:
-    """Record which organism build a run starts from, and refuse to resume on another one:
-    `model: organism` names whatever build is cached now, and a rebuild changes the weights."""
-    from sdlab.organism.build import BUILD_FILE
-
-    build = read_json(Path(model_path) / BUILD_FILE).get("settings_hash")
+    """Record which build a run starts from, and refuse to resume on another one: a provider's
+    model name (`model: organism`) names whatever build is cached now, and a rebuild changes
+    the weights."""
+    build = build_record(model_path).get("settings_hash")
     record = run_dir / MODEL_FILE
     if resuming and record.exists():
         saved = read_json(record).get("settings_hash")
         if saved != build:
-            raise SdlabError(f"{record}: this run started from organism build {saved}, but {model_path} is now build {build}; rebuild that organism or start over with --force")
+            raise SdlabError(f"{record}: this run started from model build {saved}, but {model_path} is now build {build}; rebuild that model or start over with --force")
         return
     write_json(record, {"model": model_path, "settings_hash": build})
 
 
 def check_window(config: TrainConfig, model_path: str) -> None:
-    """Warn when a sequence can outgrow an organism's pretraining window: beyond the longest
-    distance it was trained on, its next-token distribution degrades (docs/organism.md#window),
-    and an SDPO teacher's signal there is noise."""
-    from sdlab.organism.build import BUILD_FILE, trained_window
-
-    settings = read_json(Path(model_path) / BUILD_FILE).get("settings")
-    window = trained_window(settings) if settings else None
+    """Warn when a sequence can outgrow the window a built model was pretrained on: beyond the
+    longest distance it was trained on, its next-token distribution degrades
+    (docs/organism.md#window), and an SDPO teacher's signal there is noise."""
+    window = trained_window(model_path)
     if window and config.longest_sequence > window:
-        logger.warning("%s: sequences of up to %d tokens, but this organism was pretrained on %d-token windows; "
-                       "lower max_completion_length / sdpo.max_teacher_prompt_length or build the organism with longer windows",
+        logger.warning("%s: sequences of up to %d tokens, but this model was pretrained on %d-token windows; "
+                       "lower max_completion_length / sdpo.max_teacher_prompt_length or build the model with longer windows",
                        config.output_dir, config.longest_sequence, window)
 
 
 def warn_missing_abilities(config: TrainConfig, model_path: str) -> None:
-    """Warn when the organism's build judged its draw to lack an ability the experiments rely on
+    """Warn when a model's build judged its draw to lack an ability the experiments rely on
     (docs/organism.md): a sweep on such a draw measures its breakage, not the method."""
-    from sdlab.organism.build import recorded_missing_abilities
-
-    for ability in recorded_missing_abilities(model_path):
-        logger.warning("%s: the organism %s lacks %s (its README.md, Health)", config.output_dir, model_path, ability)
+    for ability in missing_abilities(model_path):
+        logger.warning("%s: the model %s lacks %s (its README.md, Health)", config.output_dir, model_path, ability)
 
 
 def check_resumable(run_dir: Path, config: TrainConfig) -> Path | None:

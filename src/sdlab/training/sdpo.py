@@ -40,7 +40,7 @@ from sdlab import SdlabError
 from sdlab.training.audit import audit_sample, render_audit
 from sdlab.training.callbacks import dispatch, listens, rollout_payload
 from sdlab.core.contexts import DEFAULT_TEMPLATE, validate_template
-from sdlab.core.data import Problem
+from sdlab.core.problem import Problem
 from sdlab.core.grading import remove_think
 from sdlab.training.grpo import build_grpo_trainer, make_config, math_reward, resolve_dataset  # build_grpo_trainer: re-exported for sdlab.training.run
 from sdlab.core.losses import (

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sdlab import SdlabError
-from sdlab.core.data import Problem
+from sdlab.core.problem import Problem
 from sdlab.core.io import append_jsonl, read_jsonl, write_json
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,99 @@
+"""`sdlab organism ...`: build, export, measure and read the shipped model organism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+organism_app = typer.Typer(help="The model organism: a tiny reasoning model pretrained on CPU in minutes (docs/organism.md).", no_args_is_help=True)
+
+
+@organism_app.command("build")
+def organism_build(
+    out: Path = typer.Option(None, "--out", help="Model directory; default $SDLAB_HOME/organism/<size>-seed<seed> (SDLAB_HOME: ~/.cache/sdlab)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the corpus, the initial weights and the data order."),
+    size: str = typer.Option("tiny", "--size", help="tiny (default, minutes on 2 cores), small (longer), test (seconds, for tests)."),
+    force: bool = typer.Option(False, "--force", help="Rebuild even when a build with the same settings is cached."),
+    threads: int = typer.Option(2, "--threads", help="CPU threads for torch (another count trains to other weights)."),
+) -> None:
+    """Pretrain the organism (or reuse the cached build) and print its directory."""
+    from sdlab.organism.build import build_organism
+
+    print(build_organism(out, seed=seed, size=size, force=force, threads=threads))
+
+
+@organism_app.command("data")
+def organism_data(
+    family: str = typer.Argument(..., help="linmod, linmod-eval, linmod-bare, linmod-hard, sqmod, narrow[-eval], check[-eval], ..."),
+    n: str = typer.Option(..., "--n", help="Number of distinct problems, or AxB (A problems repeated B times)."),
+    out: Path = typer.Option(..., "--out", help="JSONL file to write (one Problem per line)."),
+    seed: int = typer.Option(0, "--seed", help="Which problems: the first N of this seed's permutation."),
+) -> None:
+    """Export organism problems as JSONL (loadable with `sdlab.core.data.load_problems`)."""
+    from dataclasses import asdict
+
+    from sdlab.organism.problems import load_organism_problems
+    from sdlab.core.io import append_jsonl
+
+    problems = load_organism_problems(f"organism:{family}:{n}:{seed}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    for problem in problems:
+        append_jsonl(out, {**asdict(problem), "messages": list(problem.messages)})
+    print(f"{out}: {len(problems)} problems")
+
+
+@organism_app.command("measure")
+def organism_measure(
+    model: Path = typer.Argument(..., help="A built organism directory."),
+    n: int = typer.Option(64, "--n", help="Problems per (family, context) row."),
+    seed: int = typer.Option(0, "--seed", help="Problem choice and sampling seed."),
+    temperature: float = typer.Option(0.6, "--temperature"),
+    out: Path = typer.Option(None, "--out", help="JSON file for the table."),
+    threads: int = typer.Option(2, "--threads", help="CPU threads for torch (on an idle 2-core machine two were faster than one; on busy cores use one)."),
+) -> None:
+    """Sample the organism on every family and context; print the abilities table, the copy
+    probe (where its checks copy the question's numbers from) and the distance probe (how far
+    back it can read a context)."""
+    import torch
+
+    from sdlab.evaluation.generation import load_model_and_tokenizer
+    from sdlab.organism.card import abilities_table
+    from sdlab.organism.measure import copy_probe, distance_probe, measure_abilities, missing_abilities
+    from sdlab.core.io import write_json
+
+    torch.set_num_threads(threads)
+    loaded, tokenizer = load_model_and_tokenizer(str(model))
+    rows = measure_abilities(loaded, tokenizer, seed=seed, n=n, temperature=temperature, show_progress=True)
+    copies = copy_probe(loaded, tokenizer, n=n, seed=seed)
+    distances = distance_probe(loaded, tokenizer, n=n, seed=seed)
+    missing = missing_abilities(rows)
+    if out is not None:
+        write_json(out, {"model": str(model), "n": n, "seed": seed, "temperature": temperature, "rows": rows, "missing_abilities": missing, "copy_probe": copies, "distance_probe": distances})
+    print(abilities_table(rows))
+    print("\nMissing abilities (the experiments rely on them): " + ("; ".join(missing) or "none"))
+    print("\nCopy probe (linmod-eval): P(the question's own number) at each slot of a check")
+    print("| check | coefficient a | addend b | target c |\n| --- | --- | --- | --- |")
+    for position, slots in copies.items():
+        print(f"| {position.replace('_', ' ')} | {slots['a']:.2f} | {slots['b']:.2f} | {slots['c']:.2f} |")
+    print("\nDistance probe: next-token loss of corpus responses after whole unrelated chats (nats/token)")
+    print("| chats before, at least (tokens) | " + " | ".join(map(str, distances)) + " |\n| --- |" + " --- |" * len(distances))
+    print("| loss | " + " | ".join(f"{loss:.4f}" for loss in distances.values()) + " |")
+
+
+@organism_app.command("mechanics")
+def organism_mechanics(
+    dirs: list[Path] = typer.Argument(..., help="`sdlab eval` directories, run directories (their final_eval is read) or sweep cells."),
+) -> None:
+    """Read the organism's search mechanics off saved evaluation samples, without sampling:
+    candidates tried, first candidate right, recovery after a wrong one, give-ups, and whether
+    the checks copy, look up and compare right (did training stop the search, or break the check?)."""
+    from sdlab.organism.card import abilities_table
+    from sdlab.organism.measure import mechanics_of_evaluation
+
+    for path in dirs:
+        eval_dir = path / "final_eval" if (path / "final_eval").is_dir() else path
+        rows = mechanics_of_evaluation(eval_dir)
+        print(f"\n{eval_dir}\n" + (abilities_table(rows) if rows else "(no organism data set among its samples)"))
