@@ -33,8 +33,8 @@ def settings(args) -> dict:
 
 
 def run_sdlab(model_dir: Path, problems: Path, out: Path, s: dict) -> float:
+    from sdlab.config.checks import load_train_config
     from sdlab.training.run import run_training
-    from sdlab.config.train import load_train_config
 
     overrides = [f"{k}={v}" for k, v in s.items()] + [
         "method=grpo", f"model={model_dir}", f"output_dir={out}", f"data.train={problems}", f"save_steps={s['steps']}", "temperature=1.0",

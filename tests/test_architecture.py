@@ -34,8 +34,10 @@ def imported_modules(path: Path, modules: set[str]) -> set[str]:
             targets = [alias.name for alias in node.names]
         else:
             continue
-        found.update(target for target in targets if target in modules and target != name)
-    return found
+        for target in targets:  # importing a.b.c runs a/__init__ and a/b/__init__ first
+            parts = target.split(".")
+            found.update(".".join(parts[:i]) for i in range(2, len(parts) + 1))
+    return {target for target in found if target in modules and target != name and not name.startswith(target + ".")}
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -9,10 +9,10 @@ import torch
 from datasets import Dataset
 from transformers import AutoTokenizer, TrainerControl, TrainerState, TrainingArguments
 
-from sdlab.training.callbacks import MONITOR_FIELDS, EpistemicMonitor, rollout_metrics
 from sdlab.core.epistemic import token_marker_mask
-from sdlab.training.grpo import build_grpo_trainer
 from sdlab.core.io import read_jsonl
+from sdlab.training.callbacks import MONITOR_FIELDS, EpistemicMonitor, rollout_metrics
+from sdlab.training.grpo import build_grpo_trainer
 
 
 def test_rollout_metrics_by_hand():

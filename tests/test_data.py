@@ -134,6 +134,30 @@ def test_unreachable_hub_dataset_fails_fast_and_clearly(monkeypatch):
     assert time.monotonic() - start < 10
 
 
+@pytest.fixture
+def unreachable_hub(monkeypatch):
+    """A hub endpoint that refuses connections at once, with offline mode off."""
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
+def test_hub_dataset_with_an_unreachable_hub_fails_at_once_without_retries(unreachable_hub):
+    start = time.monotonic()
+    with pytest.raises(SdlabError, match=r"someone/no-such-dataset: not a local file or directory, and the Hugging Face hub \(http://127.0.0.1:9\) cannot be reached .*HF_HUB_OFFLINE=1"):
+        load_problems("someone/no-such-dataset")
+    assert time.monotonic() - start < 5  # the libraries' own retries took about a minute
+
+
+def test_jsonl_with_invalid_utf8_names_file_row_and_byte(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(b'{"question": "1+1?", "answer": "2"}\n\n{"question": "caf\xe9?", "answer": "3"}\n')
+    with pytest.raises(DataError) as err:
+        load_problems(path)
+    assert str(err.value) == f"{path}: row 1 (0-based; line 3): not valid UTF-8 (byte 0xe9 at column 18); save the file as UTF-8"
+
+
 def test_organism_specs_delegate():
     problems = load_problems("organism:linmod:4", limit=2)
     assert len(problems) == 2 and all(isinstance(p, Problem) and p.answer for p in problems)

@@ -14,9 +14,9 @@ TINY_DEMO = [
     "organism_size=test",
     "probe_overrides=[limit_problems=2, n=2, 'band=[0, 2]', max_new_tokens=24, solution_source=reference, 'contexts=[none, solution, solution_nothink]']",
     "shared_overrides=[steps=2, eval.every=1, eval.k=1, max_completion_length=16, batch=2, rollouts=2, save_steps=1, eval.max_new_tokens=16]",
-    "eval_sources=[organism:linmod-eval:3, organism:sqmod:3]",
-    "eval_k=2",
-    "eval_max_new_tokens=16",
+    "final_eval.sources=[organism:linmod-eval:3, organism:sqmod:3]",
+    "final_eval.k=2",
+    "final_eval.max_new_tokens=16",
 ]
 
 

@@ -12,7 +12,6 @@ from sdlab.cli import app, main
 from sdlab.core.stats import avg_at_k, mean_and_ci95, pass_at_k, problem_mean, t_critical_95
 from sdlab.evaluation.evaluate import dataset_name, summarize
 
-
 # ---------------------------------------------------------------- pass@k
 
 
@@ -193,3 +192,22 @@ def test_missing_model_fails_before_the_run_directory_is_made(math_eval_dir, tmp
     assert exit_info.value.code == 2
     assert "nowhere: model directory not found" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_hub_model_with_an_unreachable_hub_fails_at_once_before_the_run_directory(problems_file, tmp_path, monkeypatch, capsys):
+    import time
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    out = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["sdlab", "eval", "--model", "someone/no-such-model", "--data", str(problems_file), "--out", str(out)])
+    start = time.monotonic()
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2 and time.monotonic() - start < 5  # the libraries' retries took about a minute
+    message = capsys.readouterr().err.strip()
+    assert "someone/no-such-model: not a local model directory, and the Hugging Face hub (http://127.0.0.1:9) cannot be reached" in message
+    assert "Traceback" not in message and not out.exists()
+

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from sdlab.core.contexts import build_teacher_messages, context_text, parse_context_name
+from sdlab.core.epistemic import count_markers
 from sdlab.core.grading import extract_answer, grade, remove_think, split_think
 from sdlab.organism.corpus import (
     STUDY_TEMPLATE,
@@ -19,7 +20,6 @@ from sdlab.organism.corpus import (
     unguided_response,
     wrap_context,
 )
-from sdlab.core.epistemic import count_markers
 from sdlab.organism.instruments import analyze_response
 from sdlab.organism.problems import load_organism_problems, to_problem
 from sdlab.organism.tasks import Task, brute_force_answer, example_candidate, family_tasks, sample_tasks

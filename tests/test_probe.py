@@ -19,10 +19,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
 from sdlab import SdlabError
+from sdlab.config.schema import ProbeConfig
+from sdlab.core.losses import divergence
 from sdlab.probe.gap import divergence_split, divergence_split_by_problem, information_gap, mean_se
 from sdlab.probe.heatmap import HeatmapResponse, colour, render_heatmap
-from sdlab.core.losses import divergence
-from sdlab.probe.probe import ProbeConfig, run_probe
+from sdlab.probe.probe import run_probe
 from sdlab.probe.scoring import SamplingSpec, sampling_log_probs, score_responses
 
 V = 16  # bigram vocabulary: 0 BOS, 1 question, 2 separator, 3 context marker, 4..13 digits, 14 EOS, 15 pad

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sdlab.config.train import TrainConfig, check_paths, load_train_config
+from sdlab.config.checks import check_paths, load_train_config
+from sdlab.config.schema import TrainConfig
 from tests.conftest import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]

@@ -34,12 +34,13 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """A demo directory holding one of each input kind, made by the real commands (about 30 s)."""
-    from sdlab.evaluation.evaluate import EvalConfig, run_eval
-    from sdlab.probe.probe import ProbeConfig, run_probe
+    from sdlab.config.checks import load_train_config
+    from sdlab.config.schema import EvalConfig, ProbeConfig
+    from sdlab.evaluation.evaluate import run_eval
     from sdlab.experiments.grid import load_sweep
     from sdlab.experiments.sweep import run_sweep
+    from sdlab.probe.probe import run_probe
     from sdlab.training.run import run_training
-    from sdlab.config.train import load_train_config
 
     root = tmp_path_factory.mktemp("report")
     demo = root / "demo"

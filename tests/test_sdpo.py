@@ -14,9 +14,9 @@ from trl.experimental.sdpo import SDPOTrainer  # noqa: E402
 from trl.experimental.sdpo.sdpo_trainer import DistillationLogits, SuccessfulRolloutTeacherContextBuilder  # noqa: E402
 
 from sdlab import SdlabError  # noqa: E402
+from sdlab.core.io import read_jsonl  # noqa: E402
 from sdlab.training.callbacks import EpistemicMonitor  # noqa: E402
 from sdlab.training.grpo import math_reward  # noqa: E402
-from sdlab.core.io import read_jsonl  # noqa: E402
 from sdlab.training.sdpo import CUT_MARK, SdlabSDPOConfig, SdlabSDPOTrainer, build_grpo_trainer, build_sdpo_trainer  # noqa: E402
 
 TINY_ARGS = dict(per_device_train_batch_size=4, num_generations=4, max_completion_length=8, max_steps=2, learning_rate=1e-2, seed=0)

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from sdlab import SdlabError
+from sdlab.core.io import read_jsonl
 from sdlab.core.problem import Problem
 from sdlab.evaluation.generation import Completion, SamplingParams, make_generator
-from sdlab.core.io import read_jsonl
 from sdlab.training.sft import collect_traces, load_sft_dataset, progress_path
 
 
@@ -112,8 +112,8 @@ def test_sft_dataset_rejects_rows_without_an_assistant_turn(tmp_path):
 
 
 def test_sdlab_train_runs_sft_on_collected_traces(tmp_path, tiny_model_dir):
+    from sdlab.config.checks import load_train_config
     from sdlab.training.run import run_training
-    from sdlab.config.train import load_train_config
 
     traces = tmp_path / "d_ug.jsonl"
     rows = [{"messages": [{"role": "user", "content": f"What is {i}+{i}?"}, {"role": "assistant", "content": f"<think>wait</think>\\boxed{{{2 * i}}}"}]} for i in range(8)]

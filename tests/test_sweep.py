@@ -13,8 +13,8 @@ import yaml
 
 from sdlab import SdlabError
 from sdlab.experiments.grid import expand_grid, load_sweep, shared_settings, validate_sweep, varied_keys
-from sdlab.experiments.sweep import run_sweep
 from sdlab.experiments.results import aggregate, collect_results
+from sdlab.experiments.sweep import run_sweep
 from tests.conftest import REPO_ROOT, SHARED_DATA
 from tests.test_train import distinct_characters
 

@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from sdlab import SdlabError
+from sdlab.config.checks import load_train_config
 from sdlab.training.run import batch_layout, sft_max_steps, truncate_step_logs
-from sdlab.config.train import load_train_config
 
 
 def write_recipe(path: Path, data: dict) -> Path:
@@ -60,8 +60,17 @@ def test_inconsistent_sections_are_rejected(recipe):
 
 
 def test_hub_ids_and_organism_specs_pass_offline(recipe):
-    config = load_train_config(recipe, ["model=Qwen/Qwen3-8B", "data.train=organism:add:64"])
+    config = load_train_config(recipe, ["model=Qwen/Qwen3-8B", "data.train=organism:linmod:64"])
     assert config.model == "Qwen/Qwen3-8B"
+
+
+def test_validate_refuses_what_the_trainers_would_refuse_later(recipe):
+    for method in ("grpo", "sdpo"):
+        assert f"method={method} needs rollouts >= 2 (got 1)" in error_of(recipe, [f"method={method}", "rollouts=1"])
+    message = error_of(recipe, ["data.train=organism:nope:3"])
+    assert "data.train: unknown organism family 'nope'" in message and "linmod" in message
+    assert "eval.sources.0: organism spec 'organism:linmod'" in error_of(recipe, ["eval.every=1", "eval.sources=[organism:linmod]"])
+    assert "has 671 distinct problems; asked for 100000" in error_of(recipe, ["data.train=organism:linmod:100000"])
 
 
 def test_study_step_accounting(recipe):
@@ -192,6 +201,18 @@ def test_existing_run_is_not_overwritten_without_force(recipe, tiny_model_dir, p
     assert (out / "metrics.jsonl").read_text() == '{"step": 1}\n'
 
 
+def test_a_refused_run_leaves_no_run_directory_so_the_fixed_rerun_starts(recipe, tiny_model_dir, problems_file, tmp_path):
+    from sdlab.core.data import DataError
+
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes(b'{"question": "1+1?", "answer": "2"}\n{"question": "caf\xe9?", "answer": "3"}\n')
+    out = tmp_path / "run"
+    with pytest.raises(DataError, match=r"latin1.jsonl: row 1 \(0-based; line 2\): not valid UTF-8 \(byte 0xe9 at column 18\)"):
+        run(recipe, tiny_overrides(tiny_model_dir, bad, out))
+    assert not out.exists()  # no config.yaml / versions.json to refuse the rerun
+    assert run(recipe, tiny_overrides(tiny_model_dir, problems_file, out))["steps"] == 3
+
+
 def test_resume_refuses_a_changed_recipe(recipe, tiny_model_dir, problems_file, tmp_path):
     from sdlab.config import dump_config
 
@@ -270,5 +291,5 @@ def test_resume_refuses_a_rebuilt_organism(recipe, tiny_model_dir, problems_file
         run(recipe, overrides, extra_callbacks=[CrashAfter(2)])
     assert json.loads((out / "model_build.json").read_text())["settings_hash"] == "first"
     (model / "build.json").write_text(json.dumps({"settings_hash": "second"}))
-    with pytest.raises(SdlabError, match="organism build first"):
+    with pytest.raises(SdlabError, match="model build first"):
         run(recipe, overrides, resume=True)

@@ -8,6 +8,7 @@ import typer
 
 from sdlab.cli.common import console, progress_columns, quiet_library_logs, stdout_console
 
+
 def sweep(
     sweep_file: Path = typer.Argument(..., help="A sweep file (recipes/sweeps/*.yaml): base recipe + grid."),
     overrides: list[str] = typer.Argument(None, help="key=value: sweep keys (output_dir=..., final_eval.k=4) or recipe keys for every cell (steps=2)."),

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-
 organism_app = typer.Typer(help="The model organism: a tiny reasoning model pretrained on CPU in minutes (docs/organism.md).", no_args_is_help=True)
 
 
@@ -34,8 +33,8 @@ def organism_data(
     """Export organism problems as JSONL (loadable with `sdlab.core.data.load_problems`)."""
     from dataclasses import asdict
 
-    from sdlab.organism.problems import load_organism_problems
     from sdlab.core.io import append_jsonl
+    from sdlab.organism.problems import load_organism_problems
 
     problems = load_organism_problems(f"organism:{family}:{n}:{seed}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -59,10 +58,10 @@ def organism_measure(
     back it can read a context)."""
     import torch
 
+    from sdlab.core.io import write_json
     from sdlab.evaluation.generation import load_model_and_tokenizer
     from sdlab.organism.card import abilities_table
     from sdlab.organism.measure import copy_probe, distance_probe, measure_abilities, missing_abilities
-    from sdlab.core.io import write_json
 
     torch.set_num_threads(threads)
     loaded, tokenizer = load_model_and_tokenizer(str(model))

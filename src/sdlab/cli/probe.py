@@ -8,6 +8,7 @@ import typer
 
 from sdlab import SdlabError
 
+
 def probe(
     recipe: Path = typer.Argument(None, help="Optional probe recipe (recipes/probe/organism.yaml); options below override it."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. alpha=1.0 entropy_under=model"),
@@ -25,7 +26,8 @@ def probe(
     """Context-richness probe: score, length and epistemic words per teacher context (the study's Table 1),
     the information gap H(y|x) - H(y|x,c), the student/teacher divergence split by marker tokens, and a token heatmap."""
     from sdlab.config import apply_overrides, build_config, read_yaml
-    from sdlab.probe.probe import ProbeConfig, run_probe
+    from sdlab.config.schema import ProbeConfig
+    from sdlab.probe.probe import run_probe
     from sdlab.probe.tables import format_tables
 
     values = read_yaml(recipe) if recipe else {}

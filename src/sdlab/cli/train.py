@@ -8,6 +8,7 @@ import typer
 
 from sdlab.cli.common import Backend, SftMode
 
+
 def train(
     recipe: Path = typer.Argument(..., help="A training recipe (recipes/organism/*.yaml, recipes/models/*/*.yaml)."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. steps=10 sdpo.alpha=1.0 output_dir=runs/x"),
@@ -16,8 +17,8 @@ def train(
     show_teacher: int = typer.Option(None, "--show-teacher", help="Print the first N SDPO teacher inputs (audit)."),
 ) -> None:
     """Train with GRPO, SDPO or SFT; writes metrics, samples, checkpoints and summary.json to output_dir."""
+    from sdlab.config.checks import load_train_config
     from sdlab.training.run import run_training
-    from sdlab.config.train import load_train_config
 
     config = load_train_config(recipe, overrides or [])
     summary = run_training(config, resume=resume, force=force, show_teacher=show_teacher, on_teacher_audit=print if show_teacher else None)
@@ -31,7 +32,7 @@ def validate(
     overrides: list[str] = typer.Argument(None, help="key=value overrides to check with it."),
 ) -> None:
     """Check a training recipe (schema, data files, model path) without running anything."""
-    from sdlab.config.train import load_train_config
+    from sdlab.config.checks import load_train_config
 
     config = load_train_config(recipe, overrides or [])
     shape = "" if config.method == "sft" else f", {config.batch} prompts x {config.rollouts} rollouts, {config.updates_per_step} update(s)/step"

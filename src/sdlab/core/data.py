@@ -14,19 +14,18 @@ Two row layouts are understood, whatever the container:
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sdlab import SdlabError
+from sdlab.config.sources import hub_offline, require_hub, source_kind
 from sdlab.core.problem import Problem
 from sdlab.providers import problem_provider
 
 PARQUET_SUFFIXES = (".parquet",)
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
-PATH_SUFFIXES = PARQUET_SUFFIXES + JSONL_SUFFIXES + (".json", ".csv", ".tsv", ".txt", ".arrow", ".gz")
 LAYOUT_HINT = "a verl-style file needs 'prompt' and 'reward_model'; a simple one 'question' (or 'problem') and 'answer'"
 
 
@@ -176,11 +175,15 @@ def _parquet_rows(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
     index = 0
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             label = f"row {index} (0-based; line {line_number})"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}: {label}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1}); save the file as UTF-8") from None
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
@@ -216,17 +219,12 @@ def _load_from_hub(name: str, split: str, limit: int | None) -> Any:
     try:
         loaded = datasets.load_dataset(name, split=split)
     except Exception as err:  # noqa: BLE001 - connection, not-found and split errors all mean "cannot use it"
-        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") else ""
+        offline = " (HF_HUB_OFFLINE is set)" if hub_offline() else ""
         raise DataError(
             f"{name}: not a local file or directory, and loading it as a Hugging Face hub dataset (split {split!r}) failed{offline}: "
             f"{type(err).__name__}: {str(err)[:200]}; check the path, or the dataset id, split and network access"
         ) from None
     return loaded.select(range(min(limit, len(loaded)))) if limit is not None else loaded
-
-
-def _looks_like_path(spec: str) -> bool:
-    """Hub ids are `name` or `owner/name`; anything else that does not exist is a missing file."""
-    return spec.startswith((".", "/", "~")) or spec.lower().endswith(PATH_SUFFIXES) or spec.count("/") > 1
 
 
 def load_problems(source: str | Path, *, limit: int | None = None, split: str = "train") -> list[Problem]:
@@ -249,8 +247,9 @@ def load_problems(source: str | Path, *, limit: int | None = None, split: str = 
         if suffix in JSONL_SUFFIXES:
             return _convert(_jsonl_rows(path), str(path), path.stem, limit)
         raise DataError(f"{path}: unknown extension {path.suffix!r}; problems load from .parquet, .jsonl, a save_to_disk directory, a hub dataset id or organism:...")
-    if _looks_like_path(spec):
+    if source_kind(spec) == "missing":
         raise DataError(f"{path}: no such file or directory; check the path (relative paths start from {Path.cwd()})")
+    require_hub(spec, "file or directory")
     dataset = _load_from_hub(spec, split, limit)
     return _convert(_dataset_rows(dataset), spec, spec.rsplit("/", 1)[-1], limit)
 

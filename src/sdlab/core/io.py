@@ -7,9 +7,14 @@ plus whatever the command adds (samples, checkpoints, report).
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import platform
 import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -45,9 +50,25 @@ def prepare_run_dir(path: str | Path, *, force: bool = False, resume: bool = Fal
     return path
 
 
+@contextmanager
+def run_dir_setup(path: str | Path, *, force: bool = False, resume: bool = False) -> Iterator[Path]:
+    """`prepare_run_dir` around a command's set-up (loading data and model, building the
+    trainer): when the set-up is refused for bad input (SdlabError) in a directory this call
+    created, the directory goes again, so the corrected command is not refused for it."""
+    path = Path(path)
+    created = not (path.exists() and any(path.iterdir()))
+    run_dir = prepare_run_dir(path, force=force, resume=resume)
+    try:
+        yield run_dir
+    except SdlabError:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
 def write_run_header(path: Path, config: BaseModel) -> None:
-    (path / "config.yaml").write_text(dump_config(config))
-    (path / "versions.json").write_text(json.dumps(library_versions(), indent=2) + "\n")
+    atomic_write_text(path / "config.yaml", dump_config(config))
+    write_json(path / "versions.json", library_versions())
 
 
 def append_jsonl(path: str | Path, record: dict[str, Any]) -> None:
@@ -72,9 +93,39 @@ def read_json(path: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    """Write atomically (temp file + rename) so an interrupted write never leaves half a file."""
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`: a reader (or
+    an interruption) sees the old file or the new one, never half of one. The temporary name
+    is unique, so two processes writing one file never write into each other's."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    tmp.replace(path)
+    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            handle.write(text)
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=float) + "\n")
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
+    """Replace `path` with `records`, one JSON object per line (atomically)."""
+    atomic_write_text(path, "".join(json.dumps(record, default=float) + "\n" for record in records))
+
+
+@contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (through `path.lock`, fcntl) while several processes
+    read, change and rewrite one shared file, so that no update is lost between a read and a
+    write. Advisory: only writers that take it are ordered."""
+    lock_path = Path(path).with_name(Path(path).name + ".lock")
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

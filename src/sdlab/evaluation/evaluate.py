@@ -18,45 +18,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from statistics import fmean
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import Field
 
 from sdlab import SdlabError
-from sdlab.config import StrictModel
+from sdlab.config.schema import EvalConfig
 from sdlab.core.data import dataset_name, load_problems
-from sdlab.core.problem import Problem
 from sdlab.core.epistemic import count_markers
-from sdlab.evaluation.generation import Completion, Generator, SamplingParams, check_model_source, make_generator
 from sdlab.core.grading import extract_answer, grade_many
+from sdlab.core.io import append_jsonl, run_dir_setup, write_json, write_jsonl, write_run_header
+from sdlab.core.problem import Problem
 from sdlab.core.stats import FRACTION, mean_and_ci95, pass_at_k, problem_mean
-from sdlab.core.io import append_jsonl, prepare_run_dir, write_json, write_run_header
+from sdlab.evaluation.generation import Completion, Generator, SamplingParams, check_model_source, make_generator
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]  # (dataset, problems done, problems in total)
-
-class EvalConfig(StrictModel):
-    """What `sdlab eval` runs; recipes mirror these keys."""
-
-    model: str = Field(description="local model directory or hub id")
-    data: list[str] = Field(min_length=1, description="problem files / data set specs, one metrics entry each")
-    k: int = Field(16, ge=1, description="samples per problem")
-    out: str = Field(description="run directory")
-    max_new_tokens: int = Field(1024, ge=1)
-    temperature: float = Field(0.6, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    top_k: int = Field(20, ge=0, description="0 switches top-k filtering off")
-    enable_thinking: bool | None = Field(None, description="passed to the chat template when set (Qwen3)")
-    backend: Literal["auto", "transformers", "vllm"] = "auto"
-    limit: int | None = Field(None, ge=1, description="first N problems of each data set")
-    batch_size: int = Field(8, ge=1, description="prompts per generation call (x k samples)")
-    seed: int = 0
-
-    def sampling(self) -> SamplingParams:
-        return SamplingParams(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, max_new_tokens=self.max_new_tokens, n=self.k, seed=self.seed)
-
 
 # Keys that may change when a run is resumed: they do not change what a finished sample is.
 RESUMABLE_KEYS = {"data", "limit", "batch_size", "backend", "out"}
@@ -103,9 +81,7 @@ def load_finished(path: Path, k: int) -> dict[int, list[dict[str, Any]]]:
             raise SdlabError(f"{path}:{line_number}: sample {record['sample']} but k={k}; resume with the k of the original run or start a new run")
         by_index[record["index"]].append(record)
     finished = {i: sorted(records, key=lambda r: r["sample"]) for i, records in by_index.items() if len({r["sample"] for r in records}) == k}
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for i in sorted(finished) for r in finished[i]))
-    tmp.replace(path)
+    write_jsonl(path, (r for i in sorted(finished) for r in finished[i]))
     return finished
 
 
@@ -218,12 +194,13 @@ def run_eval(config: EvalConfig, *, force: bool = False, resume: bool = False, o
     """`sdlab eval`: a run directory with config.yaml, versions.json, metrics and samples."""
     check_model_source(config.model)
     eval_sets = load_eval_sets(config.data, limit=config.limit)
-    out = prepare_run_dir(config.out, force=force, resume=resume)
-    if resume:
-        check_resumable(out, config)
-    write_run_header(out, config)
+    with run_dir_setup(config.out, force=force, resume=resume) as out:
+        if resume:
+            check_resumable(out, config)
+        write_run_header(out, config)
+        generator = make_generator(config.model, backend=config.backend, batch_size=config.batch_size)
     return evaluate(
-        config.model,
+        generator,
         eval_sets,
         k=config.k,
         sampling=config.sampling(),

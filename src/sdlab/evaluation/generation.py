@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from sdlab import SdlabError
+from sdlab.config.sources import require_hub, source_kind
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,10 @@ class Generator(Protocol):
 def check_model_source(name_or_path: str | Path) -> None:
     """Fail early, naming what is missing, when a local model directory is incomplete
     (hub ids are checked when they load)."""
-    if _is_local(name_or_path):
+    if source_kind(name_or_path, model=True) in ("local", "missing"):
         _check_local_dir(Path(name_or_path).expanduser())
+    else:
+        require_hub(str(name_or_path), "model directory")
 
 
 def _check_local_dir(path: Path) -> None:
@@ -92,14 +95,9 @@ def _check_local_dir(path: Path) -> None:
         raise SdlabError(f"{path}: not a complete model directory, missing {', '.join(missing)}; save it with save_pretrained")
 
 
-def _is_local(name_or_path: str | Path) -> bool:
-    text = str(name_or_path)
-    return isinstance(name_or_path, Path) or text.startswith((".", "/", "~")) or Path(text).exists() or text.count("/") > 1
-
-
 def _source(name_or_path: str | Path) -> str:
     """What from_pretrained gets: an expanded local path, or the hub id unchanged."""
-    return str(Path(name_or_path).expanduser()) if _is_local(name_or_path) else str(name_or_path)
+    return str(Path(name_or_path).expanduser()) if source_kind(name_or_path, model=True) in ("local", "missing") else str(name_or_path)
 
 
 def load_tokenizer(name_or_path: str | Path, *, padding_side: str = "left"):

@@ -22,40 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field, PositiveInt
-
 from sdlab import SdlabError
-from sdlab.config import StrictModel, apply_overrides, build_config, read_yaml
+from sdlab.config import apply_overrides, build_config, read_yaml
+from sdlab.config.schema import DemoConfig
 from sdlab.core.io import prepare_run_dir, read_json, write_run_header
 
 logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[3]
-
-
-class DemoTrainConfig(StrictModel):
-    """One training arm: a recipe file and overrides shared with the other arm."""
-
-    recipe: str
-    overrides: list[str] = []
-
-
-class DemoConfig(StrictModel):
-    """What `sdlab demo` runs; `recipes/demo.yaml` mirrors it."""
-
-    out: str = "runs/demo"
-    organism_size: str = "tiny"
-    seed: int = 0
-    probe_recipe: str = "recipes/probe/organism.yaml"
-    probe_overrides: list[str] = []
-    arms: dict[str, DemoTrainConfig] = Field(min_length=1)
-    shared_overrides: list[str] = Field(default_factory=list, description="applied to every arm: equal budget by construction")
-    eval_sources: list[str] = Field(min_length=1, description="first = in distribution, the rest out of distribution")
-    eval_k: PositiveInt = 8
-    eval_max_new_tokens: PositiveInt = 320
-    eval_limit: PositiveInt | None = None
-    eval_batch_size: PositiveInt = Field(8, description="problems per generation call (x eval_k samples)")
-    lanes: PositiveInt = Field(2, description="processes running probe, training and evaluation side by side (1 = one process, every stage in order)")
-    threads: PositiveInt = Field(1, description="torch threads of each process that runs stages (with lanes=1 on an idle 2-core machine, 2)")
 
 
 def resolve_recipe(path: str) -> Path:
@@ -75,7 +48,7 @@ def load_demo_config(path: str | Path | None, overrides: list[str]) -> DemoConfi
 
 def train_configs(config: DemoConfig, model_path: str, out: Path) -> dict:
     """Each arm's TrainConfig: its recipe + the shared overrides + this demo's paths and seed."""
-    from sdlab.config.train import load_train_config
+    from sdlab.config.checks import load_train_config
 
     configs = {}
     for name, arm in config.arms.items():
@@ -97,7 +70,8 @@ class Stage:
 
 
 def probe_stage(values: dict, source: str) -> None:
-    from sdlab.probe.probe import ProbeConfig, run_probe
+    from sdlab.config.schema import ProbeConfig
+    from sdlab.probe.probe import run_probe
 
     run_probe(build_config(ProbeConfig, values, source=source), force=True)
 
@@ -118,19 +92,18 @@ def pending_stages(config: DemoConfig, model_path: str, out: Path, skip: Callabl
     """The stages still to run, as chains whose order matters (an arm is trained before it is
     evaluated); `skip` hears about every stage already complete."""
     from sdlab.evaluation.evaluate import load_eval_sets
-    from sdlab.evaluation.generation import SamplingParams
 
     arms = train_configs(config, model_path, out)  # validated before any long work
-    eval_sets = load_eval_sets(config.eval_sources, limit=config.eval_limit)  # a bad source fails here, not in a lane
-    sampling = SamplingParams(max_new_tokens=config.eval_max_new_tokens, n=config.eval_k, seed=config.seed)
+    eval_sets = load_eval_sets(config.final_eval.sources, limit=config.final_eval.limit)  # a bad source fails here, not in a lane
+    sampling = config.final_eval.sampling_params(n=config.final_eval.k, seed=config.seed)
 
     def evaluation(name: str, model: str) -> list[Stage]:
         eval_dir = out / "eval" / name
         if eval_sets.keys() <= set(read_json(eval_dir / "metrics.json")):
             skip(f"evaluate {name}")
             return []
-        kwargs = {"model": model, "sources": config.eval_sources, "limit": config.eval_limit, "k": config.eval_k, "sampling": sampling, "out_dir": eval_dir, "batch_size": config.eval_batch_size}
-        return [Stage(f"evaluate {name} ({', '.join(eval_sets)}, k={config.eval_k})", evaluate_stage, kwargs)]
+        kwargs = {"model": model, "sources": config.final_eval.sources, "limit": config.final_eval.limit, "k": config.final_eval.k, "sampling": sampling, "out_dir": eval_dir, "batch_size": config.final_eval.batch_size}
+        return [Stage(f"evaluate {name} ({', '.join(eval_sets)}, k={config.final_eval.k})", evaluate_stage, kwargs)]
 
     chains: list[list[Stage]] = []
     for name, train_config in arms.items():

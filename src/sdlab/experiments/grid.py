@@ -6,57 +6,19 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, PositiveInt, field_validator
 
 from sdlab import SdlabError
-from sdlab.config import StrictModel, apply_overrides, build_config, parse_override, read_yaml
-from sdlab.config.train import TrainConfig, check_paths
+from sdlab.config import apply_overrides, build_config, parse_override, read_yaml
+from sdlab.config.checks import check_paths
+from sdlab.config.schema import SweepConfig, TrainConfig, sanitize
 
 SWEEP_FILE = "sweep.yaml"  # the resolved sweep, written into the sweep directory
 CELLS = "cells"
-
-
-class FinalEvalConfig(StrictModel):
-    """`sdlab eval` on every cell's final model: the same problems, k and sampling for all."""
-
-    sources: list[str] | None = None  # default: the cells' eval.sources (first = in-distribution)
-    k: PositiveInt = 16
-    limit: PositiveInt | None = None  # problems per source
-    max_new_tokens: PositiveInt = 256
-    temperature: float = Field(0.6, ge=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    top_k: int = Field(20, ge=0)
-    batch_size: PositiveInt = 8
-
-
-class SweepConfig(StrictModel):
-    name: str = "sweep"
-    description: str = ""
-    output_dir: str
-    recipe: str | None = None  # a training recipe file; `base` keys are applied over it
-    base: dict[str, Any] = Field(default_factory=dict)
-    grid: dict[str, list[Any] | dict[str, dict[str, Any]]]
-    aggregate_over: list[str] = Field(default_factory=lambda: ["seed"])  # axes averaged (mean, 95% CI)
-    final_eval: FinalEvalConfig | None = None
-
-    @field_validator("grid")
-    @classmethod
-    def _axes_not_empty(cls, grid: dict) -> dict:
-        if not grid:
-            raise ValueError("the grid needs at least one axis, e.g. `method: [grpo, sdpo]`")
-        for axis, levels in grid.items():
-            if not levels:
-                raise ValueError(f"axis {axis!r} has no levels")
-            labels = [sanitize(str(level)) for level in levels]
-            if len(set(labels)) != len(labels):
-                raise ValueError(f"axis {axis!r}: levels {labels} are not distinct as directory names")
-        return grid
 
 
 @dataclass(frozen=True)
@@ -72,10 +34,6 @@ class Cell:
         config = build_config(TrainConfig, self.recipe, source=f"sweep cell {self.name}")
         check_paths(config, source=f"sweep cell {self.name}")
         return config
-
-
-def sanitize(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-") or "x"
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

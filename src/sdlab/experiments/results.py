@@ -17,6 +17,7 @@ family's held-out split first); every other source counts as out-of-distribution
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -27,7 +28,7 @@ from typing import Any
 
 from sdlab.config import build_config, read_yaml
 from sdlab.core.data import dataset_name
-from sdlab.core.io import read_jsonl, write_json
+from sdlab.core.io import atomic_write_text, read_jsonl, write_json
 from sdlab.core.stats import FRACTION, mean_and_ci95
 
 logger = logging.getLogger(__name__)
@@ -181,7 +182,8 @@ def pool_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 def collect_results(sweep_dir: str | Path) -> dict[str, Any]:
     """Read every cell of the sweep in `sweep_dir` (its sweep.yaml names the grid)."""
-    from sdlab.experiments.grid import CELLS, SWEEP_FILE, SweepConfig, cell_status, expand_grid, grid_keys, shared_settings
+    from sdlab.config.schema import SweepConfig
+    from sdlab.experiments.grid import CELLS, SWEEP_FILE, cell_status, expand_grid, grid_keys, shared_settings
 
     sweep_dir = Path(sweep_dir)
     config = build_config(SweepConfig, read_yaml(sweep_dir / SWEEP_FILE), source=str(sweep_dir / SWEEP_FILE))
@@ -216,14 +218,13 @@ def collect_results(sweep_dir: str | Path) -> dict[str, Any]:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Columns in first-seen order over all rows; written to a temp file, then renamed."""
+    """Columns in first-seen order over all rows; written atomically."""
     columns = list(dict.fromkeys(column for row in rows for column in row))
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows([{k: "" if v is None else v for k, v in row.items()} for row in rows])
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows([{k: "" if v is None else v for k, v in row.items()} for row in rows])
+    atomic_write_text(path, text.getvalue())
 
 
 def step_rows(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -37,8 +37,9 @@ from typing import Any
 
 from sdlab import SdlabError
 from sdlab.config import build_config, dump_config, read_yaml
-from sdlab.config.train import TrainConfig
-from sdlab.experiments.grid import SWEEP_FILE, Cell, FinalEvalConfig, SweepConfig, base_recipe, cell_status, validate_sweep
+from sdlab.config.schema import FinalEvalConfig, SweepConfig, TrainConfig
+from sdlab.core.io import atomic_write_text, file_lock
+from sdlab.experiments.grid import SWEEP_FILE, Cell, base_recipe, cell_status, validate_sweep
 from sdlab.experiments.results import collect_results, write_results
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ def check_same_config(cell: Cell, config: TrainConfig) -> None:
 
 
 def run_final_eval(config: TrainConfig, final: FinalEvalConfig) -> None:
-    from sdlab.evaluation.evaluate import EvalConfig, run_eval
+    from sdlab.config.schema import EvalConfig
+    from sdlab.evaluation.evaluate import run_eval
     from sdlab.training.run import apply_threads
 
     apply_threads(config)  # as training did (a rerun may only evaluate)
@@ -87,17 +89,14 @@ def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback
     sweep_dir.mkdir(parents=True, exist_ok=True)
     resolved = config.model_copy(update={"recipe": None, "base": base_recipe(config)})  # self-contained: reports need only this directory
 
-    def record() -> None:
-        (sweep_dir / SWEEP_FILE).write_text(dump_config(with_recorded_levels(resolved, sweep_dir / SWEEP_FILE)))
-
     def record_and_collect() -> dict[str, Any]:
-        """Record this part's levels again before every collection (a part started at the same
-        moment may have overwritten them), then collect what the directory holds."""
-        record()
+        """Record this part's levels again before every collection (a part started with --force
+        may have removed them), then collect what the directory holds."""
+        record_levels(resolved, sweep_dir)
         return collect_results(sweep_dir)
 
     if is_main_process():
-        record()
+        record_levels(resolved, sweep_dir)
     for index, (cell, train_config) in enumerate(cells):
         status = cell_status(Path(train_config.output_dir), needs_final_eval=config.final_eval is not None)
         if on_cell:
@@ -118,6 +117,14 @@ def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback
     results = record_and_collect()
     write_results(sweep_dir, results)
     return results
+
+
+def record_levels(resolved: SweepConfig, sweep_dir: Path) -> None:
+    """Write the sweep's resolved file with the union of the levels every part records: read,
+    merge and write under a file lock, so two parts started at the same moment both count."""
+    path = sweep_dir / SWEEP_FILE
+    with file_lock(path):
+        atomic_write_text(path, dump_config(with_recorded_levels(resolved, path)))
 
 
 def with_recorded_levels(resolved: SweepConfig, recorded_file: Path) -> SweepConfig:

@@ -25,9 +25,9 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from sdlab import SdlabError
+from sdlab.core.io import read_json
 from sdlab.organism.corpus import corpus_documents
 from sdlab.organism.tokenizer import render_chat, train_tokenizer
-from sdlab.core.io import read_json
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from sdlab.core.problem import Problem
 from sdlab.core.epistemic import count_markers
 from sdlab.core.grading import extract_answer, split_think
+from sdlab.core.problem import Problem
 
 # `x=3: 4*x + 9 = 5 (mod 7): ` proposes a candidate and copies the equation; the lookups and
 # the verdict follow (`4*3=5, 5+9=0. 0 vs 5? no.`).

@@ -21,11 +21,11 @@ import yaml
 from sdlab import SdlabError
 from sdlab.core.contexts import build_teacher_messages, context_text, parse_context_name
 from sdlab.core.data import dataset_name
+from sdlab.core.io import read_jsonl
 from sdlab.evaluation.generation import SamplingParams, make_generator
 from sdlab.organism.instruments import analyze_response, slot_prefixes, summarize
 from sdlab.organism.problems import load_organism_problems
 from sdlab.organism.tasks import Task
-from sdlab.core.io import read_jsonl
 
 logger = logging.getLogger(__name__)
 

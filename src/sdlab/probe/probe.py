@@ -28,70 +28,23 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Literal
 
 import torch
-from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from sdlab import SdlabError
-from sdlab.config import StrictModel
-from sdlab.core.contexts import DEFAULT_TEMPLATE, ContextSpec, build_teacher_messages, context_text, cut_middle, parse_context_names, validate_template
+from sdlab.config.schema import ProbeConfig
+from sdlab.core.contexts import ContextSpec, build_teacher_messages, context_text, cut_middle, parse_context_names
 from sdlab.core.epistemic import count_markers, token_marker_mask
-from sdlab.probe.gap import divergence_split_by_problem, information_gap, mean_se
-from sdlab.evaluation.generation import Completion, SamplingParams, load_model_and_tokenizer, make_generator, render_prompt
 from sdlab.core.grading import grade_many
-from sdlab.probe.heatmap import heatmap_rows, render_heatmap
-from sdlab.probe.tables import format_tables
 from sdlab.core.io import append_jsonl, write_json, write_run_header
+from sdlab.evaluation.generation import Completion, SamplingParams, load_model_and_tokenizer, make_generator, render_prompt
+from sdlab.probe.gap import divergence_split_by_problem, information_gap, mean_se
+from sdlab.probe.heatmap import heatmap_rows, render_heatmap
 from sdlab.probe.scoring import SamplingSpec, score_responses
+from sdlab.probe.tables import format_tables
 
 logger = logging.getLogger(__name__)
 SOLUTION_KINDS = ("solution", "solution_nothink", "regenerated", "partial")  # contexts built from s
-
-
-class ProbeConfig(StrictModel):
-    """`sdlab probe` settings; sampling defaults are the study's (T 0.6, top-p 0.95, top-k 20)."""
-
-    model: str
-    data: str
-    out: str
-    contexts: list[str] = ["none", "solution", "solution_nothink", "regenerated"]
-    n: PositiveInt = 8
-    band: tuple[int, int] = (1, 4)  # keep problems with lo <= unguided solve count <= hi of n
-    limit_problems: PositiveInt | None = 100  # stop selecting once this many problems are in the band
-    split: str = "train"
-    max_new_tokens: PositiveInt = 1024
-    solution_source: Literal["own", "reference"] = "own"  # s: the model's own correct sample (the study), or the data's reference solution
-    max_prompt_tokens: PositiveInt = 8192  # teacher prompts longer than this lose the middle of their context
-    temperature: float = Field(0.6, gt=0)
-    top_p: float = Field(0.95, gt=0, le=1)
-    top_k: int = Field(20, ge=0)
-    template: str = DEFAULT_TEMPLATE
-    alpha: float = Field(0.5, ge=0, le=1)  # divergence: 0 forward KL, 1 reverse KL, 0.5 JSD (the study's)
-    entropy_under: Literal["sampling", "model"] = "sampling"  # score samples under q (T, top-k, top-p) or raw p
-    enable_thinking: bool | None = None
-    backend: Literal["auto", "transformers", "vllm"] = "auto"
-    vllm_gpu_memory: float = Field(0.5, gt=0, lt=1)  # vLLM's share of the GPU: scoring needs the rest for its copy of the model
-    batch_size: PositiveInt = 8  # prompts per generation call (x n samples)
-    score_batch_size: PositiveInt = 8  # responses per scoring forward pass
-    heatmap_responses: int = Field(3, ge=0)
-    seed: int = 0
-    dtype: str | None = None
-    device: str | None = None
-
-    @field_validator("contexts", mode="before")
-    @classmethod
-    def _split_names(cls, value):
-        return value.split(",") if isinstance(value, str) else value
-
-    @model_validator(mode="after")
-    def _check(self) -> "ProbeConfig":
-        parse_context_names(self.contexts)
-        validate_template(self.template)
-        lo, hi = self.band
-        if not 0 <= lo <= hi <= self.n:
-            raise ValueError(f"band {lo},{hi} must satisfy 0 <= lo <= hi <= n={self.n}")
-        return self
 
 
 def context_plan(names: list[str]) -> list[ContextSpec]:

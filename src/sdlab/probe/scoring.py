@@ -21,7 +21,6 @@ import torch
 
 from sdlab.core.losses import divergence as per_token_divergence
 
-
 # Logits (float32 elements) held per distribution at once: 2**27 is 512 MiB. A window of the
 # response is projected through lm_head at a time, so a 152k vocabulary and a batch of 8 see
 # about 110 positions per window, whatever the response length.

@@ -26,7 +26,7 @@ from statistics import fmean
 from typing import Any
 
 from sdlab import SdlabError
-from sdlab.core.io import MODEL_FILE, read_json, read_jsonl
+from sdlab.core.io import MODEL_FILE, atomic_write_text, read_json, read_jsonl
 from sdlab.experiments.results import aggregate, write_csv
 
 logger = logging.getLogger(__name__)
@@ -567,9 +567,7 @@ def build_report(paths: list[str | Path], out: str | Path, *, markdown: str | Pa
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>sdlab report</title><style>{STYLE}</style></head><body>'
             f"<h1>sdlab report</h1><p>Generated {stamp}.</p>{health_notice(inputs)}<h2 id=\"inputs\">Inputs</h2><ul>{listed}</ul><ul>{toc}</ul>{body}</body></html>")
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(page)
-    tmp.replace(out)
+    atomic_write_text(out, page)
     if markdown is not None:
         Path(markdown).write_text(markdown_summary(inputs, sweeps))
     return out

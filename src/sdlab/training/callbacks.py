@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from sdlab.core.losses import split_by_mask
 from sdlab.core.io import append_jsonl, read_jsonl
+from sdlab.core.losses import split_by_mask
 
 logger = logging.getLogger(__name__)
 

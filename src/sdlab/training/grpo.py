@@ -20,8 +20,8 @@ import torch
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
-from sdlab.training.callbacks import dispatch, listens, rollout_payload
 from sdlab.core.problem import Problem
+from sdlab.training.callbacks import dispatch, listens, rollout_payload
 
 logger = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from transformers import TrainerCallback
 
 from sdlab import SdlabError
 from sdlab.config import dump_config
-from sdlab.core.io import MODEL_FILE, prepare_run_dir, read_json, read_jsonl, write_json, write_run_header
-from sdlab.config.train import TrainConfig
+from sdlab.config.schema import PeriodicEvalConfig, TrainConfig
+from sdlab.core.io import MODEL_FILE, read_json, read_jsonl, run_dir_setup, write_json, write_jsonl, write_run_header
 from sdlab.providers import build_record, missing_abilities, resolve_model, trained_window
 
 logger = logging.getLogger(__name__)
@@ -97,13 +97,11 @@ class PeriodicEval(TrainerCallback):
     row per source to eval.jsonl: accuracy curves, not only end points. Sampling runs under a
     forked, seeded RNG so that evaluating does not change the training trajectory."""
 
-    def __init__(self, *, path: Path, sources: list[str], every: int, at_start: bool, k: int, max_new_tokens: int, temperature: float, limit: int | None, enable_thinking: bool | None, seed: int):
-        self.path, self.sources, self.every, self.at_start = path, sources, every, at_start
-        self.k, self.limit, self.enable_thinking, self.seed = k, limit, enable_thinking, seed
-        self.sampling = dict(temperature=temperature, max_new_tokens=max_new_tokens)
+    def __init__(self, *, path: Path, config: PeriodicEvalConfig, every: int, enable_thinking: bool | None, seed: int):
+        self.path, self.config, self.every, self.enable_thinking, self.seed = path, config, every, enable_thinking, seed
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if self.at_start and state.global_step == 0:
+        if self.config.at_start and state.global_step == 0:
             self._evaluate(state.global_step, **kwargs)
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -113,9 +111,9 @@ class PeriodicEval(TrainerCallback):
     def _evaluate(self, step: int, *, model, processing_class, **_):
         import torch
 
-        from sdlab.evaluation.evaluate import evaluate
-        from sdlab.evaluation.generation import SamplingParams, make_generator
         from sdlab.core.io import append_jsonl
+        from sdlab.evaluation.evaluate import evaluate
+        from sdlab.evaluation.generation import make_generator
 
         tokenizer = getattr(processing_class, "tokenizer", processing_class)
         was_training = model.training
@@ -123,8 +121,8 @@ class PeriodicEval(TrainerCallback):
         try:
             with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
                 generator = make_generator(model, tokenizer, backend="transformers", batch_size=32)
-                sampling = SamplingParams(**self.sampling, seed=self.seed + step)
-                results = evaluate(generator, self.sources, k=self.k, sampling=sampling, limit=self.limit, enable_thinking=self.enable_thinking)
+                sampling = self.config.sampling_params(n=self.config.k, seed=self.seed + step)
+                results = evaluate(generator, self.config.sources, k=self.config.k, sampling=sampling, limit=self.config.limit, enable_thinking=self.enable_thinking)
         finally:
             model.train(was_training)
         for name, metrics in results.items():
@@ -226,16 +224,12 @@ def checkpoint_step(checkpoint: Path) -> int:
 
 def truncate_step_logs(run_dir: Path, *, after_step: int) -> None:
     """Drop rows logged after the checkpoint a run resumes from: the resumed run logs them again."""
-    import json
-
     for name in STEP_LOGS:
         path = run_dir / name
         rows = read_jsonl(path)
         kept = [row for row in rows if row.get("step", 0) <= after_step]
         if len(kept) != len(rows):
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
-            tmp.replace(path)
+            write_jsonl(path, kept)
 
 
 def training_finished(checkpoint: Path) -> bool:
@@ -375,57 +369,53 @@ def run_training(
     from sdlab.training.callbacks import EpistemicMonitor
 
     check_runtime(config)
-    run_dir = prepare_run_dir(config.output_dir, force=force, resume=resume)
-    checkpoint = check_resumable(run_dir, config) if resume else None
-    if resume:
-        truncate_step_logs(run_dir, after_step=checkpoint_step(checkpoint) if checkpoint else 0)
-    write_run_header(run_dir, config)
-    if checkpoint is not None and training_finished(checkpoint):
-        # Killed after its last checkpoint but before the final model was written: resuming
-        # the trainer would train one step past max_steps, so only finish the run.
-        export_model(checkpoint, run_dir / "model")
-        summary = summarize(run_dir, wall_time_s=0.0, resumed_from=checkpoint)
-        write_json(run_dir / "summary.json", summary)
-        return summary
-    apply_threads(config)
-    set_seed(config.seed)
-    model_path = resolve_model(config.model)
-    check_same_model(run_dir, model_path, resuming=checkpoint is not None)
-    check_window(config, model_path)
-    warn_missing_abilities(config, model_path)
-    if config.method == "sft" and config.sft.collect is not None and not Path(config.sft.dataset).is_file():
-        from sdlab.training.sft import collect_sft_data
+    with run_dir_setup(config.output_dir, force=force, resume=resume) as run_dir:  # a refused set-up leaves no directory
+        checkpoint = check_resumable(run_dir, config) if resume else None
+        if resume:
+            truncate_step_logs(run_dir, after_step=checkpoint_step(checkpoint) if checkpoint else 0)
+        write_run_header(run_dir, config)
+        if checkpoint is not None and training_finished(checkpoint):
+            # Killed after its last checkpoint but before the final model was written: resuming
+            # the trainer would train one step past max_steps, so only finish the run.
+            export_model(checkpoint, run_dir / "model")
+            summary = summarize(run_dir, wall_time_s=0.0, resumed_from=checkpoint)
+            write_json(run_dir / "summary.json", summary)
+            return summary
+        apply_threads(config)
+        set_seed(config.seed)
+        model_path = resolve_model(config.model)
+        check_same_model(run_dir, model_path, resuming=checkpoint is not None)
+        check_window(config, model_path)
+        warn_missing_abilities(config, model_path)
+        if config.method == "sft" and config.sft.collect is not None and not Path(config.sft.dataset).is_file():
+            from sdlab.training.sft import collect_sft_data
 
-        collect = config.sft.collect
-        collect_sft_data(
-            model=model_path, data=collect.data, mode=collect.mode, n_correct=collect.n_correct, out=config.sft.dataset,
-            max_attempts=collect.max_attempts, max_new_tokens=collect.max_new_tokens, temperature=collect.temperature, seed=config.seed,
+            collect = config.sft.collect
+            collect_sft_data(
+                model=model_path, data=collect.data, mode=collect.mode, n_correct=collect.n_correct, out=config.sft.dataset,
+                max_attempts=collect.max_attempts, max_new_tokens=collect.max_new_tokens, temperature=collect.temperature, seed=config.seed,
+            )
+        monitor = EpistemicMonitor(run_dir, success_threshold=config.sdpo.success_threshold)
+        callbacks = [monitor, *(extra_callbacks or [])]
+        if on_teacher_audit is not None and config.method == "sdpo":
+            callbacks.append(TeacherAuditEcho(run_dir / "teacher_audit.txt", on_teacher_audit))
+        if config.logging.samples_per_step and config.method != "sft":
+            callbacks.append(SampleWriter(run_dir / "samples.jsonl", per_batch=config.logging.samples_per_step))
+        if config.eval.every:
+            if world_size() > 1:
+                raise SdlabError("eval.every: periodic evaluation runs the live model in one process; with several processes set eval.every=0 and evaluate the checkpoints with `sdlab eval` (docs/training.md)")
+            callbacks.append(PeriodicEval(path=run_dir / "eval.jsonl", config=config.eval, every=config.eval.every * config.updates_per_step, enable_thinking=config.enable_thinking, seed=config.seed))
+        trainer = build_trainer(config, model_path=model_path, run_dir=run_dir, callbacks=callbacks, show_teacher=config.sdpo.show_teacher if show_teacher is None else show_teacher,
+            reward_funcs=reward_funcs,
         )
-    monitor = EpistemicMonitor(run_dir, success_threshold=config.sdpo.success_threshold)
-    callbacks = [monitor, *(extra_callbacks or [])]
-    if on_teacher_audit is not None and config.method == "sdpo":
-        callbacks.append(TeacherAuditEcho(run_dir / "teacher_audit.txt", on_teacher_audit))
-    if config.logging.samples_per_step and config.method != "sft":
-        callbacks.append(SampleWriter(run_dir / "samples.jsonl", per_batch=config.logging.samples_per_step))
-    if config.eval.every:
-        if world_size() > 1:
-            raise SdlabError("eval.every: periodic evaluation runs the live model in one process; with several processes set eval.every=0 and evaluate the checkpoints with `sdlab eval` (docs/training.md)")
-        ev = config.eval
-        callbacks.append(PeriodicEval(
-            path=run_dir / "eval.jsonl", sources=ev.sources, every=ev.every * config.updates_per_step, at_start=ev.at_start, k=ev.k,
-            max_new_tokens=ev.max_new_tokens, temperature=ev.temperature, limit=ev.limit, enable_thinking=config.enable_thinking, seed=config.seed,
-        ))
-    trainer = build_trainer(config, model_path=model_path, run_dir=run_dir, callbacks=callbacks, show_teacher=config.sdpo.show_teacher if show_teacher is None else show_teacher,
-        reward_funcs=reward_funcs,
-    )
-    if config.method == "sdpo" and config.sdpo.teacher == "ema":
-        if world_size() > 1:
-            logger.warning("EMA teacher weights are not checkpointed with several processes: --resume restarts the teacher from the student")
-        else:
-            ema_state = EmaTeacherState(trainer)
-            trainer.add_callback(ema_state)
-            if checkpoint is not None:
-                ema_state.restore(checkpoint)
+        if config.method == "sdpo" and config.sdpo.teacher == "ema":
+            if world_size() > 1:
+                logger.warning("EMA teacher weights are not checkpointed with several processes: --resume restarts the teacher from the student")
+            else:
+                ema_state = EmaTeacherState(trainer)
+                trainer.add_callback(ema_state)
+                if checkpoint is not None:
+                    ema_state.restore(checkpoint)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     wall = time.perf_counter() - started

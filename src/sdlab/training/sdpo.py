@@ -37,12 +37,9 @@ from trl.experimental.sdpo.sdpo_trainer import SuccessfulRolloutTeacherContextBu
 from trl.trainer.utils import pad
 
 from sdlab import SdlabError
-from sdlab.training.audit import audit_sample, render_audit
-from sdlab.training.callbacks import dispatch, listens, rollout_payload
 from sdlab.core.contexts import DEFAULT_TEMPLATE, validate_template
-from sdlab.core.problem import Problem
 from sdlab.core.grading import remove_think
-from sdlab.training.grpo import build_grpo_trainer, make_config, math_reward, resolve_dataset  # build_grpo_trainer: re-exported for sdlab.training.run
+from sdlab.core.io import append_jsonl
 from sdlab.core.losses import (
     Reduction,
     agg_loss,
@@ -55,7 +52,10 @@ from sdlab.core.losses import (
     token_log_probs,
     topk_tail_divergence,
 )
-from sdlab.core.io import append_jsonl
+from sdlab.core.problem import Problem
+from sdlab.training.audit import audit_sample, render_audit
+from sdlab.training.callbacks import dispatch, listens, rollout_payload
+from sdlab.training.grpo import build_grpo_trainer, make_config, math_reward, resolve_dataset  # build_grpo_trainer: re-exported for sdlab.training.run
 
 __all__ = ["SdlabSDPOConfig", "SdlabSDPOTrainer", "build_sdpo_trainer", "build_grpo_trainer", "format_teacher_prompt"]
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sdlab import SdlabError
-from sdlab.core.problem import Problem
 from sdlab.core.io import append_jsonl, read_jsonl, write_json
+from sdlab.core.problem import Problem
 
 logger = logging.getLogger(__name__)
 
