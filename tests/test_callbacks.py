@@ -107,3 +107,40 @@ def test_grpo_training_rows(tiny_model_dir, tmp_path):
         assert r["entropy_student"] == pytest.approx(r["entropy"], rel=1e-5)  # the per-token entropies GRPO itself logs
         assert r["reward_mean"] == pytest.approx(r["reward"]) and r["response_tokens_mean"] > 0
         assert r["divergence_mean"] is None and r["entropy_teacher"] is None
+
+
+def test_report_to_trackers_see_the_monitors_metrics(tmp_path):
+    """transformers calls the `report_to` integrations before the callbacks a trainer is given;
+    once the monitor is moved first, a tracker logs the epistemic metrics too."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerCallback, TrainerControl, TrainerState
+    from transformers.trainer_callback import CallbackHandler
+
+    from sdlab.training.callbacks import report_first
+
+    class Tracker(TrainerCallback):  # stands in for TensorBoardCallback / WandbCallback / trackio
+        def __init__(self):
+            self.logged = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.logged.append(dict(logs))
+
+    def one_logged_step(monitor, tracker, state):
+        handler = CallbackHandler([tracker, monitor], None, None, None, None)
+        trainer = SimpleNamespace(callback_handler=handler)
+        monitor.on_rollouts(None, state, None, completions=["wait, <think>x</think> \\boxed{1}"], completion_ids=[[1, 2, 3]], rewards=[1.0], answers=["1"], group_size=1)
+        return trainer, handler
+
+    state = TrainerState()
+    state.global_step = 1
+    monitor, tracker = EpistemicMonitor(tmp_path), Tracker()
+    trainer, handler = one_logged_step(monitor, tracker, state)
+    handler.on_log(None, state, TrainerControl(), {"loss": 0.5})
+    assert not any(key.startswith("sdlab/") for key in tracker.logged[-1])  # the order transformers gives
+    trainer, handler = one_logged_step(monitor, tracker, state)
+    report_first(trainer, monitor)
+    handler.on_log(None, state, TrainerControl(), {"loss": 0.5})
+    assert tracker.logged[-1]["loss"] == 0.5 and tracker.logged[-1]["sdlab/markers_per_response"] == 1.0
+    assert "sdlab/reward_mean" in tracker.logged[-1] and "sdlab/early_warning_step" not in tracker.logged[-1]  # no value yet
+    assert [row["markers_per_response"] for row in read_jsonl(tmp_path / "metrics.jsonl")] == [1.0, 1.0]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -24,7 +25,9 @@ def test_saved_directory_loads_like_a_hub_model(built: Path) -> None:
     assert type(model).__name__ == "LlamaForCausalLM"
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>" and tokenizer.eos_token_id != tokenizer.pad_token_id
     assert model.generation_config.eos_token_id == tokenizer.eos_token_id
-    assert (built / "README.md").read_text().startswith("# sdlab model organism")
+    card = ModelCard.load(built / "README.md")
+    assert card.data.library_name == "transformers" and "model-organism" in card.data.tags
+    assert card.text.lstrip().startswith("# sdlab model organism")
     assert "## Health\n\n(not judged" in (built / "README.md").read_text()  # built with measure=False
     assert json.loads((built / BUILD_FILE).read_text())["size"] == "test"
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Solve (4*x + 9) mod 7 = 5 for x in 0..6."}], tokenize=False, add_generation_prompt=True)

@@ -275,7 +275,7 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
     stats["build_seconds"] = round(time.time() - started, 1)
     from sdlab.organism.card import model_card
 
-    (staging / "README.md").write_text(model_card(stats))
+    model_card(stats).save(staging / "README.md")
     (staging / BUILD_FILE).write_text(json.dumps(stats, indent=2) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
     staging.rename(out_dir)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from huggingface_hub import ModelCard, ModelCardData
+
 COLUMNS = ("accuracy", "answered", "tokens", "markers", "candidates", "first_candidate_right", "recovery", "failed_then_marker_revision", "failed_then_give_up", "check_copies_right", "check_lookups_right", "check_comparisons_right")
 
 DESIGN = """\
@@ -43,8 +45,14 @@ def abilities_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def model_card(stats: dict) -> str:
-    """Markdown for the model directory, from the build's recorded statistics."""
+def model_card(stats: dict) -> ModelCard:
+    """The model directory's card (README.md: hub metadata, then the build's recorded statistics)."""
+    data = ModelCardData(library_name="transformers", license="apache-2.0", pipeline_tag="text-generation", tags=["sdlab", "model-organism", "self-distillation"])
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{card_text(stats)}")
+
+
+def card_text(stats: dict) -> str:
+    """The card's Markdown body."""
     s = stats["settings"]
     abilities = stats.get("abilities")
     measured = abilities_table(abilities) if abilities else "(not measured in this build)"

@@ -2,7 +2,8 @@
 
     trainer = build_sdpo_trainer(..., callbacks=[EpistemicMonitor(run_dir)])
 
-Each logged step appends one row to `run_dir/metrics.jsonl`: TRL's own numbers (loss, learning
+Each logged step appends one row to `run_dir/metrics.jsonl` and hands the same metrics to TRL's
+`report_to` trackers (as `sdlab/<field>`): TRL's own numbers (loss, learning
 rate, ...) plus sdlab's fields (docs/algorithms.md lists them): reward and accuracy, response
 length, epistemic markers per response and per 1,000 tokens, student/teacher entropy, answer
 diversity within each rollout group, and for self-distillation the per-token divergence split
@@ -29,6 +30,7 @@ from sdlab.core.io import append_jsonl, read_jsonl
 from sdlab.core.losses import split_by_mask
 
 logger = logging.getLogger(__name__)
+REPORT_PREFIX = "sdlab/"  # the monitor's metrics as the trackers show them (sdlab/markers_per_1k_tokens, ...)
 
 MONITOR_FIELDS = (
     "reward_mean",
@@ -47,6 +49,15 @@ MONITOR_FIELDS = (
     "divergence_marker_tokens",
     "early_warning_step",
 )
+
+
+def report_first(trainer: Any, callback: TrainerCallback) -> None:
+    """Move `callback` to the front of `trainer`'s callbacks: transformers puts the `report_to`
+    integrations before the callbacks a trainer is given, and they log the `logs` dict of
+    `on_log` as they find it, so the monitor must add its metrics before they read it."""
+    handler = trainer.callback_handler
+    handler.callbacks.remove(callback)
+    handler.callbacks.insert(0, callback)
 
 
 def dispatch(trainer: Any, event: str, **payload: Any) -> None:
@@ -156,6 +167,9 @@ class EpistemicMonitor(TrainerCallback):
         row.update(self._drain())
         self._check_early_warning(row, state.global_step)
         row["early_warning_step"] = self.early_warning_step
+        # The same numbers for TRL's `report_to` trackers (trackio, TensorBoard, W&B), which read
+        # this `logs` dict after this callback (see `report_first`).
+        logs.update({f"{REPORT_PREFIX}{key}": row[key] for key in MONITOR_FIELDS if row.get(key) is not None})
         if state.is_world_process_zero:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             append_jsonl(self.path, row)

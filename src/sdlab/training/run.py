@@ -366,7 +366,7 @@ def run_training(
     `reward_funcs` replaces the 0/1 math reward (TRL's reward-function signature)."""
     from transformers import set_seed
 
-    from sdlab.training.callbacks import EpistemicMonitor
+    from sdlab.training.callbacks import EpistemicMonitor, report_first
 
     check_runtime(config)
     with run_dir_setup(config.output_dir, force=force, resume=resume) as run_dir:  # a refused set-up leaves no directory
@@ -408,6 +408,7 @@ def run_training(
         trainer = build_trainer(config, model_path=model_path, run_dir=run_dir, callbacks=callbacks, show_teacher=config.sdpo.show_teacher if show_teacher is None else show_teacher,
             reward_funcs=reward_funcs,
         )
+        report_first(trainer, monitor)
         if config.method == "sdpo" and config.sdpo.teacher == "ema":
             if world_size() > 1:
                 logger.warning("EMA teacher weights are not checkpointed with several processes: --resume restarts the teacher from the student")
