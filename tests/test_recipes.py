@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sdlab import SdlabError
 from sdlab.config.checks import check_paths, load_train_config
 from sdlab.config.schema import TrainConfig
 from tests.conftest import SHARED_DATA
@@ -126,3 +127,29 @@ def test_training_warns_when_a_sequence_outgrows_the_organisms_window(tmp_path, 
     (tmp_path / "build.json").write_text(json.dumps({"settings": extended}))
     check_window(config, str(tmp_path))
     assert caplog.text == ""
+
+
+MODEL_RECIPES = sorted((REPO / "recipes" / "models").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", MODEL_RECIPES, ids=lambda p: p.parent.name + "/" + p.name)
+def test_model_recipes_find_the_studys_data_through_data_dir_from_anywhere(recipe, tmp_path, monkeypatch):
+    """The documented route to the study's data: `data_dir=<where the data is>`, from any directory."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} not found (the shared math data sits beside the repository)")
+    from sdlab.core.data import load_problems
+
+    monkeypatch.chdir(tmp_path)
+    config = load_train_config(recipe, [f"data_dir={SHARED_DATA.parent}"])
+    assert Path(config.data.train).is_relative_to(SHARED_DATA) and all(Path(s).is_file() for s in config.eval.sources)
+    problems = load_problems(config.data.train, limit=2)
+    assert len(problems) == 2 and all(p.answer for p in problems)
+    with pytest.raises(SdlabError, match=r"data.train: '.*/nowhere/math/coverage/seen_512.parquet' not found"):
+        load_train_config(recipe, [f"data_dir={tmp_path / 'nowhere'}"])
+
+
+def test_a_data_dir_placeholder_without_data_dir_names_the_setting(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"method": "grpo", "output_dir": str(tmp_path / "run"), "data": {"train": "{data_dir}/x.parquet"}}))
+    with pytest.raises(SdlabError, match=r"uses \{data_dir\} but data_dir is not set"):
+        load_train_config(recipe)

@@ -28,8 +28,10 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from sdlab.config import StrictModel
 from sdlab.core.contexts import DEFAULT_TEMPLATE, parse_context_names, validate_template
+from sdlab.config.sources import expand_data_dir
 from sdlab.providers import DEFAULT_MODEL
 
+DATA_SECTIONS = ("data", "eval", "sft")  # the recipe sections whose strings may use {data_dir}
 DEMO_RENAMED = {"eval_sources": "final_eval.sources", "eval_k": "final_eval.k", "eval_limit": "final_eval.limit",
                 "eval_batch_size": "final_eval.batch_size", "eval_max_new_tokens": "final_eval.max_new_tokens"}
 
@@ -187,6 +189,7 @@ class LoggingConfig(StrictModel):
 
 class TrainConfig(StrictModel):
     method: Literal["grpo", "sdpo", "sft"]
+    data_dir: str | None = None  # what `{data_dir}` in data paths stands for (docs/training.md#data)
     model: str = DEFAULT_MODEL  # a local dir, a hub id, or a provider's model name (`organism`: the default organism, built on demand)
     output_dir: str
     seed: int = 0
@@ -213,6 +216,13 @@ class TrainConfig(StrictModel):
     eval: PeriodicEvalConfig = Field(default_factory=PeriodicEvalConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_data_dir(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = {key: expand_data_dir(value, data.get("data_dir")) if key in DATA_SECTIONS else value for key, value in data.items()}
+        return data
 
     @model_validator(mode="after")
     def _sections_match_method(self) -> "TrainConfig":

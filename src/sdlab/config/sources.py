@@ -13,7 +13,7 @@ import re
 import socket
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from sdlab import SdlabError
@@ -22,6 +22,7 @@ from sdlab.providers import model_provider, problem_provider
 PATH_SUFFIXES = (".parquet", ".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".txt", ".arrow", ".gz", ".safetensors", ".bin")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 HUB_TIMEOUT_S = 3.0
+DATA_DIR = "{data_dir}"  # the placeholder recipes write data paths with
 
 SourceKind = Literal["provider", "local", "missing", "hub"]
 
@@ -36,6 +37,21 @@ def source_kind(spec: str | Path, *, model: bool = False) -> SourceKind:
     if isinstance(spec, Path) or text.startswith((".", "/", "~")) or text.lower().endswith(PATH_SUFFIXES) or text.count("/") > 1 or not HUB_ID.match(text):
         return "missing"
     return "hub"
+
+
+def expand_data_dir(value: Any, data_dir: str | None) -> Any:
+    """Replace `{data_dir}` in every string of a nested value by `data_dir`: recipes name the
+    study's data files relative to one setting, so a copy of the data elsewhere (or the data
+    beside a checkout, `../shared/data`) is one override away (`data_dir=/data/study`)."""
+    if isinstance(value, str):
+        if DATA_DIR in value and data_dir is None:
+            raise ValueError(f"{value!r} uses {DATA_DIR} but data_dir is not set; set data_dir (e.g. data_dir=../shared/data)")
+        return value.replace(DATA_DIR, data_dir) if data_dir is not None else value
+    if isinstance(value, dict):
+        return {key: expand_data_dir(item, data_dir) for key, item in value.items()}
+    if isinstance(value, list):
+        return [expand_data_dir(item, data_dir) for item in value]
+    return value
 
 
 def hub_offline() -> bool:

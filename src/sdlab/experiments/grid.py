@@ -15,7 +15,8 @@ import yaml
 from sdlab import SdlabError
 from sdlab.config import apply_overrides, build_config, parse_override, read_yaml
 from sdlab.config.checks import check_paths
-from sdlab.config.schema import SweepConfig, TrainConfig, sanitize
+from sdlab.config.schema import DATA_SECTIONS, SweepConfig, TrainConfig, sanitize
+from sdlab.config.sources import expand_data_dir
 
 SWEEP_FILE = "sweep.yaml"  # the resolved sweep, written into the sweep directory
 CELLS = "cells"
@@ -101,6 +102,7 @@ def expand_grid(config: SweepConfig) -> list[Cell]:
                 set_dotted(recipe, key, value)
         recipe["output_dir"] = str(sweep_dir / CELLS / name)
         recipe = substitute(recipe, {"sweep_dir": str(sweep_dir)})
+        recipe = {key: expand_data_dir(value, recipe.get("data_dir")) if key in DATA_SECTIONS else value for key, value in recipe.items()}
         cells.append(Cell(name=name, levels={axis: label for axis, label, _ in combination}, overrides=overrides, recipe=recipe))
     return cells
 

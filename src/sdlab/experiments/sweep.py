@@ -37,6 +37,7 @@ from typing import Any
 
 from sdlab import SdlabError
 from sdlab.config import build_config, dump_config, read_yaml
+from sdlab.config.sources import expand_data_dir
 from sdlab.config.schema import FinalEvalConfig, SweepConfig, TrainConfig
 from sdlab.core.io import atomic_write_text, file_lock
 from sdlab.experiments.grid import SWEEP_FILE, Cell, base_recipe, cell_status, validate_sweep
@@ -60,7 +61,7 @@ def run_final_eval(config: TrainConfig, final: FinalEvalConfig) -> None:
 
     apply_threads(config)  # as training did (a rerun may only evaluate)
     out = Path(config.output_dir) / "final_eval"
-    sources = final.sources or config.eval.sources
+    sources = expand_data_dir(final.sources, config.data_dir) or config.eval.sources
     if not sources:
         raise SdlabError("final_eval: no sources; set final_eval.sources or the recipe's eval.sources")
     eval_config = EvalConfig(
