@@ -69,3 +69,10 @@ def test_lanes_put_the_arms_apart_and_keep_each_arm_before_its_evaluation():
     lanes = [[stage.label for stage in lane] for lane in assign_lanes(chains, 2)]
     assert sorted(lanes) == [["train grpo", "evaluate grpo", "probe"], ["train sdpo", "evaluate sdpo", "evaluate base"]]
     assert [[s.label for s in lane] for lane in assign_lanes(chains, 1)] == [["train grpo", "evaluate grpo", "train sdpo", "evaluate sdpo", "probe", "evaluate base"]]
+
+
+def test_the_old_eval_keys_are_refused_with_their_new_names():
+    with pytest.raises(SdlabError, match=r"eval_k is now final_eval.k"):
+        load_demo_config(None, ["eval_k=2"])
+    with pytest.raises(SdlabError, match=r"final_eval.sources is empty"):
+        load_demo_config(None, ["final_eval.sources=[]"])

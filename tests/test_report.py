@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from sdlab import SdlabError
-from sdlab.report.page import build_report, detect_inputs, slug
+from sdlab.report.inputs import detect_inputs, slug
+from sdlab.report.page import build_report
 from tests.test_train import distinct_characters
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -242,7 +243,8 @@ def test_a_sweep_run_one_axis_level_per_directory_pools_into_one_table(demo_dir,
 def test_method_summary_pools_every_sweep_by_method_and_counts_a_repeated_run_once(demo_dir, tmp_path):
     """The coverage sweep's GRPO and SDPO cells and the off-policy SFT cells each become one row;
     the same sweep given twice (a run made twice) adds no runs."""
-    from sdlab.report.page import load_sweep_data, method_summary, pool_sweeps
+    from sdlab.report.inputs import load_sweep_data, pool_sweeps
+    from sdlab.report.tables import method_summary
 
     once = method_summary(pool_sweeps([load_sweep_data(demo_dir / name) for name in ("coverage", "offpolicy")]))
     assert {(r["method"], r["runs"]) for r in once} == {("grpo", 2), ("sdpo", 2), ("sft", 4)}

@@ -12,7 +12,8 @@ import yaml
 
 from sdlab import SdlabError
 from sdlab.config.checks import load_train_config
-from sdlab.training.run import batch_layout, sft_max_steps, truncate_step_logs
+from sdlab.training.args import batch_layout, sft_max_steps
+from sdlab.training.checkpoints import truncate_step_logs
 
 
 def write_recipe(path: Path, data: dict) -> Path:

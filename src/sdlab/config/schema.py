@@ -27,8 +27,8 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from sdlab.config import StrictModel
-from sdlab.core.contexts import DEFAULT_TEMPLATE, parse_context_names, validate_template
 from sdlab.config.sources import expand_data_dir
+from sdlab.core.contexts import DEFAULT_TEMPLATE, parse_context_names, validate_template
 from sdlab.providers import DEFAULT_MODEL
 
 DATA_SECTIONS = ("data", "eval", "sft")  # the recipe sections whose strings may use {data_dir}

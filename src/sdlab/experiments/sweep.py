@@ -37,8 +37,8 @@ from typing import Any
 
 from sdlab import SdlabError
 from sdlab.config import build_config, dump_config, read_yaml
-from sdlab.config.sources import expand_data_dir
 from sdlab.config.schema import FinalEvalConfig, SweepConfig, TrainConfig
+from sdlab.config.sources import expand_data_dir
 from sdlab.core.io import atomic_write_text, file_lock
 from sdlab.experiments.grid import SWEEP_FILE, Cell, base_recipe, cell_status, validate_sweep
 from sdlab.experiments.results import collect_results, write_results
@@ -57,7 +57,7 @@ def check_same_config(cell: Cell, config: TrainConfig) -> None:
 def run_final_eval(config: TrainConfig, final: FinalEvalConfig) -> None:
     from sdlab.config.schema import EvalConfig
     from sdlab.evaluation.evaluate import run_eval
-    from sdlab.training.run import apply_threads
+    from sdlab.training.args import apply_threads
 
     apply_threads(config)  # as training did (a rerun may only evaluate)
     out = Path(config.output_dir) / "final_eval"
@@ -78,7 +78,8 @@ CellCallback = Callable[[int, int, Cell, str], None]  # (index, total, cell, sta
 def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback | None = None, reward_funcs: Any = None) -> dict[str, Any]:
     """Run every unfinished cell in order; returns the collected results (also on disk).
     `reward_funcs` replaces the 0/1 math reward in every cell (as in `run_training`)."""
-    from sdlab.training.run import run_training, world_size
+    from sdlab.training.args import world_size
+    from sdlab.training.run import run_training
 
     distributed = world_size() > 1  # under `accelerate launch`: every process trains every cell
     cells = validate_sweep(config)

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import TrainerCallback
 
+from sdlab.config.schema import PeriodicEvalConfig
 from sdlab.core.io import append_jsonl, read_jsonl
 from sdlab.core.losses import split_by_mask
 
@@ -232,3 +234,68 @@ class EpistemicMonitor(TrainerCallback):
                 "the policy is dropping its hedges (the study's early sign of degradation)",
                 step, density, 100 * (1 - self.drop_fraction), baseline,
             )
+
+
+class SampleWriter(TrainerCallback):
+    """Appends the first `per_batch` rollouts of every generation batch to samples.jsonl
+    (listens to the `on_rollouts` event the sdlab trainers send)."""
+
+    def __init__(self, path: Path, *, per_batch: int):
+        self.path, self.per_batch = path, per_batch
+
+    def on_rollouts(self, args, state, control, *, completions, rewards, answers, **_):
+        from sdlab.core.io import append_jsonl
+
+        if not state.is_world_process_zero:
+            return
+        for index, (text, reward, answer) in enumerate(list(zip(completions, rewards, answers))[: self.per_batch]):
+            append_jsonl(self.path, {"step": state.global_step + 1, "index": index, "reward": reward, "answer": answer, "completion": text})
+
+
+class TeacherAuditEcho(TrainerCallback):
+    """Hands the teacher-input audit (written by SdlabSDPOTrainer) to `show` after the first step."""
+
+    def __init__(self, path: Path, show: Callable[[str], None]):
+        self.path, self.show, self.shown = path, show, False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if not self.shown and self.path.exists() and state.is_world_process_zero:
+            self.shown = True
+            self.show(self.path.read_text())
+
+
+class PeriodicEval(TrainerCallback):
+    """Evaluates the live model on ID/OOD sources every `every` optimizer updates and appends one
+    row per source to eval.jsonl: accuracy curves, not only end points. Sampling runs under a
+    forked, seeded RNG so that evaluating does not change the training trajectory."""
+
+    def __init__(self, *, path: Path, config: PeriodicEvalConfig, every: int, enable_thinking: bool | None, seed: int):
+        self.path, self.config, self.every, self.enable_thinking, self.seed = path, config, every, enable_thinking, seed
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.config.at_start and state.global_step == 0:
+            self._evaluate(state.global_step, **kwargs)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0:
+            self._evaluate(state.global_step, **kwargs)
+
+    def _evaluate(self, step: int, *, model, processing_class, **_):
+        import torch
+
+        from sdlab.core.io import append_jsonl
+        from sdlab.evaluation.evaluate import evaluate
+        from sdlab.evaluation.generation import make_generator
+
+        tokenizer = getattr(processing_class, "tokenizer", processing_class)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
+                generator = make_generator(model, tokenizer, backend="transformers", batch_size=32)
+                sampling = self.config.sampling_params(n=self.config.k, seed=self.seed + step)
+                results = evaluate(generator, self.config.sources, k=self.config.k, sampling=sampling, limit=self.config.limit, enable_thinking=self.enable_thinking)
+        finally:
+            model.train(was_training)
+        for name, metrics in results.items():
+            append_jsonl(self.path, {"step": step, "dataset": name, **metrics})

@@ -16,235 +16,20 @@ weights), `summary.json`, and for SDPO `teacher_audit.{jsonl,txt}` (what the tea
 from __future__ import annotations
 
 import logging
-import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from transformers import TrainerCallback
-
 from sdlab import SdlabError
-from sdlab.config import dump_config
-from sdlab.config.schema import PeriodicEvalConfig, TrainConfig
-from sdlab.core.io import MODEL_FILE, read_json, read_jsonl, run_dir_setup, write_json, write_jsonl, write_run_header
-from sdlab.providers import build_record, missing_abilities, resolve_model, trained_window
+from sdlab.config.schema import TrainConfig
+from sdlab.core.io import read_jsonl, run_dir_setup, write_json, write_run_header
+from sdlab.providers import missing_abilities, resolve_model, trained_window
+from sdlab.training.args import apply_threads, batch_layout, common_args, rollout_args, sft_max_steps, world_size
+from sdlab.training.callbacks import PeriodicEval, SampleWriter, TeacherAuditEcho
+from sdlab.training.checkpoints import EmaTeacherState, check_resumable, check_same_model, checkpoint_step, export_model, training_finished, truncate_step_logs
 
 logger = logging.getLogger(__name__)
-
-STEP_LOGS = ("metrics.jsonl", "eval.jsonl", "samples.jsonl")
-
-
-class SampleWriter(TrainerCallback):
-    """Appends the first `per_batch` rollouts of every generation batch to samples.jsonl
-    (listens to the `on_rollouts` event the sdlab trainers send)."""
-
-    def __init__(self, path: Path, *, per_batch: int):
-        self.path, self.per_batch = path, per_batch
-
-    def on_rollouts(self, args, state, control, *, completions, rewards, answers, **_):
-        from sdlab.core.io import append_jsonl
-
-        if not state.is_world_process_zero:
-            return
-        for index, (text, reward, answer) in enumerate(list(zip(completions, rewards, answers))[: self.per_batch]):
-            append_jsonl(self.path, {"step": state.global_step + 1, "index": index, "reward": reward, "answer": answer, "completion": text})
-
-
-class EmaTeacherState(TrainerCallback):
-    """Saves the EMA teacher's weights into each checkpoint and restores them on resume: TRL's
-    checkpoints hold only the student, so a resumed EMA run would restart its teacher from the
-    initial weights and diverge from an uninterrupted run. One process only (a sharded teacher
-    would need a gather)."""
-
-    FILE = "ema_teacher.safetensors"
-
-    def __init__(self, trainer):
-        self.trainer = trainer
-
-    def _teacher(self):
-        return self.trainer.accelerator.unwrap_model(self.trainer.teacher_model)
-
-    def on_save(self, args, state, control, **kwargs):
-        from safetensors.torch import save_model
-
-        if state.is_world_process_zero:
-            save_model(self._teacher(), str(Path(args.output_dir) / f"checkpoint-{state.global_step}" / self.FILE))
-
-    def restore(self, checkpoint: Path) -> None:
-        from safetensors.torch import load_model
-
-        if not (checkpoint / self.FILE).exists():
-            raise SdlabError(f"{checkpoint}: no {self.FILE}; this EMA run cannot be resumed exactly (start over with --force)")
-        load_model(self._teacher(), str(checkpoint / self.FILE))
-
-
-class TeacherAuditEcho(TrainerCallback):
-    """Hands the teacher-input audit (written by SdlabSDPOTrainer) to `show` after the first step."""
-
-    def __init__(self, path: Path, show: Callable[[str], None]):
-        self.path, self.show, self.shown = path, show, False
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if not self.shown and self.path.exists() and state.is_world_process_zero:
-            self.shown = True
-            self.show(self.path.read_text())
-
-
-class PeriodicEval(TrainerCallback):
-    """Evaluates the live model on ID/OOD sources every `every` optimizer updates and appends one
-    row per source to eval.jsonl: accuracy curves, not only end points. Sampling runs under a
-    forked, seeded RNG so that evaluating does not change the training trajectory."""
-
-    def __init__(self, *, path: Path, config: PeriodicEvalConfig, every: int, enable_thinking: bool | None, seed: int):
-        self.path, self.config, self.every, self.enable_thinking, self.seed = path, config, every, enable_thinking, seed
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if self.config.at_start and state.global_step == 0:
-            self._evaluate(state.global_step, **kwargs)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.every == 0:
-            self._evaluate(state.global_step, **kwargs)
-
-    def _evaluate(self, step: int, *, model, processing_class, **_):
-        import torch
-
-        from sdlab.core.io import append_jsonl
-        from sdlab.evaluation.evaluate import evaluate
-        from sdlab.evaluation.generation import make_generator
-
-        tokenizer = getattr(processing_class, "tokenizer", processing_class)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.random.fork_rng(devices=[torch.cuda.current_device()] if torch.cuda.is_available() else []):
-                generator = make_generator(model, tokenizer, backend="transformers", batch_size=32)
-                sampling = self.config.sampling_params(n=self.config.k, seed=self.seed + step)
-                results = evaluate(generator, self.config.sources, k=self.config.k, sampling=sampling, limit=self.config.limit, enable_thinking=self.enable_thinking)
-        finally:
-            model.train(was_training)
-        for name, metrics in results.items():
-            append_jsonl(self.path, {"step": step, "dataset": name, **metrics})
-
-
-def apply_threads(config: TrainConfig) -> None:
-    """Set torch's CPU threads from `runtime.threads` (None keeps torch's default)."""
-    if config.runtime.threads is not None:
-        import torch
-
-        torch.set_num_threads(config.runtime.threads)
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def batch_layout(*, completions_per_update: int, micro_batch: int | None, processes: int) -> tuple[int, int]:
-    """(per-device micro-batch, gradient-accumulation steps) so that one optimizer update sees
-    exactly `completions_per_update` sequences over all processes."""
-    micro = micro_batch or max(1, completions_per_update // processes)
-    if completions_per_update % (micro * processes):
-        raise SdlabError(
-            f"runtime.micro_batch={micro} x {processes} process(es) does not divide the {completions_per_update} sequences of one update; pick a divisor"
-        )
-    return micro, completions_per_update // (micro * processes)
-
-
-def common_args(config: TrainConfig, *, output_dir: Path, max_steps: int) -> dict[str, Any]:
-    """TrainingArguments shared by every method (TRL's GRPO/SDPO/SFT configs all take them)."""
-    runtime = config.runtime
-    return dict(
-        output_dir=str(output_dir),
-        max_steps=max_steps,
-        learning_rate=config.lr,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_steps,
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        seed=config.seed,
-        data_seed=config.seed,
-        logging_steps=config.logging.logging_steps,
-        report_to=[] if config.logging.report_to == "none" else [config.logging.report_to],
-        save_strategy="steps",
-        # In generation batches, so a checkpoint never falls between the updates of one batch
-        # (TRL keeps that batch in memory only; resuming mid-batch could not be exact).
-        save_steps=config.save_steps * config.updates_per_step,
-        save_total_limit=config.save_total_limit,
-        bf16=runtime.bf16,
-        gradient_checkpointing=runtime.gradient_checkpointing,
-        use_cpu=runtime.use_cpu,
-        dataloader_num_workers=runtime.dataloader_num_workers,
-        disable_tqdm=False,
-    )
-
-
-def rollout_args(config: TrainConfig, *, processes: int) -> dict[str, Any]:
-    """GRPO/SDPO generation settings: `batch` prompts x `rollouts` per step, split into
-    `batch // mini_batch` optimizer updates."""
-    completions_per_update = (config.mini_batch or config.batch) * config.rollouts
-    micro, accumulation = batch_layout(completions_per_update=completions_per_update, micro_batch=config.runtime.micro_batch, processes=processes)
-    vllm = config.runtime.vllm
-    args = dict(
-        per_device_train_batch_size=micro,
-        gradient_accumulation_steps=accumulation,
-        steps_per_generation=accumulation * config.updates_per_step,
-        num_generations=config.rollouts,
-        max_completion_length=config.max_completion_length,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        top_k=config.top_k,
-        use_vllm=vllm.enabled,
-    )
-    if config.enable_thinking is not None:
-        args["chat_template_kwargs"] = {"enable_thinking": config.enable_thinking}
-    if vllm.enabled:
-        args.update(
-            vllm_mode=vllm.mode,
-            vllm_gpu_memory_utilization=vllm.gpu_memory_utilization,
-            vllm_tensor_parallel_size=vllm.tensor_parallel_size,
-            vllm_server_base_url=vllm.server_base_url,
-            vllm_max_model_length=vllm.max_model_length,
-            vllm_enable_sleep_mode=vllm.enable_sleep_mode,
-        )
-    return args
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    found = get_last_checkpoint(str(run_dir)) if run_dir.is_dir() else None
-    return Path(found) if found else None
-
-
-def checkpoint_step(checkpoint: Path) -> int:
-    return int(checkpoint.name.rsplit("-", 1)[1])
-
-
-def truncate_step_logs(run_dir: Path, *, after_step: int) -> None:
-    """Drop rows logged after the checkpoint a run resumes from: the resumed run logs them again."""
-    for name in STEP_LOGS:
-        path = run_dir / name
-        rows = read_jsonl(path)
-        kept = [row for row in rows if row.get("step", 0) <= after_step]
-        if len(kept) != len(rows):
-            write_jsonl(path, kept)
-
-
-def training_finished(checkpoint: Path) -> bool:
-    """Whether `checkpoint` was taken at the run's last optimizer step (transformers' own state file)."""
-    state = read_json(checkpoint / "trainer_state.json")
-    return state["global_step"] >= state["max_steps"]
-
-
-def export_model(checkpoint: Path, out: Path) -> None:
-    """The final model directory from a checkpoint: weights (safetensors) and tokenizer only."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    AutoModelForCausalLM.from_pretrained(checkpoint).save_pretrained(out, safe_serialization=True)
-    AutoTokenizer.from_pretrained(checkpoint).save_pretrained(out)
-
 
 def check_runtime(config: TrainConfig) -> None:
     """A GPU recipe on a machine without CUDA, or a vLLM recipe without vLLM, stops here with
@@ -260,20 +45,6 @@ def check_runtime(config: TrainConfig) -> None:
                          "to run it on this machine pass runtime.use_cpu=true runtime.bf16=false" + (" runtime.vllm.enabled=false" if runtime.vllm.enabled else ""))
     if runtime.vllm.enabled and not vllm_available():
         raise SdlabError("runtime.vllm.enabled needs vLLM and a CUDA device (pip install 'sdlab[vllm]'); pass runtime.vllm.enabled=false to generate with transformers")
-
-
-def check_same_model(run_dir: Path, model_path: str, *, resuming: bool) -> None:
-    """Record which build a run starts from, and refuse to resume on another one: a provider's
-    model name (`model: organism`) names whatever build is cached now, and a rebuild changes
-    the weights."""
-    build = build_record(model_path).get("settings_hash")
-    record = run_dir / MODEL_FILE
-    if resuming and record.exists():
-        saved = read_json(record).get("settings_hash")
-        if saved != build:
-            raise SdlabError(f"{record}: this run started from model build {saved}, but {model_path} is now build {build}; rebuild that model or start over with --force")
-        return
-    write_json(record, {"model": model_path, "settings_hash": build})
 
 
 def check_window(config: TrainConfig, model_path: str) -> None:
@@ -292,17 +63,6 @@ def warn_missing_abilities(config: TrainConfig, model_path: str) -> None:
     (docs/organism.md): a sweep on such a draw measures its breakage, not the method."""
     for ability in missing_abilities(model_path):
         logger.warning("%s: the model %s lacks %s (its README.md, Health)", config.output_dir, model_path, ability)
-
-
-def check_resumable(run_dir: Path, config: TrainConfig) -> Path | None:
-    """The checkpoint to resume from; the recipe must match the one the run started with."""
-    saved = run_dir / "config.yaml"
-    if saved.exists() and saved.read_text() != dump_config(config):
-        raise SdlabError(f"{saved}: --resume with a different config; rerun with the same recipe and overrides (diff it against {saved})")
-    checkpoint = last_checkpoint(run_dir)
-    if checkpoint is None:
-        logger.warning("%s: no checkpoint yet; starting from step 0", run_dir)
-    return checkpoint
 
 
 def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callbacks: list, show_teacher: int, reward_funcs: Any = None):
@@ -438,8 +198,3 @@ def summarize(run_dir: Path, *, wall_time_s: float, resumed_from: Path | None) -
         "final": rows[-1] if rows else None,
         "final_eval": evals[-1] if evals else None,
     }
-
-
-def sft_max_steps(*, steps: int, epochs: float, examples: int, batch: int) -> int:
-    """SFT stops at `steps` updates or after `epochs` passes over the data, whichever is first."""
-    return max(1, min(steps, math.ceil(epochs * examples / batch)))
