@@ -24,3 +24,11 @@ def test_organism_data_exports_loadable_jsonl(tmp_path: Path) -> None:
 def test_organism_data_rejects_an_unknown_family(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["organism", "data", "nope", "--n", "3", "--out", str(tmp_path / "x.jsonl")])
     assert result.exit_code != 0 and "unknown organism family" in str(result.exception)
+
+
+def test_the_organism_sizes_offered_are_the_ones_built():
+    from sdlab.cli.organism import OrganismSize
+    from sdlab.organism.build import SIZES
+
+    assert sorted(size.value for size in OrganismSize) == sorted(SIZES)
+

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
+
+
+class OrganismSize(str, Enum):
+    """The sizes of `sdlab.organism.build.SIZES` (named here so that `--help` need not load torch)."""
+
+    tiny = "tiny"
+    small = "small"
+    test = "test"
+
 
 organism_app = typer.Typer(help="The model organism: a tiny reasoning model pretrained on CPU in minutes (docs/organism.md).", no_args_is_help=True)
 
@@ -13,14 +23,14 @@ organism_app = typer.Typer(help="The model organism: a tiny reasoning model pret
 def organism_build(
     out: Path = typer.Option(None, "--out", help="Model directory; default $SDLAB_HOME/organism/<size>-seed<seed> (SDLAB_HOME: ~/.cache/sdlab)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the corpus, the initial weights and the data order."),
-    size: str = typer.Option("tiny", "--size", help="tiny (default, minutes on 2 cores), small (longer), test (seconds, for tests)."),
+    size: OrganismSize = typer.Option(OrganismSize.tiny, "--size", help="tiny: minutes on 2 cores; small: longer; test: seconds, for tests."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when a build with the same settings is cached."),
     threads: int = typer.Option(2, "--threads", help="CPU threads for torch (another count trains to other weights)."),
 ) -> None:
     """Pretrain the organism (or reuse the cached build) and print its directory."""
     from sdlab.organism.build import build_organism
 
-    print(build_organism(out, seed=seed, size=size, force=force, threads=threads))
+    print(build_organism(out, seed=seed, size=size.value, force=force, threads=threads))
 
 
 @organism_app.command("data")
