@@ -150,6 +150,12 @@ def test_hub_dataset_with_an_unreachable_hub_fails_at_once_without_retries(unrea
     assert time.monotonic() - start < 5  # the libraries' own retries took about a minute
 
 
+def test_jsonl_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"question": "1+1?", "answer": "2"}\n')
+    assert [p.answer for p in load_problems(path)] == ["2"]
+
+
 def test_jsonl_with_invalid_utf8_names_file_row_and_byte(tmp_path):
     path = tmp_path / "latin1.jsonl"
     path.write_bytes(b'{"question": "1+1?", "answer": "2"}\n\n{"question": "caf\xe9?", "answer": "3"}\n')

@@ -211,3 +211,19 @@ def test_hub_model_with_an_unreachable_hub_fails_at_once_before_the_run_director
     assert "someone/no-such-model: not a local model directory, and the Hugging Face hub (http://127.0.0.1:9) cannot be reached" in message
     assert "Traceback" not in message and not out.exists()
 
+
+def test_corrupt_weights_are_a_one_line_error_and_leave_no_run_directory(tiny_model_dir, problems_file, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "model.safetensors").write_text("not weights")
+    out = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["sdlab", "eval", "--model", str(broken), "--data", str(problems_file), "--out", str(out), "--k", "1"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip()
+    assert "broken: cannot load the model (SafetensorError" in message and "Traceback" not in message
+    assert not out.exists()  # the corrected rerun is not refused for a half-made directory
+

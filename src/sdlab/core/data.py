@@ -181,7 +181,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
                 continue
             label = f"row {index} (0-based; line {line_number})"
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")  # a leading byte-order mark is harmless
             except UnicodeDecodeError as err:
                 raise DataError(f"{path}: {label}: not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1}); save the file as UTF-8") from None
             try:

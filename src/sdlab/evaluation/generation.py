@@ -154,8 +154,8 @@ def load_model_and_tokenizer(name_or_path: str | Path, *, dtype: torch.dtype | s
         dtype = getattr(torch, dtype)
     try:
         model = AutoModelForCausalLM.from_pretrained(_source(name_or_path), dtype=dtype, trust_remote_code=False)
-    except (OSError, ValueError) as err:
-        raise SdlabError(f"{name_or_path}: cannot load the model ({err})") from None
+    except Exception as err:  # noqa: BLE001 - missing files, bad configs, corrupt weights (safetensors' own error type) all mean "not loadable"
+        raise SdlabError(f"{name_or_path}: cannot load the model ({type(err).__name__}: {err}); check the directory holds a complete saved model") from None
     return model.to(device).eval(), tokenizer
 
 
