@@ -100,3 +100,57 @@ def test_light_modules_do_not_reach_torch(module):
 
     code = f"import sys, {module}; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0, f"{module} imports torch"
+
+
+class ToyProvider:
+    """A second provider, as a plug-in would register one: problems `toy:N`, no model."""
+
+    name = "toy"
+
+    def load_problems(self, spec):
+        from sdlab.core.problem import Problem
+
+        return [Problem.from_question(f"toy-{i}", f"What is {i} + 1?", str(i + 1), source="toy") for i in range(int(spec.split(":")[1]))]
+
+    def check_spec(self, spec):
+        from sdlab import SdlabError
+
+        if not spec.split(":")[1].isdigit():
+            raise SdlabError(f"toy spec {spec!r}: write toy:N")
+
+    def model_dir(self, **options):
+        raise NotImplementedError
+
+    def build_record(self, model_dir):
+        return {}
+
+    def trained_window(self, model_dir):
+        return None
+
+    def missing_abilities(self, model_dir):
+        return []
+
+
+TOY = ToyProvider()
+
+
+def test_a_provider_registered_as_an_entry_point_serves_data_and_validation(monkeypatch, tmp_path):
+    from importlib.metadata import EntryPoint
+
+    from sdlab import SdlabError, providers
+    from sdlab.config import build_config
+    from sdlab.config.checks import check_paths
+    from sdlab.config.schema import TrainConfig
+    from sdlab.core.data import load_problems
+
+    point = EntryPoint(name="toy", value="tests.test_architecture:TOY", group=providers.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(providers, "entry_points", lambda group: [point] if group == providers.ENTRY_POINT_GROUP else [])
+    providers.providers.cache_clear()
+    try:
+        assert [p.answer for p in load_problems("toy:3")] == ["1", "2", "3"]
+        assert len(load_problems("organism:linmod:2")) == 2  # the shipped provider still answers
+        config = build_config(TrainConfig, {"method": "grpo", "output_dir": str(tmp_path / "run"), "data": {"train": "toy:x"}})
+        with pytest.raises(SdlabError, match=r"data.train: toy spec 'toy:x': write toy:N"):
+            check_paths(config)
+    finally:
+        providers.providers.cache_clear()
