@@ -43,7 +43,7 @@ def test_demo_runs_every_stage_and_writes_one_report(demo_config, tmp_path):
     page = report.read_text()
     for heading in ("Training dynamics", "Context-richness probe", "ID and OOD results", "pass@k"):
         assert heading in page
-    assert "Organism health:" in page and "lacks the copy of the question&#x27;s equation" in page  # the test-size draw's judgement, via the runs' records
+    assert "Organism health:" in page and "lacks the copy of the question&#39;s equation" in page  # the test-size draw's judgement, via the runs' records
     assert not any("skipped" in line for line in stages)
     assert any("warning: this organism lacks the copy of the question's equation" in line for line in stages)  # a test-size draw lacks it
     assert (out / "logs" / "lane-1.log").is_file() and (out / "logs" / "lane-2.log").is_file()  # two lanes ran
