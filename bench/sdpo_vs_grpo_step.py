@@ -9,17 +9,18 @@ The workload is fixed so that a faster ratio can only come from cheaper code (si
   A random model never emits EOS, so every rollout and every sibling solution has that length:
   the teacher reads x + c + y with |c| = |y| = 320, a longer context than the organism's
   median 166-token solution, so the teacher's share of a step is if anything overstated;
-- half the groups hold a success: in each batch (rows in group order) groups 0 and 2 succeed on a
-  rollout whose first token is odd (so 1 - 2^-8 of them hold one), groups 1 and 3 never do. The
-  measured fraction is printed.
+- half the groups hold a success (`tests.tiny.half_the_groups_solvable`): in each batch groups 0
+  and 2 succeed on a rollout whose first token is odd (so 1 - 2^-8 of them hold one), groups 1
+  and 3 never do. The measured fraction is printed.
 Sizes: `default` is the tests' tiny random Qwen2 (hidden 64, 2 layers); `large` is hidden 256, 4 layers.
 
 GRPO: `sdlab.grpo.build_grpo_trainer` (TRL's GRPOTrainer). SDPO: `sdlab.sdpo.build_sdpo_trainer`
 with the study's settings (fixed teacher, top-100 + tail, JSD 0.5). Same model, prompts, seed,
-batch and completion length. Step time is the wall time from `on_step_begin` to `on_step_end`
-(generation, reward, teacher context, losses, optimizer step). Runs alternate GRPO/SDPO in one
-process so machine-load drift hits both; the median over pairs of the per-pair ratio of median
-step times is printed, with the spread (min, max).
+batch and completion length. A step runs from `on_step_begin` to `on_step_end`
+(generation, reward, teacher context, losses, optimizer step), timed in CPU time of this
+one-thread process (what the step costs, robust to other work on shared cores: the headline)
+and in wall time. Runs alternate GRPO/SDPO in one process so machine-load drift hits both; the
+median over pairs of the per-pair ratio of median step times is printed, with the spread.
 """
 
 from __future__ import annotations
@@ -42,27 +43,23 @@ GOALS = {"default": 1.15, "large": 1.25}
 groups_with_success: list[float] = []
 
 
-def half_the_groups_solvable(prompts, completions, completion_ids=None, **kwargs):
-    """Even-numbered groups of the batch succeed on an odd first token; odd-numbered groups never succeed."""
-    rewards = [float(ids[0] % 2 == 1 and (row // ROLLOUTS) % 2 == 0) for row, ids in enumerate(completion_ids)]
-    groups = [rewards[start : start + ROLLOUTS] for start in range(0, len(rewards), ROLLOUTS)]
-    groups_with_success.append(sum(max(group) for group in groups) / len(groups))
-    return rewards
-
-
-def step_times(build, model_dir: Path, out: Path, monitor: bool) -> list[float]:
+def step_times(build, model_dir: Path, out: Path, monitor: bool) -> tuple[float, float]:
+    """Median (wall, CPU) seconds per step after the first."""
     from datasets import Dataset
     from transformers import TrainerCallback
 
+    from tests.tiny import half_the_groups_solvable
+
     class Timer(TrainerCallback):
         def __init__(self):
-            self.times, self.started = [], 0.0
+            self.wall, self.cpu, self.started = [], [], (0.0, 0.0)
 
         def on_step_begin(self, *a, **k):
-            self.started = time.perf_counter()
+            self.started = time.perf_counter(), time.process_time()
 
         def on_step_end(self, *a, **k):
-            self.times.append(time.perf_counter() - self.started)
+            self.wall.append(time.perf_counter() - self.started[0])
+            self.cpu.append(time.process_time() - self.started[1])
 
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": f"What is {i} plus {i + 1}?"}], "answer": str(2 * i + 1)} for i in range(64)])
     timer = Timer()
@@ -76,9 +73,10 @@ def step_times(build, model_dir: Path, out: Path, monitor: bool) -> list[float]:
         max_completion_length=TOKENS, learning_rate=1e-4, seed=0, logging_steps=STEPS,
     )
     extra = {"show_teacher": 0, "max_teacher_prompt_length": 640} if build.__name__ == "build_sdpo_trainer" else {}
-    trainer = build(model=model_dir, dataset=data, args=config, reward_funcs=half_the_groups_solvable, callbacks=callbacks, **extra)
+    reward = half_the_groups_solvable(ROLLOUTS, groups_with_success)
+    trainer = build(model=model_dir, dataset=data, args=config, reward_funcs=reward, callbacks=callbacks, **extra)
     trainer.train()
-    return timer.times[1:]
+    return statistics.median(timer.wall[1:]), statistics.median(timer.cpu[1:])
 
 
 def main() -> None:
@@ -97,20 +95,26 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     hidden, layers = SIZES[args.size]
-    ratios = []
+    ratios = {"CPU": [], "wall": []}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_tiny_model(Path(tmp) / "model", hidden_size=hidden, num_layers=layers)
         for repeat in range(args.repeats):
-            grpo = statistics.median(step_times(build_grpo_trainer, model_dir, Path(tmp) / f"grpo{repeat}", args.monitor))
-            sdpo = statistics.median(step_times(build_sdpo_trainer, model_dir, Path(tmp) / f"sdpo{repeat}", args.monitor))
-            ratios.append(sdpo / grpo)
-            print(f"pair {repeat + 1}: GRPO {grpo:.3f} s/step, SDPO {sdpo:.3f} s/step, ratio {sdpo / grpo:.3f}", flush=True)
+            grpo = step_times(build_grpo_trainer, model_dir, Path(tmp) / f"grpo{repeat}", args.monitor)
+            sdpo = step_times(build_sdpo_trainer, model_dir, Path(tmp) / f"sdpo{repeat}", args.monitor)
+            ratios["wall"].append(sdpo[0] / grpo[0])
+            ratios["CPU"].append(sdpo[1] / grpo[1])
+            print(
+                f"pair {repeat + 1}: CPU GRPO {grpo[1]:.3f} s/step, SDPO {sdpo[1]:.3f} s/step, ratio {sdpo[1] / grpo[1]:.3f}; "
+                f"wall GRPO {grpo[0]:.3f}, SDPO {sdpo[0]:.3f}, ratio {sdpo[0] / grpo[0]:.3f}",
+                flush=True,
+            )
     print(
         f"workload: {PROMPTS} prompts x {ROLLOUTS} rollouts x {TOKENS} tokens, {STEPS} steps (first dropped), "
         f"groups with a success {statistics.mean(groups_with_success):.2f}; size {args.size} (hidden {hidden}, {layers} layers), "
         f"{args.threads} thread(s), monitor {args.monitor}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
-    print(f"SDPO / GRPO step time, median of {args.repeats} pairs: {statistics.median(ratios):.3f} (spread {min(ratios):.3f} to {max(ratios):.3f}; goal <= {GOALS[args.size]})")
+    for clock, values in ratios.items():
+        print(f"SDPO / GRPO step time ({clock}), median of {args.repeats} pairs: {statistics.median(values):.3f} (spread {min(values):.3f} to {max(values):.3f}; goal <= {GOALS[args.size]})")
 
 
 if __name__ == "__main__":
