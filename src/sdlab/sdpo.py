@@ -17,6 +17,7 @@ What differs from plain TRL (trl==1.16.0; each in docs/decisions.md with the tes
   means over all rows, including rows with no teacher context, which dilutes it;
 - `beta` (unused by TRL's SDPO) must be 0; the fixed/EMA teacher is checked to equal the student;
 - full-vocabulary distillation is computed in checkpointed chunks (same values, bounded memory);
+- the teacher reads only rows with a distillation loss, and each distinct teacher prompt once (same loss);
 - rollouts, per-token divergences/entropies and a teacher-input audit are reported.
 The GRPO baseline is TRL's GRPOTrainer (`sdlab.grpo`), not this class with distillation weight 0:
 the two normalise the `dapo` loss differently.
