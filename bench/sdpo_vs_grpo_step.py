@@ -20,7 +20,8 @@ batch and completion length. A step runs from `on_step_begin` to `on_step_end`
 (generation, reward, teacher context, losses, optimizer step), timed in CPU time of this
 one-thread process (what the step costs, robust to other work on shared cores: the headline)
 and in wall time. Runs alternate GRPO/SDPO in one process so machine-load drift hits both; the
-median over pairs of the per-pair ratio of median step times is printed, with the spread.
+median over pairs of the per-pair ratio of median step times is printed, with the spread, and
+the ratio of the fastest steps (other work only adds time) as a check.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ GOALS = {"default": 1.15, "large": 1.25}
 groups_with_success: list[float] = []
 
 
-def step_times(build, model_dir: Path, out: Path, monitor: bool) -> tuple[float, float]:
-    """Median (wall, CPU) seconds per step after the first."""
+def step_times(build, model_dir: Path, out: Path, monitor: bool, cpu_steps: list[float]) -> tuple[float, float]:
+    """Median (wall, CPU) seconds per step after the first; each step's CPU seconds go to `cpu_steps`."""
     from datasets import Dataset
     from transformers import TrainerCallback
 
@@ -76,6 +77,7 @@ def step_times(build, model_dir: Path, out: Path, monitor: bool) -> tuple[float,
     reward = half_the_groups_solvable(ROLLOUTS, groups_with_success)
     trainer = build(model=model_dir, dataset=data, args=config, reward_funcs=reward, callbacks=callbacks, **extra)
     trainer.train()
+    cpu_steps.extend(timer.cpu[1:])
     return statistics.median(timer.wall[1:]), statistics.median(timer.cpu[1:])
 
 
@@ -95,12 +97,12 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     hidden, layers = SIZES[args.size]
-    ratios = {"CPU": [], "wall": []}
+    ratios, cpu_steps = {"CPU": [], "wall": []}, {"grpo": [], "sdpo": []}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_tiny_model(Path(tmp) / "model", hidden_size=hidden, num_layers=layers)
         for repeat in range(args.repeats):
-            grpo = step_times(build_grpo_trainer, model_dir, Path(tmp) / f"grpo{repeat}", args.monitor)
-            sdpo = step_times(build_sdpo_trainer, model_dir, Path(tmp) / f"sdpo{repeat}", args.monitor)
+            grpo = step_times(build_grpo_trainer, model_dir, Path(tmp) / f"grpo{repeat}", args.monitor, cpu_steps["grpo"])
+            sdpo = step_times(build_sdpo_trainer, model_dir, Path(tmp) / f"sdpo{repeat}", args.monitor, cpu_steps["sdpo"])
             ratios["wall"].append(sdpo[0] / grpo[0])
             ratios["CPU"].append(sdpo[1] / grpo[1])
             print(
@@ -113,6 +115,8 @@ def main() -> None:
         f"groups with a success {statistics.mean(groups_with_success):.2f}; size {args.size} (hidden {hidden}, {layers} layers), "
         f"{args.threads} thread(s), monitor {args.monitor}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
+    fastest = min(cpu_steps["sdpo"]) / min(cpu_steps["grpo"])  # load only adds time: a check on the medians
+    print(f"SDPO / GRPO fastest step (CPU), over all {len(cpu_steps['grpo'])} steps of each: {fastest:.3f}")
     for clock, values in ratios.items():
         print(f"SDPO / GRPO step time ({clock}), median of {args.repeats} pairs: {statistics.median(values):.3f} (spread {min(values):.3f} to {max(values):.3f}; goal <= {GOALS[args.size]})")
 
