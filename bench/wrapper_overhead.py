@@ -1,23 +1,28 @@
-"""Benchmark (b): what `sdlab train` costs on top of a bare TRL GRPOTrainer with the same settings.
+"""Benchmark (b): training throughput of sdlab's organism GRPO and SDPO recipes against bare TRL with the same settings.
 
-    .venv/bin/python bench/wrapper_overhead.py            # goal: median ratio <= 1.05
-    .venv/bin/python bench/wrapper_overhead.py --steps 20 --repeats 5
+    .venv/bin/python bench/wrapper_overhead.py                     # goal: median ratio <= 1.05 for each method
+    .venv/bin/python bench/wrapper_overhead.py --model organism    # the organism itself (built on first use)
 
-A: `sdlab.training.run.run_training` (run dir, config/versions files, EpistemicMonitor with marker
-counts and answer extraction, rollout samples, entropy capture, final model save, summary).
-B: `trl.GRPOTrainer` built by hand on the same tiny model, data, reward (sdlab's math reward,
-so both grade identically), seed and TrainingArguments, checkpointing at the same step.
-Both are timed from construction to the end of training; A and B alternate so that machine
-load drifts hit both, and the median of the per-pair ratios is reported.
+A: `sdlab.training.run.run_training` on recipes/organism/grpo.yaml and recipes/organism/sdpo_solution.yaml
+(run dir, config/versions files, EpistemicMonitor with marker counts and answer extraction,
+rollout samples, entropy capture, teacher audit, checkpoint and final model save, summary).
+B: bare `trl.GRPOTrainer` / `trl.experimental.sdpo.SDPOTrainer` built from the same recipe values
+(`sdlab.training.args.common_args` and `rollout_args` give the TrainingArguments; the SDPO fields are the
+recipe's), no sdlab subclass and no callbacks, checkpointing at the same step. Both use the reward
+`tests.tiny.half_the_groups_solvable` (half the groups hold a success), so SDPO has teacher work
+to do on a random model, and neither pays for the math grader. The recipes' batch (2 prompts x 8
+rollouts) and 320-token completions are kept; `--steps` replaces their length. Each is timed from
+construction to the end of training; A and B alternate so that machine-load drifts hit both.
+Throughput is completions per second (steps x prompts x rollouts / wall time), median over pairs;
+the sdlab / bare ratio is given in wall time and in CPU time of this one-thread process (robust to
+other work on shared cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -26,45 +31,67 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.tiny builds the tiny model without any download
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+RECIPES = {"grpo": REPO / "recipes/organism/grpo.yaml", "sdpo": REPO / "recipes/organism/sdpo_solution.yaml"}
 
 
-def settings(args) -> dict:
-    return dict(steps=args.steps, batch=args.batch, rollouts=args.rollouts, max_completion_length=args.tokens, lr=1e-3, seed=0)
-
-
-def run_sdlab(model_dir: Path, problems: Path, out: Path, s: dict) -> float:
+def load_recipe(method: str, *, model: str, out: Path, steps: int):
     from sdlab.config.checks import load_train_config
+
+    overrides = [f"model={model}", f"output_dir={out}", f"steps={steps}", f"save_steps={steps}", "eval.every=0"]
+    return load_train_config(RECIPES[method], overrides)
+
+
+def clocks() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def since(started: tuple[float, float]) -> tuple[float, float]:
+    """(wall, CPU) seconds since `started`; CPU time of this one-thread process is robust to other work on the cores."""
+    now = clocks()
+    return now[0] - started[0], now[1] - started[1]
+
+
+def run_sdlab(config) -> tuple[float, float]:
     from sdlab.training.run import run_training
+    from tests.tiny import half_the_groups_solvable
 
-    overrides = [f"{k}={v}" for k, v in s.items()] + [
-        "method=grpo", f"model={model_dir}", f"output_dir={out}", f"data.train={problems}", f"save_steps={s['steps']}", "temperature=1.0",
-    ]
-    config = load_train_config(None, overrides)
-    started = time.perf_counter()
-    run_training(config, force=True)
-    return time.perf_counter() - started
+    started = clocks()
+    run_training(config, force=True, reward_funcs=half_the_groups_solvable(config.rollouts))
+    return since(started)
 
 
-def run_bare(model_dir: Path, problems: Path, out: Path, s: dict) -> float:
-    from datasets import Dataset
+def run_bare(config) -> tuple[float, float]:
     from transformers import set_seed
     from trl import GRPOConfig, GRPOTrainer
 
-    from sdlab.training.grpo import math_reward
+    from sdlab.core.data import load_problems
+    from sdlab.providers import resolve_model
+    from sdlab.training.args import common_args, rollout_args
+    from sdlab.training.grpo import problems_to_dataset
+    from sdlab.training.sdpo import ALIASES
+    from tests.tiny import half_the_groups_solvable
 
-    rows = [json.loads(line) for line in problems.read_text().splitlines()]
-    started = time.perf_counter()
-    set_seed(s["seed"])
-    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": r["question"]}], "answer": r["answer"]} for r in rows])
-    args = GRPOConfig(
-        output_dir=str(out), max_steps=s["steps"], learning_rate=s["lr"], lr_scheduler_type="constant", seed=s["seed"], data_seed=s["seed"],
-        per_device_train_batch_size=s["batch"] * s["rollouts"], gradient_accumulation_steps=1, steps_per_generation=1,
-        num_generations=s["rollouts"], max_completion_length=s["max_completion_length"], temperature=1.0, top_p=1.0, top_k=0,
-        save_strategy="steps", save_steps=s["steps"], save_total_limit=2, logging_steps=1, report_to=[],
-        bf16=False, gradient_checkpointing=False, use_cpu=True, dataloader_num_workers=0, warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-    )
-    GRPOTrainer(model=str(model_dir), reward_funcs=math_reward, args=args, train_dataset=dataset).train()
-    return time.perf_counter() - started
+    started = clocks()
+    set_seed(config.seed)
+    dataset = problems_to_dataset(load_problems(config.data.train, limit=config.data.limit))
+    args = common_args(config, output_dir=Path(config.output_dir), max_steps=config.optimizer_steps) | rollout_args(config, processes=1)
+    reward = half_the_groups_solvable(config.rollouts)
+    if config.method == "grpo":
+        trainer = GRPOTrainer(model=resolve_model(config.model), reward_funcs=reward, args=GRPOConfig(**args), train_dataset=dataset)
+    else:
+        from trl.experimental.sdpo import SDPOConfig, SDPOTrainer
+
+        sd = config.sdpo
+        sdpo_args = SDPOConfig(
+            **args, max_prompt_length=config.max_prompt_length, teacher_model_kind=ALIASES[sd.teacher] if sd.teacher == "fixed" else sd.teacher,
+            teacher_update_rate=sd.ema_rate, distillation_mode=ALIASES[sd.distillation], distillation_topk=sd.topk if sd.distillation == "topk" else None,
+            distillation_add_tail=sd.tail, distillation_alpha=sd.alpha, success_reward_threshold=sd.success_threshold,
+            distillation_weight=1.0 - sd.grpo_blend, distillation_is_clip=sd.is_clip, max_reprompt_len=sd.max_teacher_prompt_length,
+        )
+        trainer = SDPOTrainer(model=resolve_model(config.model), reward_funcs=reward, args=sdpo_args, train_dataset=dataset)
+    trainer.train()
+    return since(started)
 
 
 @contextlib.contextmanager
@@ -83,45 +110,55 @@ def quiet():
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=4, help="prompts per step")
-    parser.add_argument("--rollouts", type=int, default=4)
-    parser.add_argument("--tokens", type=int, default=32, help="max completion tokens")
-    parser.add_argument("--repeats", type=int, default=5, help="A/B pairs")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both (contended threads spin-wait)")
+    parser.add_argument("--model", default="tiny", help="`tiny` (the tests' random Qwen2, hidden 64, 2 layers), `organism`, or a model directory")
+    parser.add_argument("--methods", nargs="+", choices=sorted(RECIPES), default=sorted(RECIPES))
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=3, help="A/B pairs per method")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both (the recipes' own setting)")
     args = parser.parse_args()
-
-    import torch
-
-    torch.set_num_threads(args.threads)
 
     import logging
 
+    import torch
     import transformers
 
     from tests.tiny import build_tiny_model
 
     transformers.logging.set_verbosity_error()
     logging.disable(logging.WARNING)
-    work = Path(tempfile.mkdtemp(prefix="sdlab-bench-"))
-    try:
-        model_dir = build_tiny_model(work / "model")
-        problems = work / "problems.jsonl"
-        problems.write_text("".join(json.dumps({"id": f"p{i}", "question": f"What is {i} + {i}? Put the answer in \\boxed{{}}.", "answer": str(2 * i)}) + "\n" for i in range(64)))
-        s = settings(args)
-        with quiet():
-            run_bare(model_dir, problems, work / "warmup", s)  # imports, grader workers, first-call caches
-        ratios = []
-        for repeat in range(args.repeats):
+    with tempfile.TemporaryDirectory(prefix="sdlab-bench-") as tmp:
+        work = Path(tmp)
+        model = str(build_tiny_model(work / "model")) if args.model == "tiny" else args.model
+        for method in args.methods:
             with quiet():
-                a = run_sdlab(model_dir, problems, work / f"a{repeat}", s)
-                b = run_bare(model_dir, problems, work / f"b{repeat}", s)
-            ratios.append(a / b)
-            print(f"pair {repeat + 1}: sdlab {a:.2f} s, bare TRL {b:.2f} s, ratio {a / b:.3f}", flush=True)
-        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        print(f"median ratio sdlab / bare TRL GRPO: {statistics.median(ratios):.3f} ({args.steps} steps, {args.batch} prompts x {args.rollouts} rollouts, {args.tokens} tokens, {args.repeats} pairs)")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+                warm = load_recipe(method, model=model, out=work / f"{method}-warmup", steps=1)
+                run_bare(warm)  # imports, first-call caches
+            ratios, rates = {"CPU": [], "wall": []}, {"sdlab": [], "bare TRL": []}
+            for repeat in range(args.repeats):
+                with quiet():
+                    config = load_recipe(method, model=model, out=work / f"{method}-a{repeat}", steps=args.steps)
+                    torch.set_num_threads(args.threads)
+                    a = run_sdlab(config)
+                    torch.set_num_threads(args.threads)
+                    b = run_bare(config.model_copy(update={"output_dir": str(work / f"{method}-b{repeat}")}))
+                completions = args.steps * config.batch * config.rollouts
+                ratios["wall"].append(a[0] / b[0])
+                ratios["CPU"].append(a[1] / b[1])
+                rates["sdlab"].append(completions / a[0])
+                rates["bare TRL"].append(completions / b[0])
+                print(
+                    f"{method} pair {repeat + 1}: sdlab {a[0]:.1f} s ({completions / a[0]:.2f} completions/s, CPU {a[1]:.1f} s), "
+                    f"bare TRL {b[0]:.1f} s ({completions / b[0]:.2f} completions/s, CPU {b[1]:.1f} s), ratio wall {a[0] / b[0]:.3f}, CPU {a[1] / b[1]:.3f}",
+                    flush=True,
+                )
+            print(
+                f"{method}: completions/s (wall) median sdlab {statistics.median(rates['sdlab']):.2f}, bare TRL {statistics.median(rates['bare TRL']):.2f}; "
+                + "; ".join(f"{clock} time ratio sdlab / bare TRL median {statistics.median(v):.3f} (spread {min(v):.3f} to {max(v):.3f})" for clock, v in ratios.items())
+            )
+        print(
+            f"model {args.model}, {args.steps} steps of {config.batch} prompts x {config.rollouts} rollouts x up to {config.max_completion_length} tokens, "
+            f"{args.repeats} pairs, {args.threads} thread(s); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
 
 
 if __name__ == "__main__":

@@ -182,3 +182,12 @@ def test_topk_tail_when_the_top_k_holds_all_the_mass():
     value = losses.topk_tail_divergence(student, teacher, k=2, alpha=0.5)
     (grad,) = torch.autograd.grad(value.sum(), student)
     assert torch.isfinite(value).all() and torch.isfinite(grad).all()
+
+
+def test_scatter_rows_puts_values_in_their_rows_zero_elsewhere_and_passes_gradients():
+    values = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    out = losses.scatter_rows(values, torch.tensor([2, 0]), 4)
+    assert out.tolist() == [[3.0, 4.0], [0.0, 0.0], [1.0, 2.0], [0.0, 0.0]]
+    (out * torch.arange(8.0).view(4, 2)).sum().backward()
+    assert values.grad.tolist() == [[4.0, 5.0], [0.0, 1.0]]
+    assert losses.scatter_rows(values, None, 4) is values

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -261,3 +262,87 @@ def test_solution_nothink_and_trl_templates(sdpo_trainer):
         assert trl_text == "Q?\nCorrect solution:\n\n" + solution + "\n\n\n\nCorrectly solve the original question.\n"
     finally:
         args.context, args.teacher_template = saved
+
+
+def teacher_batch(trainer, *, active):
+    """A batch of 4 rows (prompt, completion, a longer teacher prompt) where `active` rows have a teacher context."""
+    torch.manual_seed(1)
+    vocab, rows, pad = trainer.model.config.vocab_size, 4, trainer.processing_class.pad_token_id
+    prompt_ids, completion_ids = torch.randint(5, vocab, (rows, 6)), torch.randint(5, vocab, (rows, 7))
+    prompt_mask, completion_mask = torch.ones(rows, 6, dtype=torch.long), torch.ones(rows, 7, dtype=torch.long)
+    prompt_ids[0, :2], prompt_mask[0, :2] = pad, 0  # left padding
+    completion_mask[1, 4:] = 0  # a reply that ended early
+    teacher_prompt = torch.randint(5, vocab, (rows, 15))
+    teacher_mask = torch.ones(rows, 15, dtype=torch.long)
+    teacher_prompt[2, :9], teacher_mask[2, :9] = pad, 0
+    teacher_prompt[3] = teacher_prompt[0]  # rows 0 and 3 share a teacher prompt (the same sibling)
+    sd_mask = torch.zeros(rows)
+    sd_mask[list(active)] = 1.0
+    return {
+        "prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_ids": completion_ids, "completion_mask": completion_mask,
+        "teacher_input_ids": torch.cat([teacher_prompt, completion_ids], 1), "teacher_attention_mask": torch.cat([teacher_mask, completion_mask], 1),
+        "self_distillation_mask": sd_mask,
+    }
+
+
+def loss_and_grads(trainer, logits_fn, inputs):
+    trainer.model.zero_grad()
+    loss = trainer._compute_self_distillation_loss(trainer.model, inputs, logits_fn(trainer.model, trainer.teacher_model, inputs))
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+
+
+@contextmanager
+def teacher_test_setup(trainer, *, mode, dtype=torch.float32, sharpen=1.0):
+    """The trainer in distillation `mode`, its models in `dtype`, output logits scaled by `sharpen`
+    (a power of 2, so the weights come back exactly), and the shapes of the teacher's forward calls."""
+    saved_mode, calls = trainer.args.distillation_mode, []
+    trainer.args.distillation_mode, trainer.args.distillation_reduction = mode, "all_sequence_mean"
+    models = (trainer.model, trainer.teacher_model)
+    hook = trainer.teacher_model.register_forward_hook(lambda module, args, kwargs, out: calls.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    with torch.no_grad():
+        for model in models:
+            model.to(dtype).get_output_embeddings().weight.mul_(sharpen)
+    try:
+        yield calls
+    finally:
+        hook.remove()
+        trainer.args.distillation_mode = saved_mode
+        with torch.no_grad():
+            for model in models:
+                model.get_output_embeddings().weight.div_(sharpen)
+                model.float()
+
+
+def trl_teacher_pass(trainer):
+    return lambda *a: SDPOTrainer._compute_teacher_student_logits(trainer, *a)
+
+
+@pytest.mark.parametrize("mode", ["topk_logits", "full_logits", "sampled_token"])
+@pytest.mark.parametrize("active", [(0, 2, 3), (1,), ()])
+def test_teacher_reads_distilled_rows_and_each_distinct_prompt_once_for_the_same_loss(sdpo_trainer, mode, active):
+    """float64, so that the check is on the computation and not on float32 rounding."""
+    with teacher_test_setup(sdpo_trainer, mode=mode, dtype=torch.float64) as teacher_calls:
+        inputs = teacher_batch(sdpo_trainer, active=active)
+        trl_loss, trl_grads = loss_and_grads(sdpo_trainer, trl_teacher_pass(sdpo_trainer), inputs)
+        loss, grads = loss_and_grads(sdpo_trainer, sdpo_trainer._compute_teacher_student_logits, inputs)
+    # TRL reads x + c + y for all 4 rows; sdlab each distinct x + c of the distilled rows (one row when none is), then their y
+    distinct = 2 if active == (0, 2, 3) else 1
+    assert teacher_calls == [(4, 22), (distinct, 15), (max(1, len(active)), 7)]
+    assert loss.item() == pytest.approx(trl_loss.item(), rel=1e-12, abs=0.0)
+    assert (loss.item() != 0) == bool(active)
+    for mine, theirs in zip(grads, trl_grads, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("mode", ["topk_logits", "full_logits"])
+def test_cheaper_teacher_pass_keeps_the_float32_loss(sdpo_trainer, mode):
+    """float32 within 1e-6 relative, on output distributions as peaked as a trained model's (the random
+    init's are nearly uniform: a JSD of ~5e-4, where float32 cancellation moves even TRL's own
+    path by up to 2.5e-5 from a float64 computation)."""
+    with teacher_test_setup(sdpo_trainer, mode=mode, sharpen=8.0):
+        inputs = teacher_batch(sdpo_trainer, active=(0, 2, 3))
+        trl_loss, _ = loss_and_grads(sdpo_trainer, trl_teacher_pass(sdpo_trainer), inputs)
+        loss, _ = loss_and_grads(sdpo_trainer, sdpo_trainer._compute_teacher_student_logits, inputs)
+    assert trl_loss.item() > 0.01
+    assert loss.item() == pytest.approx(trl_loss.item(), rel=1e-6, abs=0.0)

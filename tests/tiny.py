@@ -104,3 +104,22 @@ def build_tiny_model(path: str | Path, arch: str = "qwen2", *, hidden_size: int 
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(str(path), safe_serialization=True)
     return path
+
+
+def half_the_groups_solvable(group_size: int, record: list[float] | None = None):
+    """A 0/1 reward that leaves half the rollout groups with a success, for random-weight models.
+
+    Rows arrive in group order; groups at even positions of each batch succeed on a rollout whose
+    first token id is odd (about half their rollouts, so 1 - 2^-group_size of them hold a success),
+    the others never do. SDPO then distils on about half the rows, as early in a real run.
+    `record` receives each batch's fraction of groups with a success.
+    """
+
+    def half_the_groups_solvable(prompts, completions, completion_ids=None, **kwargs):
+        rewards = [float(bool(ids) and ids[0] % 2 == 1 and (row // group_size) % 2 == 0) for row, ids in enumerate(completion_ids)]
+        if record is not None:
+            groups = [rewards[start : start + group_size] for start in range(0, len(rewards), group_size)]
+            record.append(sum(max(group) for group in groups) / len(groups))
+        return rewards
+
+    return half_the_groups_solvable

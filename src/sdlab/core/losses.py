@@ -208,6 +208,17 @@ def agg_loss(loss_mat: torch.Tensor, mask: torch.Tensor, *, mode: Reduction | st
     return (per_sequence * active).sum() / active.sum().clamp(min=1.0)
 
 
+def scatter_rows(values: torch.Tensor, rows: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+    """[A, ...] values of batch rows `rows` -> [batch_size, ...], zero in the other rows (differentiable).
+
+    `rows` None means `values` already has every row. Lets a per-token loss be computed on the
+    rows that carry one only, then reduced exactly as over the whole batch.
+    """
+    if rows is None:
+        return values
+    return values.new_zeros((batch_size, *values.shape[1:])).index_copy(0, rows, values)
+
+
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> float:
     """Mean of `values` where `mask` is true, as a float (NaN when nothing is selected)."""
     mask = mask.bool()

@@ -17,6 +17,7 @@ What differs from plain TRL (trl==1.16.0; each in docs/decisions.md with the tes
   means over all rows, including rows with no teacher context, which dilutes it;
 - `beta` (unused by TRL's SDPO) must be 0; the fixed/EMA teacher is checked to equal the student;
 - full-vocabulary distillation is computed in checkpointed chunks (same values, bounded memory);
+- the teacher reads only rows with a distillation loss, and each distinct teacher prompt once (same loss);
 - rollouts, per-token divergences/entropies and a teacher-input audit are reported.
 The GRPO baseline is TRL's GRPOTrainer (`sdlab.training.grpo`), not this class with distillation weight 0:
 the two normalise the `dapo` loss differently.
@@ -33,7 +34,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 from trl.experimental.sdpo import SDPOConfig, SDPOTrainer
-from trl.experimental.sdpo.sdpo_trainer import SuccessfulRolloutTeacherContextBuilder, _extract_last_user_text
+from trl.experimental.sdpo.sdpo_trainer import DistillationLogits, SuccessfulRolloutTeacherContextBuilder, _extract_last_user_text
 from trl.trainer.utils import pad
 
 from sdlab import SdlabError
@@ -49,6 +50,7 @@ from sdlab.core.losses import (
     masked_mean,
     sampled_token_log_ratio,
     sampled_token_loss,
+    scatter_rows,
     token_log_probs,
     topk_tail_divergence,
 )
@@ -56,6 +58,7 @@ from sdlab.core.problem import Problem
 from sdlab.training.audit import audit_sample, render_audit
 from sdlab.training.callbacks import dispatch, listens, rollout_payload
 from sdlab.training.grpo import build_grpo_trainer, make_config, math_reward, resolve_dataset  # build_grpo_trainer: re-exported for sdlab.training.run
+from sdlab.training.teacher_forward import shared_prompt_logits
 
 __all__ = ["SdlabSDPOConfig", "SdlabSDPOTrainer", "build_sdpo_trainer", "build_grpo_trainer", "format_teacher_prompt"]
 
@@ -130,6 +133,14 @@ class SdlabSDPOConfig(SDPOConfig):
         self.remove_thinking_from_demonstration = False
         self.solution_template, self.feedback_template = "{successful_previous_attempt}", "{feedback_raw}"
         super().__post_init__()
+
+
+@dataclass
+class RowSubsetLogits(DistillationLogits):
+    """TRL's aligned logits, with the teacher's for some batch rows only: `teacher_logits` [A, T, V]
+    belong to rows `teacher_rows` [A] of the student's [B, T, V] (None: all B rows)."""
+
+    teacher_rows: torch.Tensor | None = None
 
 
 class QuestionSafeContextBuilder(SuccessfulRolloutTeacherContextBuilder):
@@ -342,16 +353,55 @@ class SdlabSDPOTrainer(SDPOTrainer):
                 logger.warning("teacher audit, step %d sample %d: %s (see %s)", self.state.global_step, i, ", ".join(record["problems"]), out / "teacher_audit.txt")
 
     # -- loss ---------------------------------------------------------------------------------
-    def _per_token_distillation(self, logits) -> tuple[torch.Tensor, torch.Tensor]:
-        """([B, T] loss terms, [B, T] divergence to monitor) for the configured distillation mode."""
-        args, student, teacher = self.args, logits.student_logits, logits.teacher_logits
+    def _compute_teacher_student_logits(self, model, teacher_model, inputs) -> RowSubsetLogits:
+        """TRL's student forward; the teacher forward on the rows with a distillation loss only.
+
+        A row without a teacher context (no successful sibling, no feedback) has an all-zero loss
+        mask and adds exactly 0 to the loss, yet TRL runs the teacher on it: about half the rows of a
+        batch early in training. Under ZeRO-3/FSDP a forward is collective, so every rank reads at
+        least one row.
+        """
+        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+        distill_rows = inputs.get("self_distillation_mask")
+        loss_mask = completion_mask if distill_rows is None else completion_mask * distill_rows.unsqueeze(1)
+        keep = completion_ids.size(1)
+        student_ids = torch.cat([inputs["prompt_ids"], completion_ids], dim=1)
+        student_logits = self._forward_logits(model, student_ids, torch.cat([inputs["prompt_mask"], completion_mask], dim=1), keep)
+        rows = loss_mask.sum(-1).nonzero().squeeze(1)  # [A]
+        if len(rows) == 0:
+            rows = rows.new_zeros(1)  # read (and discard) one row
+        with torch.no_grad(), self._get_teacher_context_for_self_distillation():
+            teacher_logits = self._teacher_logits(teacher_model, inputs["teacher_input_ids"][rows], inputs["teacher_attention_mask"][rows], keep)
+        return RowSubsetLogits(
+            completion_ids=completion_ids, completion_mask=completion_mask, loss_mask=loss_mask, student_logits=student_logits,
+            teacher_logits=teacher_logits, teacher_rows=None if len(rows) == len(student_ids) else rows,
+        )
+
+    def _teacher_logits(self, teacher_model, input_ids: torch.Tensor, attention_mask: torch.Tensor, keep: int) -> torch.Tensor:
+        """[A, keep, V] temperature-scaled teacher logits, each distinct teacher prompt read once
+        (`sdlab.training.teacher_forward`) where the model takes a KV cache and `logits_to_keep`."""
+        keys = self.model_kwarg_keys
+        cache_kwarg = "cache" if "cache" in keys else "past_key_values"
+        checkpointing = teacher_model.training and getattr(teacher_model, "is_gradient_checkpointing", False)  # would drop the cache
+        if "logits_to_keep" not in keys or cache_kwarg not in keys or checkpointing:
+            return self._forward_logits(teacher_model, input_ids, attention_mask, keep)
+        return shared_prompt_logits(teacher_model, input_ids, attention_mask, completion_length=keep, cache_kwarg=cache_kwarg) / self.temperature
+
+    def _per_token_distillation(self, logits: RowSubsetLogits) -> tuple[torch.Tensor, torch.Tensor]:
+        """([B, T] loss terms, [B, T] divergence to monitor) for the configured distillation mode;
+        computed on the teacher's rows, zero on the others (masked out of the loss either way)."""
+        args, teacher, rows, size = self.args, logits.teacher_logits, getattr(logits, "teacher_rows", None), len(logits.student_logits)
+        student = logits.student_logits if rows is None else logits.student_logits[rows]
+        ids = logits.completion_ids if rows is None else logits.completion_ids[rows]
         if args.distillation_mode == "topk_logits":
             terms = topk_tail_divergence(student, teacher, k=args.distillation_topk, alpha=args.distillation_alpha, add_tail=args.distillation_add_tail)
-            return terms, terms.detach()
-        if args.distillation_mode == "full_logits":
+            divergence = terms.detach()
+        elif args.distillation_mode == "full_logits":
             terms = chunked_full_vocab_divergence(student, teacher, alpha=args.distillation_alpha, chunk_tokens=args.distillation_chunk_tokens)
-            return terms, terms.detach()
-        return sampled_token_loss(student, teacher, logits.completion_ids), sampled_token_log_ratio(student.detach(), teacher, logits.completion_ids)
+            divergence = terms.detach()
+        else:
+            terms, divergence = sampled_token_loss(student, teacher, ids), sampled_token_log_ratio(student.detach(), teacher, ids)
+        return scatter_rows(terms, rows, size), scatter_rows(divergence, rows, size)
 
     def _compute_self_distillation_loss(self, model, inputs, distillation_logits):
         """TRL's loss with sdlab's reduction (`distillation_reduction`) and reporting."""
@@ -368,7 +418,8 @@ class SdlabSDPOTrainer(SDPOTrainer):
         self._log_self_distillation_metric(mode, self.accelerator.gather(token_mean).mean().item())
         self._metrics[mode]["sdlab/active_sequence_fraction"].append(float((logits.loss_mask.sum(-1) > 0).float().mean()))
         if model.training and listens(self, "on_token_stats"):
-            entropy = (lambda x: entropy_from_logits(x).cpu()) if args.monitor_entropy else (lambda x: None)
+            size = len(logits.student_logits)
+            entropy = (lambda x, rows=None: scatter_rows(entropy_from_logits(x), rows, size).cpu()) if args.monitor_entropy else (lambda x, rows=None: None)
             dispatch(
                 self,
                 "on_token_stats",
@@ -377,7 +428,7 @@ class SdlabSDPOTrainer(SDPOTrainer):
                 distill_mask=logits.loss_mask.detach().cpu(),
                 divergence=divergence.float().cpu(),
                 student_entropy=entropy(logits.student_logits),
-                teacher_entropy=entropy(logits.teacher_logits),
+                teacher_entropy=entropy(logits.teacher_logits, getattr(logits, "teacher_rows", None)),
             )
         return loss
 
