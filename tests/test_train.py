@@ -214,6 +214,20 @@ def test_a_refused_run_leaves_no_run_directory_so_the_fixed_rerun_starts(recipe,
     assert run(recipe, tiny_overrides(tiny_model_dir, problems_file, out))["steps"] == 3
 
 
+def test_a_hub_model_with_an_unreachable_hub_fails_at_once_and_leaves_no_run_directory(recipe, problems_file, tmp_path, monkeypatch):
+    import time
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    out = tmp_path / "run"
+    start = time.monotonic()
+    with pytest.raises(SdlabError, match=r"someone/no-such-model: not a local model directory, and the Hugging Face hub \(http://127.0.0.1:9\) cannot be reached"):
+        run(recipe, ["model=someone/no-such-model", f"output_dir={out}", f"data.train={problems_file}", "steps=1", "batch=2", "rollouts=2"])
+    assert time.monotonic() - start < 5 and not out.exists()
+
+
 def test_resume_refuses_a_changed_recipe(recipe, tiny_model_dir, problems_file, tmp_path):
     from sdlab.config import dump_config
 

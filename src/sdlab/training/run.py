@@ -24,6 +24,7 @@ from typing import Any
 from sdlab import SdlabError
 from sdlab.config.schema import TrainConfig
 from sdlab.core.io import read_jsonl, run_dir_setup, write_json, write_run_header
+from sdlab.evaluation.generation import check_model_source
 from sdlab.providers import missing_abilities, resolve_model, trained_window
 from sdlab.training.args import apply_threads, batch_layout, common_args, rollout_args, sft_max_steps, world_size
 from sdlab.training.callbacks import PeriodicEval, SampleWriter, TeacherAuditEcho
@@ -144,6 +145,7 @@ def run_training(
         apply_threads(config)
         set_seed(config.seed)
         model_path = resolve_model(config.model)
+        check_model_source(model_path)  # a hub id with no hub to answer fails now, not after TRL's retries
         check_same_model(run_dir, model_path, resuming=checkpoint is not None)
         check_window(config, model_path)
         warn_missing_abilities(config, model_path)
