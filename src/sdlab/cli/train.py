@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 
 from sdlab.cli.common import Backend, SftMode
+from sdlab.config.schema import SftCollectConfig
+
+COLLECT = {name: field.default for name, field in SftCollectConfig.model_fields.items()}  # the schema's (a recipe's sft.collect), shown in --help
 
 
 def train(
@@ -43,11 +46,11 @@ def sft_data(
     model: str = typer.Option(..., "--model", help="Model dir, hub id or `organism`."),
     data: str = typer.Option(..., "--data", help="Problem source: parquet/JSONL path, datasets dir or an organism spec (organism:linmod:512)."),
     mode: SftMode = typer.Option(SftMode.unguided, "--mode", help="unguided (D_ug: no context) or guided (D_sg: solution in context, dropped for training)."),
-    n_correct: int = typer.Option(800, "--n-correct", min=1, help="Correct traces to collect (one per problem)."),
+    n_correct: int = typer.Option(COLLECT["n_correct"], "--n-correct", min=1, help="Correct traces to collect (one per problem)."),
     out: Path = typer.Option(..., "--out", help="Output chat JSONL; an existing file is resumed."),
-    max_attempts: int = typer.Option(8, "--max-attempts", min=1, help="Samples per problem before giving up on it."),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
-    temperature: float = typer.Option(0.6, "--temperature", min=0.0),
+    max_attempts: int = typer.Option(COLLECT["max_attempts"], "--max-attempts", min=1, help="Samples per problem before giving up on it."),
+    max_new_tokens: int = typer.Option(COLLECT["max_new_tokens"], "--max-new-tokens", min=1),
+    temperature: float = typer.Option(COLLECT["temperature"], "--temperature", min=0.0),
     backend: Backend = typer.Option(Backend.auto, "--backend", help="auto: vLLM when installed and a GPU is present."),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
