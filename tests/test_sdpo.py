@@ -261,3 +261,53 @@ def test_solution_nothink_and_trl_templates(sdpo_trainer):
         assert trl_text == "Q?\nCorrect solution:\n\n" + solution + "\n\n\n\nCorrectly solve the original question.\n"
     finally:
         args.context, args.teacher_template = saved
+
+
+def reduction_batch(trainer):
+    """4 rows with 5, 2, 3 and 4 completion tokens; row 2 has no teacher context (inactive)."""
+    torch.manual_seed(1)
+    vocab = trainer.model.config.vocab_size
+    lengths, active = [5, 2, 3, 4], torch.tensor([1.0, 1.0, 0.0, 1.0])
+    completion_mask = torch.tensor([[1] * n + [0] * (5 - n) for n in lengths])
+    completion_ids = torch.randint(3, vocab, (4, 5)) * completion_mask
+    prompt_ids, teacher_prompt_ids = torch.randint(3, vocab, (4, 6)), torch.randint(3, vocab, (4, 9))
+    return {
+        "prompt_ids": prompt_ids, "prompt_mask": torch.ones_like(prompt_ids),
+        "completion_ids": completion_ids, "completion_mask": completion_mask,
+        "teacher_input_ids": torch.cat([teacher_prompt_ids, completion_ids], 1),
+        "teacher_attention_mask": torch.cat([torch.ones_like(teacher_prompt_ids), completion_mask], 1),
+        "self_distillation_mask": active, "advantages": torch.zeros(4),
+    }
+
+
+def accumulated_loss(trainer, batch, *, micro_batch):
+    """What one optimizer update sums: TRL's `compute_loss` on each micro-batch, divided by the accumulation steps."""
+    steps = len(batch["advantages"]) // micro_batch
+    saved, trainer.current_gradient_accumulation_steps = getattr(trainer, "current_gradient_accumulation_steps", 1), steps
+    try:
+        with torch.no_grad():
+            return sum(
+                trainer.compute_loss(trainer.model, {key: value[i * micro_batch : (i + 1) * micro_batch] for key, value in batch.items()}).item()
+                for i in range(steps)
+            )
+    finally:
+        trainer.current_gradient_accumulation_steps = saved
+
+
+def test_default_reduction_is_the_studys_per_sequence_mean_over_all_rows_at_any_micro_batch(sdpo_trainer):
+    trainer, batch = sdpo_trainer, reduction_batch(sdpo_trainer)
+    trainer.model.train()
+    assert SdlabSDPOConfig.__dataclass_fields__["distillation_reduction"].default == "all_sequence_mean"
+    with torch.no_grad():
+        logits = trainer._compute_teacher_student_logits(trainer.model, trainer.teacher_model, batch)
+        terms, _ = trainer._per_token_distillation(logits)  # [4, 5] per-token divergence
+    # the study: mean over a row's own tokens, rows without a successful sibling count 0, mean over all 4 rows
+    by_hand = 0.0
+    for row in range(4):
+        tokens = [float(terms[row, t]) for t in range(5) if batch["completion_mask"][row, t]]
+        by_hand += (sum(tokens) / len(tokens) if batch["self_distillation_mask"][row] else 0.0) / 4
+    trainer.args.distillation_reduction = "all_sequence_mean"
+    for micro_batch in (1, 2, 4):
+        assert accumulated_loss(trainer, batch, micro_batch=micro_batch) == pytest.approx(by_hand, rel=1e-5)
+    trainer.args.distillation_reduction = "token_mean"  # the old default: a different number per micro-batch size
+    assert accumulated_loss(trainer, batch, micro_batch=1) != pytest.approx(accumulated_loss(trainer, batch, micro_batch=4), rel=1e-3)

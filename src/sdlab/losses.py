@@ -26,9 +26,12 @@ from torch.utils.checkpoint import checkpoint
 class Reduction(StrEnum):
     """How a [B, T] per-token loss becomes one number."""
 
-    TOKEN_MEAN = "token_mean"  # sum over every active token / number of active tokens
+    TOKEN_MEAN = "token_mean"  # sum over every active token / number of active tokens (depends on the micro-batch)
     ACTIVE_SEQUENCE_MEAN = "active_sequence_mean"  # mean per sequence, then mean over sequences with >= 1 active token
-    ALL_SEQUENCE_MEAN = "all_sequence_mean"  # mean per sequence, then mean over ALL rows (TRL SDPO; empty rows count 0)
+    # mean per sequence, then mean over ALL rows (empty rows count 0): TRL's SDPO and the study's
+    # (verl, micro-batch 1, scaled by 1/accumulation); summed over equal micro-batches / accumulation
+    # it is the same number whatever the micro-batch size
+    ALL_SEQUENCE_MEAN = "all_sequence_mean"
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,9 @@ JSD alpha 0.5, top-100 + tail, success threshold 0.5, no reprompt on a rollout's
 What differs from plain TRL (trl==1.16.0; each in docs/decisions.md with the test that shows it):
 - the teacher prompt is sdlab's template (`sdlab.contexts`), and a prompt over `max_reprompt_len`
   is shortened by cutting the middle of the *solution*, never the question (TRL keeps the last tokens);
-- the distillation loss reduction is chosen (`distillation_reduction`); TRL's averages per-sequence
-  means over all rows, including rows with no teacher context, which dilutes it;
+- the distillation loss reduction is chosen (`distillation_reduction`); the default is the study's
+  and TRL's `all_sequence_mean` (per-sequence means averaged over ALL rows, a row with no teacher
+  context counting 0), which does not depend on the micro-batch size;
 - `beta` (unused by TRL's SDPO) must be 0; the fixed/EMA teacher is checked to equal the student;
 - full-vocabulary distillation is computed in checkpointed chunks (same values, bounded memory);
 - rollouts, per-token divergences/entropies and a teacher-input audit are reported.
@@ -94,7 +95,7 @@ class SdlabSDPOConfig(SDPOConfig):
     context: str = field(default="solution", metadata={"help": f"Teacher context: one of {', '.join(CONTEXTS)}."})
     teacher_template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "Teacher prompt with {question} and {solution}, or 'trl' for TRL's templates."})
     feedback_teacher_template: str = field(default=FEEDBACK_TEMPLATE, metadata={"help": "Teacher prompt with {question} and {feedback}."})
-    distillation_reduction: str = field(default="token_mean", metadata={"help": "token_mean, active_sequence_mean or all_sequence_mean (TRL's)."})
+    distillation_reduction: str = field(default="all_sequence_mean", metadata={"help": "all_sequence_mean (the study's and TRL's), active_sequence_mean or token_mean."})
     distillation_chunk_tokens: int = field(default=512, metadata={"help": "Positions per checkpointed chunk of the full-vocabulary divergence."})
     show_teacher: int = field(default=2, metadata={"help": "Samples per generation batch written to teacher_audit.jsonl/.txt (0: none)."})
     show_teacher_steps: int = field(default=1, metadata={"help": "How many generation batches are audited."})

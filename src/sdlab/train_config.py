@@ -50,6 +50,9 @@ class SdpoConfig(StrictModel):
     alpha: float = Field(0.5, ge=0, le=1)  # generalised JSD interpolation; 1.0 = reverse KL
     success_threshold: float = 0.5
     grpo_blend: float = Field(0.0, ge=0, le=1)  # weight of the policy-gradient term
+    # all_sequence_mean: the study's (per-sequence mean over ALL rows of an update, a row without a
+    # successful sibling counting 0; independent of runtime.micro_batch). The others are deviations.
+    reduction: Literal["all_sequence_mean", "active_sequence_mean", "token_mean"] = "all_sequence_mean"
     is_clip: float | None = Field(2.0, gt=0)
     max_teacher_prompt_length: PositiveInt = 22528
     show_teacher: int = Field(2, ge=0)  # teacher inputs of the first batch written to teacher_audit.txt
