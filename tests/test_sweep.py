@@ -225,3 +225,27 @@ def test_tiny_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(tmp
     # the sweep directory alone is enough to collect the results (the recipe was merged into sweep.yaml)
     (tmp_path / "grpo.yaml").unlink()
     assert [r["steps"] for r in collect_results(sweep_dir)["rows"]] == [2, 2]
+
+
+def test_problems_drawn_follows_trls_sampler_epoch_by_epoch():
+    from sdlab.grpo import problems_drawn
+
+    ids = [f"p{i}" for i in range(64)]
+    assert len(problems_drawn(ids, prompts_per_step=2, steps=31, seed=0)) == 62  # fewer draws than problems
+    assert set(problems_drawn(ids, prompts_per_step=2, steps=32, seed=0).values()) == {1}  # one epoch: each once
+    assert sum(problems_drawn(ids, prompts_per_step=16, steps=12, seed=3).values()) == 192 and len(problems_drawn(ids, prompts_per_step=16, steps=12, seed=3)) == 64
+    one = problems_drawn(["p0"] * 64, prompts_per_step=8, steps=10, seed=0)  # organism:linmod:1x64: one problem
+    assert one == {"p0": 80}
+    odd = [f"p{i}" for i in range(7)]  # 7 rows, batches of 2: each epoch drops one problem
+    assert len(problems_drawn(odd, prompts_per_step=2, steps=3, seed=0)) == 6
+    with pytest.raises(ValueError, match="cannot fill one batch"):
+        problems_drawn(odd, prompts_per_step=8, steps=1, seed=0)
+
+
+def test_a_coverage_sweep_refuses_levels_its_steps_do_not_cover(tmp_path, problems_file):
+    data = grid_sweep(tmp_path, problems_file, require_full_coverage=True)
+    data["base"].update(steps=1, batch=2)  # 2 prompts: the 8-problem level is not covered, the 2-problem one is
+    with pytest.raises(SdlabError, match="cell method-grpo__coverage-all__seed-0: 1 steps x 2 prompts .* draw 2 of its 8 distinct"):
+        validate_sweep(load_sweep(write_sweep(tmp_path / "s.yaml", data)))
+    data["base"]["steps"] = 4  # 8 prompts over one epoch of 8 rows: all covered
+    assert len(validate_sweep(load_sweep(write_sweep(tmp_path / "s.yaml", data)))) == 8

@@ -318,3 +318,17 @@ def test_importance_sampling_cap_off_turns_both_corrections_off(recipe, tiny_mod
         config = load_train_config(recipe, tiny_overrides(tiny_model_dir, problems_file, tmp_path / method, f"method={method}", "importance_sampling_cap=null"))
         args = build_trainer(config, model_path=str(tiny_model_dir), run_dir=tmp_path / method, callbacks=[], show_teacher=0).args
         assert (args.vllm_importance_sampling_correction if method == "grpo" else args.distillation_is_clip) in (False, None)
+
+
+@pytest.mark.parametrize("steps", [3, 4])
+def test_a_run_logs_the_distinct_problems_its_sampler_drew(steps, recipe, tiny_model_dir, problems_file, tmp_path):
+    from sdlab.data import load_problems
+    from sdlab.grpo import problems_drawn
+    from sdlab.rundir import read_json, read_jsonl
+
+    out = tmp_path / "run"
+    summary = run(recipe, tiny_overrides(tiny_model_dir, problems_file, out, f"steps={steps}", "save_steps=10", "seed=3"))
+    predicted = problems_drawn([p.id for p in load_problems(str(problems_file))], prompts_per_step=2, steps=steps, seed=3)
+    seen = read_json(out / "problems_seen.json")
+    assert seen == dict(predicted)  # the real trainer drew exactly what the sampler simulation says
+    assert [row["distinct_problems_seen"] for row in read_jsonl(out / "metrics.jsonl")][-1] == summary["distinct_problems_seen"] == 2 * steps

@@ -26,7 +26,7 @@ import torch
 from transformers import TrainerCallback
 
 from sdlab.losses import split_by_mask
-from sdlab.rundir import append_jsonl, read_jsonl
+from sdlab.rundir import append_jsonl, read_json, read_jsonl, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,10 @@ MONITOR_FIELDS = (
     "divergence_marker_ratio",
     "divergence_marker_share",
     "divergence_marker_tokens",
+    "distinct_problems_seen",
     "early_warning_step",
 )
+PROBLEMS_SEEN = "problems_seen.json"  # {problem id: generation batches it was drawn in}, beside metrics.jsonl
 
 
 def dispatch(trainer: Any, event: str, **payload: Any) -> None:
@@ -69,6 +71,7 @@ def rollout_payload(*, completions: list[str], completion_ids: list[list[int]], 
         "completion_ids": [list(ids) for ids in completion_ids],
         "rewards": [float(r) for r in rewards],
         "answers": [row.get("answer") for row in inputs],
+        "problem_ids": [row.get("problem_id") for row in inputs],
         "group_size": int(group_size),
     }
 
@@ -128,6 +131,7 @@ class EpistemicMonitor(TrainerCallback):
         self.densities: list[float] = []
         self._rollouts: list[dict[str, Any]] = []
         self._token_stats: list[dict[str, torch.Tensor]] = []
+        self.problems_seen: dict[str, int] = {}
 
     # -- events from the trainers -------------------------------------------------------------
     def on_rollouts(self, args, state, control, *, processing_class=None, **payload):
@@ -140,7 +144,11 @@ class EpistemicMonitor(TrainerCallback):
 
     # -- HF callback hooks ----------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
-        """On resume, earlier rows set the marker-density baseline and any warning already given."""
+        """On resume, earlier rows set the marker-density baseline and any warning already given,
+        and the problems drawn so far carry over (the resumed sampler draws the same ones again)."""
+        seen = self.path.parent / PROBLEMS_SEEN
+        if seen.exists():
+            self.problems_seen = read_json(seen)
         for row in read_jsonl(self.path):
             if row.get("markers_per_1k_tokens") is not None:
                 self.densities.append(row["markers_per_1k_tokens"])
@@ -159,10 +167,17 @@ class EpistemicMonitor(TrainerCallback):
         if state.is_world_process_zero:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             append_jsonl(self.path, row)
+            if self.problems_seen:
+                write_json(self.path.parent / PROBLEMS_SEEN, self.problems_seen)
 
     # -- computation --------------------------------------------------------------------------
     def _drain(self) -> dict[str, Any]:
         metrics: dict[str, Any] = {name: None for name in MONITOR_FIELDS}
+        for batch in self._rollouts:
+            for problem_id in {str(i) for i in batch.get("problem_ids", []) if i is not None}:
+                self.problems_seen[problem_id] = self.problems_seen.get(problem_id, 0) + 1
+        if self.problems_seen:
+            metrics["distinct_problems_seen"] = len(self.problems_seen)
         if self._rollouts:
             metrics.update(
                 rollout_metrics(

@@ -73,6 +73,9 @@ class SweepConfig(StrictModel):
     base: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any] | dict[str, dict[str, Any]]]
     aggregate_over: list[str] = Field(default_factory=lambda: ["seed"])  # axes averaged (mean, 95% CI)
+    # refuse cells whose steps do not draw every distinct training problem at least once (coverage
+    # sweeps); otherwise such cells only get a warning
+    require_full_coverage: bool = False
     final_eval: FinalEvalConfig | None = None
 
     @field_validator("grid")
@@ -227,9 +230,36 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
 
 
 def validate_sweep(config: SweepConfig) -> list[tuple[Cell, TrainConfig]]:
-    """Expand the grid and validate every cell's recipe before anything runs."""
-    cells = expand_grid(config)
-    return [(cell, cell.config()) for cell in cells]
+    """Expand the grid and validate every cell's recipe before anything runs; check that each
+    cell's steps draw every distinct training problem (`require_full_coverage`: or refuse)."""
+    cells = [(cell, cell.config()) for cell in expand_grid(config)]
+    short = []
+    for cell, train_config in cells:
+        coverage = planned_coverage(train_config)
+        if coverage and coverage[0] < coverage[1]:
+            short.append(f"cell {cell.name}: {train_config.steps} steps x {train_config.batch} prompts (seed {train_config.seed}) draw {coverage[0]} of its {coverage[1]} distinct training problems")
+    if short and config.require_full_coverage:
+        raise SdlabError("require_full_coverage: " + "; ".join(short) + ". Raise base.steps or base.batch (or make each level's row count a multiple of batch)")
+    for line in short:
+        logger.warning("%s: %s; the rest are never trained on", config.name, line)
+    return cells
+
+
+def planned_coverage(config: TrainConfig) -> tuple[int, int] | None:
+    """(distinct problems the run's sampler will draw, distinct problems in its training data),
+    before training; None for SFT and for data that is not local (a hub id)."""
+    from sdlab.data import load_problems
+    from sdlab.grpo import problems_drawn
+
+    spec = config.data.train if config.data is not None and config.method != "sft" else None
+    if spec is None or not (spec.startswith("organism:") or Path(spec).exists()):
+        return None
+    ids = [problem.id for problem in load_problems(spec, limit=config.data.limit)]
+    try:
+        drawn = problems_drawn(ids, prompts_per_step=config.batch, steps=config.steps, seed=config.seed)
+    except ValueError as err:
+        raise SdlabError(f"{config.output_dir}: data.train {spec!r}: {err}; lower batch or use more problems") from None
+    return len(drawn), len(set(ids))
 
 
 # ---------------------------------------------------------------- running

@@ -3,7 +3,8 @@ intervals over seeds.
 
     results.csv        one row per cell: grid levels, status, final training metrics,
                        final ID/OOD avg@k and pass@k (per data set and pooled), the base
-                       model's step-0 evaluation, distinct training problems, and the
+                       model's step-0 evaluation, distinct training problems (in the data,
+                       and drawn as prompts at least once), and the
                        periodic evaluation as `step<N>_id_avg@k` / `step<N>_ood_avg@k`
     results_steps.csv  one row per cell, evaluation step and data set (periodic evaluation)
     aggregate.csv      one row per group of cells that differ only in `aggregate_over`
@@ -86,6 +87,7 @@ def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, An
         "method": recipe.get("method"),
         "train_data": (recipe.get("data") or {}).get("train") or ((recipe.get("sft") or {}).get("dataset")),
         "distinct_train_problems": distinct_problems((recipe.get("data") or {}).get("train")),
+        "distinct_problems_seen": summary.get("distinct_problems_seen"),  # drawn as prompts at least once
         "steps": summary.get("steps"),
         "wall_time_s": summary.get("wall_time_s"),
         "early_warning_step": summary.get("early_warning_step"),

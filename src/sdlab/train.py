@@ -474,6 +474,7 @@ def summarize(run_dir: Path, *, wall_time_s: float, resumed_from: Path | None) -
         "wall_time_s": round(wall_time_s, 2),
         "resumed_from": resumed_from.name if resumed_from else None,
         "early_warning_step": rows[-1].get("early_warning_step") if rows else None,  # the monitor carries it in every row
+        "distinct_problems_seen": rows[-1].get("distinct_problems_seen") if rows else None,  # training prompts drawn at least once
         "first": rows[0] if rows else None,
         "final": rows[-1] if rows else None,
         "final_eval": evals[-1] if evals else None,
