@@ -249,3 +249,35 @@ def test_a_coverage_sweep_refuses_levels_its_steps_do_not_cover(tmp_path, proble
         validate_sweep(load_sweep(write_sweep(tmp_path / "s.yaml", data)))
     data["base"]["steps"] = 4  # 8 prompts over one epoch of 8 rows: all covered
     assert len(validate_sweep(load_sweep(write_sweep(tmp_path / "s.yaml", data)))) == 8
+
+
+def test_last_third_mean_and_the_rate_rule():
+    from sdlab.sweep_results import choose_level, last_third_mean
+
+    assert last_third_mean([0.0] * 20 + [0.5] * 5 + [1.0] * 5) == pytest.approx(0.75)  # 30 steps: steps 21-30
+    assert last_third_mean([1.0, 0.0, 0.0, 0.2]) == pytest.approx(0.1)  # 4 steps: the last ceil(4/3) = 2
+    assert last_third_mean([0.4, None, 0.6, None]) == pytest.approx(0.6) and last_third_mean([]) is None
+    assert choose_level({1e-5: 0.2, 1e-4: 0.6, 1e-3: 0.1}) == 1e-4
+    assert choose_level({1e-3: 0.6, 1e-5: 0.6, 1e-4: 0.3}) == 1e-5  # a tie goes to the smaller rate
+    assert choose_level({1e-5: None, 1e-4: 0.0}) == 1e-4 and choose_level({1e-5: None}) is None
+
+
+def test_a_selection_must_name_grid_axes(tmp_path, problems_file):
+    data = grid_sweep(tmp_path, problems_file, select={"axis": "lr", "per": ["method"]})
+    with pytest.raises(SdlabError, match="select: 'lr' is not a grid axis"):
+        load_sweep(write_sweep(tmp_path / "s.yaml", data))
+
+
+def test_a_rate_sweep_chooses_by_its_fixed_rule(tmp_path, tiny_model_dir, problems_file):
+    from sdlab.rundir import read_jsonl
+    from sdlab.sweep_results import choose_level, last_third_mean
+
+    path = tiny_sweep(tmp_path, tiny_model_dir, problems_file)
+    data = yaml.safe_load(path.read_text())
+    data.update(grid={"method": ["grpo"], "lr": [1e-3, 1e-1], "seed": [0]}, select={"axis": "lr", "per": ["method"]})
+    data["base"].update({"steps": 3, "warmup_steps": 0, "eval.every": 0})
+    results = run_sweep(load_sweep(write_sweep(path, data)), reward_funcs=distinct_characters)
+    by_rate = {float(r["lr"]): last_third_mean([m["reward_mean"] for m in read_jsonl(tmp_path / "sweep" / "cells" / r["cell"] / "metrics.jsonl")]) for r in results["rows"]}
+    assert all(score is not None for score in by_rate.values())
+    [choice] = results["selection"]
+    assert choice["method"] == "grpo" and choice["scores"] == by_rate and choice["lr"] == choose_level(by_rate)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from sdlab import SdlabError
 from sdlab.config import StrictModel, apply_overrides, build_config, dump_config, parse_override, read_yaml
@@ -65,6 +65,15 @@ class FinalEvalConfig(StrictModel):
     batch_size: PositiveInt = 8
 
 
+class SelectConfig(StrictModel):
+    """A selection rule fixed before any result: per group of `per` levels, the `axis` level with
+    the highest `metric` (mean over seeds); ties go to the smaller level."""
+
+    axis: str = "lr"
+    per: list[str] = Field(default_factory=lambda: ["method"])
+    metric: str = "train_reward_last_third"  # mean training reward over the last third of the steps
+
+
 class SweepConfig(StrictModel):
     name: str = "sweep"
     description: str = ""
@@ -76,6 +85,7 @@ class SweepConfig(StrictModel):
     # refuse cells whose steps do not draw every distinct training problem at least once (coverage
     # sweeps); otherwise such cells only get a warning
     require_full_coverage: bool = False
+    select: SelectConfig | None = None  # e.g. choose each method's learning rate (recipes/sweeps/lr.yaml)
     final_eval: FinalEvalConfig | None = None
 
     @field_validator("grid")
@@ -90,6 +100,16 @@ class SweepConfig(StrictModel):
             if len(set(labels)) != len(labels):
                 raise ValueError(f"axis {axis!r}: levels {labels} are not distinct as directory names")
         return grid
+
+    @model_validator(mode="after")
+    def _selection_names_axes(self) -> "SweepConfig":
+        if self.select is not None:
+            for axis in (self.select.axis, *self.select.per):
+                if axis not in self.grid:
+                    raise ValueError(f"select: {axis!r} is not a grid axis (axes: {', '.join(self.grid)})")
+            if not isinstance(self.grid[self.select.axis], list):
+                raise ValueError(f"select.axis {self.select.axis!r} must be a list of numbers (e.g. lr: [1.0e-5, 1.0e-4])")
+        return self
 
 
 @dataclass(frozen=True)
