@@ -84,7 +84,7 @@ def validate(
 def sft_data(
     model: str = typer.Option(..., "--model", help="Model dir, hub id or `organism`."),
     data: str = typer.Option(..., "--data", help="Problem source: parquet/JSONL path, datasets dir or an organism spec (organism:linmod:512)."),
-    mode: str = typer.Option("unguided", "--mode", help="unguided (D_ug: no context) or guided (D_sg: solution in context, dropped for training)."),
+    mode: str = typer.Option("unguided", "--mode", help="unguided (D_ug: the conditioning solution itself) or guided (D_sg: first correct response with that solution in context, dropped for training)."),
     n_correct: int = typer.Option(800, "--n-correct", min=1, help="Correct traces to collect (one per problem)."),
     out: Path = typer.Option(..., "--out", help="Output chat JSONL; an existing file is resumed."),
     max_attempts: int = typer.Option(8, "--max-attempts", min=1, help="Samples per problem before giving up on it."),
