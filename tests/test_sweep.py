@@ -33,7 +33,7 @@ def grid_sweep(tmp_path, problems_file, **extra) -> dict:
                  "eval": {"every": 2, "sources": [str(problems_file)], "k": 2}},
         "grid": {
             "method": ["grpo", "sdpo"],
-            "coverage": {"small": {"data.train": str(problems_file), "data.limit": 2}, "all": {"data.limit": 8}},
+            "coverage": {"small": {"data.train": str(problems_file), "data.limit": 4}, "all": {"data.limit": 8}},
             "seed": [0, 1],
         },
         **extra,
@@ -46,7 +46,7 @@ def test_grid_is_the_product_of_the_axes_in_file_order(tmp_path, problems_file):
     assert len(cells) == 2 * 2 * 2
     assert cells[0].name == "method-grpo__coverage-small__seed-0" and cells[-1].name == "method-sdpo__coverage-all__seed-1"
     assert cells[0].levels == {"method": "grpo", "coverage": "small", "seed": "0"}
-    assert cells[0].overrides == {"method": "grpo", "data.train": str(problems_file), "data.limit": 2, "seed": 0}
+    assert cells[0].overrides == {"method": "grpo", "data.train": str(problems_file), "data.limit": 4, "seed": 0}
     recipe = cells[-1].recipe
     assert recipe["method"] == "sdpo" and recipe["seed"] == 1 and recipe["data"] == {"train": str(problems_file), "limit": 8}
     assert recipe["output_dir"] == str(tmp_path / "sweep" / "cells" / cells[-1].name)
