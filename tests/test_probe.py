@@ -372,3 +372,11 @@ def test_shipped_probe_recipes_validate(recipe):
 
     config = load_config(ProbeConfig, recipe, ["n=4"])
     assert config.n == 4 and config.band[1] <= config.n
+
+
+def test_regenerated_context_is_the_first_correct_response_else_the_first():
+    from sdlab.probe import regenerated_context
+
+    responses = [{"text": "a", "correct": False}, {"text": "b", "correct": True}, {"text": "c", "correct": True}]
+    assert regenerated_context(responses) == "b"
+    assert regenerated_context([{"text": "a", "correct": False}, {"text": "c", "correct": False}]) == "a"

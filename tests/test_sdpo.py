@@ -15,6 +15,7 @@ from trl.experimental.sdpo.sdpo_trainer import DistillationLogits, SuccessfulRol
 
 from sdlab import SdlabError  # noqa: E402
 from sdlab.callbacks import EpistemicMonitor  # noqa: E402
+from sdlab.contexts import PROBE_TEMPLATE  # noqa: E402
 from sdlab.grpo import math_reward  # noqa: E402
 from sdlab.rundir import read_jsonl  # noqa: E402
 from sdlab.sdpo import CUT_MARK, SdlabSDPOConfig, SdlabSDPOTrainer, build_grpo_trainer, build_sdpo_trainer  # noqa: E402
@@ -82,7 +83,7 @@ def test_teacher_context_is_a_successful_sibling_in_the_study_template(sdpo_run)
     first = audit[0]
     assert first["ok"] and first["active"], first["problems"]
     successes = [text for text, reward in zip(recorder.rollouts[0]["completions"], recorder.rollouts[0]["rewards"]) if reward >= 0.5]
-    assert "Correct solution: " in first["context"] and first["context"].endswith("Correctly solve the original question.")
+    assert first["context"].startswith("\nCorrect solution:\n\n") and first["context"].endswith("\n\nCorrectly solve the original question.")  # the study's training prompt
     assert any(text and text in first["context"] for text in successes)
     assert (out / "teacher_audit.txt").read_text().startswith("== step 0 sample")
 
@@ -205,24 +206,27 @@ def test_one_update_per_generation_has_no_is_weight(sdpo_run):
 
 
 @pytest.mark.parametrize("regenerated_correct", [True, False])
-def test_regenerated_context_replaces_the_sibling_only_when_correct(tiny_model_dir, tmp_path, regenerated_correct):
+def test_regenerated_context_is_the_first_correct_of_eight_else_the_first(tiny_model_dir, tmp_path, regenerated_correct):
     calls = []
 
     def reward(prompts, completions, completion_ids=None, **kwargs):
-        calls.append(len(completions))
-        first_call = len(calls) == 1  # the rollouts; later calls grade the regenerated answers
-        return [1.0 if first_call or regenerated_correct else 0.0 for _ in completions]
+        calls.append([c[0]["content"] if isinstance(c, list) else c for c in completions])
+        if len(calls) == 1:  # the rollouts: all successful
+            return [1.0] * len(completions)
+        return [1.0 if regenerated_correct and i % 8 == 2 else 0.0 for i in range(len(completions))]  # the 3rd of each 8
 
     recorder = Recorder()
     args = {**TINY_ARGS, "output_dir": str(tmp_path), "max_steps": 1}
     trainer = build_sdpo_trainer(model=tiny_model_dir, dataset=dataset(), args=args, reward_funcs=reward, context="regenerated", callbacks=[recorder])
     trainer.train()
-    assert len(calls) == 2 and calls[1] == 2  # one group: row 0's demonstration is rollout 1, the others' is rollout 0
+    assert len(calls) == 2 and len(calls[1]) == 2 * 8  # one group: two distinct demonstrations, 8 answers each
     row = next(r for r in trainer.state.log_history if "sdlab/regenerated_correct_fraction" in r)
     assert row["sdlab/regenerated_correct_fraction"] == (1.0 if regenerated_correct else 0.0)
     context = read_jsonl(tmp_path / "teacher_audit.jsonl")[0]["context"]
-    siblings = [text for text in recorder.rollouts[0]["completions"] if text]
-    assert any(s in context for s in siblings) is (not regenerated_correct)
+    chosen = 2 if regenerated_correct else 0
+    groups = [calls[1][:8], calls[1][8:]]
+    assert any(group[chosen] and group[chosen] in context for group in groups)
+    assert not any(text and text in context for text in recorder.rollouts[0]["completions"])  # s itself is never kept
 
 
 def test_monitor_rows_from_sdpo_training(sdpo_run):
@@ -255,7 +259,9 @@ def test_solution_nothink_and_trl_templates(sdpo_trainer):
     try:
         args.context = "solution_nothink"
         text = builder._build_reprompt_text("What is 2 plus 3?", solution, "")
-        assert text == "What is 2 plus 3?\n\nCorrect solution: The answer is \\boxed{5}.\n\nCorrectly solve the original question."
+        assert text == "What is 2 plus 3?\nCorrect solution:\n\nThe answer is \\boxed{5}.\n\nCorrectly solve the original question."
+        args.teacher_template = PROBE_TEMPLATE  # what `sdpo.template: probe` selects (the organism recipes)
+        assert builder._build_reprompt_text("Q?", "S", "") == "Q?\n\nCorrect solution: S\n\nCorrectly solve the original question."
         args.context, args.teacher_template = "solution", "trl"
         trl_text = builder._build_reprompt_text("Q?", solution, "")
         assert trl_text == "Q?\nCorrect solution:\n\n" + solution + "\n\n\n\nCorrectly solve the original question.\n"

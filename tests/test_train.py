@@ -332,3 +332,13 @@ def test_a_run_logs_the_distinct_problems_its_sampler_drew(steps, recipe, tiny_m
     seen = read_json(out / "problems_seen.json")
     assert seen == dict(predicted)  # the real trainer drew exactly what the sampler simulation says
     assert [row["distinct_problems_seen"] for row in read_jsonl(out / "metrics.jsonl")][-1] == summary["distinct_problems_seen"] == 2 * steps
+
+
+def test_teacher_template_names_the_studys_two_prompts(recipe, tiny_model_dir, problems_file, tmp_path):
+    from sdlab.contexts import PROBE_TEMPLATE, TRAINING_TEMPLATE
+    from sdlab.train import build_trainer
+
+    for name, template in (("training", TRAINING_TEMPLATE), ("probe", PROBE_TEMPLATE)):
+        config = load_train_config(recipe, tiny_overrides(tiny_model_dir, problems_file, tmp_path / name, "method=sdpo", f"sdpo.template={name}"))
+        assert build_trainer(config, model_path=str(tiny_model_dir), run_dir=tmp_path / name, callbacks=[], show_teacher=0).args.teacher_template == template
+    assert TRAINING_TEMPLATE.format(question="Q", solution="S") == "Q\nCorrect solution:\n\nS\n\nCorrectly solve the original question."

@@ -113,6 +113,11 @@ def pick(options: list, *, seed: int, key: str):
     return random.Random(f"{seed}:{key}").choice(options) if options else None
 
 
+def regenerated_context(responses: list[dict]) -> str | None:
+    """The study's y~ (and training's): the first correct of the responses given s, else the first."""
+    return next((r["text"] for r in responses if r["correct"]), responses[0]["text"] if responses else None)
+
+
 def solve_count_histogram(counts: list[int], n: int) -> dict[int, int]:
     tally = Counter(counts)
     return {k: tally.get(k, 0) for k in range(n + 1)}
@@ -260,8 +265,8 @@ def run_rounds(config: ProbeConfig, plan, problems, base, solutions, generator, 
             fitted = [(text, ids, 0) for text, ids in base]
         else:
             regenerated = [None] * len(problems)
-            if spec.kind == "regenerated":  # y~: a correct response given s; s itself when none is (training's rule)
-                regenerated = [pick([r["text"] for r in group if r["correct"]], seed=config.seed, key=p.id) or s for p, s, group in zip(problems, solutions, rounds["solution"])]
+            if spec.kind == "regenerated":
+                regenerated = [regenerated_context(group) for group in rounds["solution"]]
             texts = [context_text(spec, solution=s, answer=p.answer, regenerated=r) for p, s, r in zip(problems, solutions, regenerated)]
             fitted = [fit_teacher_prompt(tokenizer, p.messages, t, template=config.template, max_prompt_tokens=config.max_prompt_tokens, enable_thinking=config.enable_thinking) for p, t in zip(problems, texts)]
         truncated[spec.name] = sum(1 for *_, cut in fitted if cut)

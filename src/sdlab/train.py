@@ -381,6 +381,7 @@ def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callba
         max_teacher_prompt_length=sd.max_teacher_prompt_length,
         show_teacher=show_teacher,
         reduction=sd.reduction,
+        template=sd.template,
     )
 
 

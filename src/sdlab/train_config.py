@@ -54,6 +54,10 @@ class SdpoConfig(StrictModel):
     # successful sibling counting 0; independent of runtime.micro_batch). The others are deviations.
     reduction: Literal["all_sequence_mean", "active_sequence_mean", "token_mean"] = "all_sequence_mean"
     max_teacher_prompt_length: PositiveInt = 22528
+    # The teacher prompt: `training`, the study's SDPO prompt ({question}\nCorrect solution:\n\n{solution}...);
+    # `probe`, the study's probe prompt ({question}\n\nCorrect solution: {solution}...), which the
+    # organism's corpus teaches; `trl`, TRL's own templates.
+    template: Literal["training", "probe", "trl"] = "training"
     show_teacher: int = Field(2, ge=0)  # teacher inputs of the first batch written to teacher_audit.txt
 
     @model_validator(mode="after")
