@@ -380,3 +380,12 @@ def test_regenerated_context_is_the_first_correct_response_else_the_first():
     responses = [{"text": "a", "correct": False}, {"text": "b", "correct": True}, {"text": "c", "correct": True}]
     assert regenerated_context(responses) == "b"
     assert regenerated_context([{"text": "a", "correct": False}, {"text": "c", "correct": False}]) == "a"
+
+
+def test_divergence_split_by_problem_per_marker_occurrence():
+    # two problems, one response each: a two-piece marker (values 2, 0) and other tokens of 1
+    values = [[torch.tensor([2.0, 0.0, 1.0])], [torch.tensor([1.0, 2.0, 0.0])]]
+    occurrences = [[torch.tensor([0, 0, -1])], [torch.tensor([-1, 0, 0])]]
+    split = divergence_split_by_problem(values, occurrences, reps=20)
+    assert split["ratio"] == pytest.approx(1.0) and split["first_piece_ratio"] == pytest.approx(2.0) and split["occurrence_sum_ratio"] == pytest.approx(2.0)
+    assert split["occurrences"] == 2 and split["first_piece_ratio_se"] == pytest.approx(0.0)  # every bootstrap draw: the same ratio

@@ -6,7 +6,8 @@ Each logged step appends one row to `run_dir/metrics.jsonl`: TRL's own numbers (
 rate, ...) plus sdlab's fields (docs/algorithms.md lists them): reward and accuracy, response
 length, epistemic markers per response and per 1,000 tokens, student/teacher entropy, answer
 diversity within each rollout group, and for self-distillation the per-token divergence split
-into marker and non-marker tokens. When marker density falls by more than `drop_fraction` of
+into marker and non-marker tokens (per sub-token, and per marker occurrence: its first piece and
+its pieces summed). When marker density falls by more than `drop_fraction` of
 its starting value (mean of the first `baseline_logs` rows), it logs a warning once and records
 `early_warning_step` in that row and every later one.
 
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from sdlab.losses import split_by_mask
+from sdlab.losses import concat_occurrences, split_by_mask, split_by_occurrence
 from sdlab.rundir import append_jsonl, read_json, read_jsonl, write_json
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ MONITOR_FIELDS = (
     "divergence_marker_ratio",
     "divergence_marker_share",
     "divergence_marker_tokens",
+    "divergence_marker_first_piece_ratio",
+    "divergence_marker_occurrence_ratio",
     "distinct_problems_seen",
     "early_warning_step",
 )
@@ -105,17 +108,21 @@ def rollout_metrics(*, completions: list[str], num_tokens: list[int], rewards: l
     }
 
 
-def marker_mask_for(completion_ids: torch.Tensor, token_mask: torch.Tensor, tokenizer: Any) -> torch.Tensor:
-    """[B, T] ids and mask -> [B, T] bool: True on tokens overlapping an epistemic marker."""
-    from sdlab.epistemic import token_marker_mask
+def marker_occurrences_for(completion_ids: torch.Tensor, token_mask: torch.Tensor, tokenizer: Any) -> torch.Tensor:
+    """[B, T] ids and mask -> [B, T] long: the epistemic-marker occurrence each token overlaps
+    (ids unique over the batch), -1 elsewhere."""
+    from sdlab.epistemic import token_marker_occurrences
 
-    mask = torch.zeros_like(token_mask, dtype=torch.bool)
+    occurrence = torch.full_like(token_mask, -1, dtype=torch.long)
+    offset = 0
     for row in range(completion_ids.size(0)):
         active = token_mask[row].bool()
         ids = completion_ids[row][active].tolist()
         if ids:
-            mask[row, active] = torch.tensor(token_marker_mask(ids, tokenizer), dtype=torch.bool)
-    return mask
+            local = torch.tensor(token_marker_occurrences(ids, tokenizer), dtype=torch.long)
+            occurrence[row, active] = torch.where(local >= 0, local + offset, local)
+            offset += int(local.max()) + 1 if int(local.max()) >= 0 else 0
+    return occurrence
 
 
 class EpistemicMonitor(TrainerCallback):
@@ -139,7 +146,7 @@ class EpistemicMonitor(TrainerCallback):
 
     def on_token_stats(self, args, state, control, *, processing_class=None, **stats):
         if "divergence" in stats:  # marker masks are computed now, while the tokenizer is at hand
-            stats["marker_mask"] = marker_mask_for(stats["completion_ids"], stats["distill_mask"], processing_class)
+            stats["marker_occurrence"] = marker_occurrences_for(stats["completion_ids"], stats["distill_mask"], processing_class)
         self._token_stats.append(stats)
 
     # -- HF callback hooks ----------------------------------------------------------------------
@@ -205,9 +212,11 @@ class EpistemicMonitor(TrainerCallback):
         with_divergence = [b for b in batches if b.get("divergence") is not None]
         if with_divergence:
             values = torch.cat([b["divergence"][b["distill_mask"].bool()].float() for b in with_divergence])
-            markers = torch.cat([b["marker_mask"][b["distill_mask"].bool()] for b in with_divergence])
+            occurrence = concat_occurrences([b["marker_occurrence"][b["distill_mask"].bool()] for b in with_divergence])
+            markers = occurrence >= 0
             if values.numel():
                 split = split_by_mask(values, torch.ones_like(markers), markers)
+                per_occurrence = split_by_occurrence(values, occurrence)
                 metrics.update(
                     divergence_mean=float(values.mean()),
                     divergence_marker_mean=split["marker_mean"],
@@ -215,6 +224,8 @@ class EpistemicMonitor(TrainerCallback):
                     divergence_marker_ratio=split["ratio"],
                     divergence_marker_share=split["marker_share"],
                     divergence_marker_tokens=split["marker_tokens"],
+                    divergence_marker_first_piece_ratio=per_occurrence["first_piece_ratio"],
+                    divergence_marker_occurrence_ratio=per_occurrence["occurrence_sum_ratio"],
                 )
         return metrics
 

@@ -36,7 +36,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 from sdlab import SdlabError
 from sdlab.config import StrictModel
 from sdlab.contexts import DEFAULT_TEMPLATE, ContextSpec, build_teacher_messages, context_text, cut_middle, parse_context_names, validate_template
-from sdlab.epistemic import count_markers, token_marker_mask
+from sdlab.epistemic import count_markers, token_marker_occurrences
 from sdlab.gap import divergence_split_by_problem, information_gap, mean_se
 from sdlab.generation import Completion, SamplingParams, load_model_and_tokenizer, make_generator, render_prompt
 from sdlab.grading import grade_many
@@ -323,7 +323,8 @@ def analyse(config: ProbeConfig, plan, rounds, prompts, model, tokenizer, heatma
             own = [r for group in rounds[name] for r in group]
             own_owner = [i for i, group in enumerate(rounds[name]) for _ in group]
             attach_nll(own, score_responses(model, prompts=[prompts[name][i] for i in own_owner], responses=[r["token_ids"] for r in own], progress=bar.update, **common))
-    markers = [torch.tensor(token_marker_mask(r["token_ids"], tokenizer), dtype=torch.bool) for r in student]
+    occurrences = [torch.tensor(token_marker_occurrences(r["token_ids"], tokenizer), dtype=torch.long) for r in student]
+    markers = [occurrence >= 0 for occurrence in occurrences]
 
     contexts = {}
     for spec in plan:
@@ -336,7 +337,7 @@ def analyse(config: ProbeConfig, plan, rounds, prompts, model, tokenizer, heatma
             k = teachers.index(spec.name)
             entry.update(gap)
             entry["divergence"] = divergence_split_by_problem(
-                regroup([s.divergence[k] for s in scores], owner), regroup(markers, owner), seed=config.seed
+                regroup([s.divergence[k] for s in scores], owner), regroup(occurrences, owner), seed=config.seed
             )
         contexts[spec.name] = entry
 
