@@ -287,6 +287,12 @@ def test_probe_end_to_end_writes_tables_json_samples_and_heatmap(tiny_model_dir,
     assert "| context | score | response tokens | epistemic words (paper)" in table and "| partial:0.5 |" in table
     assert "teacher context: regenerated" in (out / "heatmap.html").read_text()
     assert summary["contexts"]["none"]["score"] == saved["contexts"]["none"]["score"]
+    # the gap under the model's own distribution, beside the truncated sampler's, each named as such
+    own = saved["contexts"]["solution"]["model_distribution"]
+    assert own["gap"]["mean"] == pytest.approx(saved["contexts"]["none"]["model_distribution"]["entropy"]["mean"] - own["entropy_context"]["mean"], abs=1e-4)
+    assert saved["contexts"]["none"]["model_distribution"]["gap"]["mean"] == 0.0 and own["entropy_context"]["mean"] != saved["contexts"]["solution"]["entropy_context"]["mean"]
+    assert "under the truncated sampler (temperature 0.6, top-k 20, top-p 0.95)" in table
+    assert "under the model's own distribution: temperature 1, no top-k/top-p" in table
 
 
 def test_probe_refuses_a_model_without_tokenizer_and_writes_nothing(tiny_model_dir, problems_file, tmp_path):

@@ -69,6 +69,9 @@ class ProbeConfig(StrictModel):
     template: str = DEFAULT_TEMPLATE
     alpha: float = Field(0.5, ge=0, le=1)  # divergence: 0 forward KL, 1 reverse KL, 0.5 JSD (the study's)
     entropy_under: Literal["sampling", "model"] = "sampling"  # score samples under q (T, top-k, top-p) or raw p
+    # also the gap under the model's own distribution p (temperature 1, no top-k/top-p): a fresh
+    # round of n samples per context from p, scored under p (doubles the sampling and scoring)
+    model_distribution_gap: bool = True
     enable_thinking: bool | None = None
     backend: Literal["auto", "transformers", "vllm"] = "auto"
     vllm_gpu_memory: float = Field(0.5, gt=0, lt=1)  # vLLM's share of the GPU: scoring needs the rest for its copy of the model
@@ -172,6 +175,9 @@ def run_probe(config: ProbeConfig, *, force: bool = False) -> dict:
         chosen = [problems[i] for i in selected]
         rounds, prompts, truncated, shown = run_rounds(config, plan, chosen, [base[i] for i in selected], solutions, generator, tokenizer)
         summary = {"problems": selection, **analyse(config, plan, rounds, prompts, model, tokenizer, work / "heatmap.html")}
+        if config.model_distribution_gap:
+            for name, gap in model_distribution_gaps(config, plan, prompts, shown, chosen, generator, model, tokenizer).items():
+                summary["contexts"][name]["model_distribution"] = gap
         for spec in plan:
             summary["contexts"][spec.name]["truncated_prompts"] = truncated[spec.name]
         for record in selection_records + [r for spec in plan for group in rounds[spec.name] for r in group]:
@@ -348,9 +354,35 @@ def analyse(config: ProbeConfig, plan, rounds, prompts, model, tokenizer, heatma
         "contexts": contexts,
         "estimator": {
             "entropy_under": config.entropy_under, "units": "nats", "divergence": divergence_name,
+            "sampler": {"temperature": config.temperature, "top_k": config.top_k, "top_p": config.top_p},
+            "model_distribution": "fresh samples at temperature 1, no top-k/top-p, scored under the model" if config.model_distribution_gap else None,
             "divergence_on": "the student's (context none) samples, every token, full vocabulary, temperature 1",
         },
     }
+
+
+def model_distribution_gaps(config: ProbeConfig, plan, prompts, shown, problems, generator, model, tokenizer) -> dict[str, dict]:
+    """The information gap under the model's own distribution p (temperature 1, no truncation):
+    a fresh round of n samples per context (the same teacher prompts) drawn from p and scored
+    under p, so each entropy estimates p's, not the truncated sampler's (far lower)."""
+    from sdlab.scoring import score_responses
+
+    own = SamplingParams(temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=config.max_new_tokens, n=config.n, seed=config.seed + 7919)
+    nll, tokens = {}, {}
+    for spec in plan:
+        logger.info("model-distribution round: context %s", spec.name)
+        groups = generator.generate(shown[spec.name], own)
+        records = [c for group in groups for c in group]
+        owner = [i for i, group in enumerate(groups) for _ in group]
+        scores = score_responses(model, prompts=[prompts[spec.name][i] for i in owner], responses=[c.token_ids for c in records],
+                                 pad_id=tokenizer.pad_token_id, batch_size=config.score_batch_size)
+        nll[spec.name] = regroup([-float(score.logp.sum()) for score in scores], owner)
+        tokens[spec.name] = regroup([c.num_tokens for c in records], owner)
+    gaps = {}
+    for spec in plan:
+        gap = information_gap(nll["none"], tokens["none"], nll[spec.name], tokens[spec.name])
+        gaps[spec.name] = {key: estimate(value) for key, value in gap.items()}
+    return gaps
 
 
 def attach_nll(records: list[dict], scores) -> None:

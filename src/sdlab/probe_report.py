@@ -43,7 +43,8 @@ def format_tables(summary: dict) -> str:
     estimator = summary["estimator"]
     lines += [
         "",
-        f"Information gap (nats; samples scored under the {estimator['entropy_under']} distribution) and the "
+        f"Information gap (nats) under the truncated sampler {sampler_text(estimator)} (samples scored under the {estimator['entropy_under']} distribution; "
+        "its entropy is far below the model's own), and the "
         f"per-token {estimator['divergence']} on the student's samples, split by epistemic-marker tokens.",
         "",
         "Marker / other: per sub-token (every piece of a marker), per occurrence by its first piece, and per occurrence summed over its pieces.",
@@ -63,4 +64,21 @@ def format_tables(summary: dict) -> str:
             f"{pm((split.get('occurrence_sum_ratio', math.nan), split.get('occurrence_sum_ratio_se', math.nan)))} | "
             f"{pm((split['marker_share'], split['marker_share_se']), 3)} | {split['marker_tokens']} | {row.get('truncated_prompts', 0)} |"
         )
+    if any("model_distribution" in row for row in summary["contexts"].values()):
+        lines += [
+            "",
+            "Information gap (nats) under the model's own distribution: temperature 1, no top-k/top-p (fresh samples, scored under the model).",
+            "",
+            "| context | H(y given x, c) | gap per response | gap per token |",
+            "| --- | --- | --- | --- |",
+        ]
+        for name, row in summary["contexts"].items():
+            own = row.get("model_distribution")
+            if own:
+                lines.append(f"| {name} | {pm(own['entropy_context'])} | {pm(own['gap'])} | {pm(own['gap_per_token'], 3)} |")
     return "\n".join(lines)
+
+
+def sampler_text(estimator: dict) -> str:
+    sampler = estimator.get("sampler")
+    return f"(temperature {sampler['temperature']:g}, top-k {sampler['top_k']}, top-p {sampler['top_p']:g})" if sampler else ""
