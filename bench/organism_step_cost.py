@@ -34,8 +34,7 @@ def main() -> None:
     from sdlab.train import run_training
     from sdlab.train_config import load_train_config
 
-    print("| method | prompts per step | rollouts | s/step | response tokens (mean) |")
-    print("| --- | --- | --- | --- | --- |")
+    table = ["| method | prompts per step | rollouts | s/step | response tokens (mean) |", "| --- | --- | --- | --- | --- |"]
     with tempfile.TemporaryDirectory() as tmp:
         for batch in args.batches:
             for method in args.methods:
@@ -45,7 +44,8 @@ def main() -> None:
                 summary = run_training(load_train_config(RECIPES[method], overrides), force=True)
                 rows = read_jsonl(out / "metrics.jsonl")
                 tokens = sum(r["response_tokens_mean"] for r in rows) / len(rows)
-                print(f"| {method} | {batch} | 8 | {summary['wall_time_s'] / args.steps:.1f} | {tokens:.0f} |", flush=True)
+                table.append(f"| {method} | {batch} | 8 | {summary['wall_time_s'] / args.steps:.1f} | {tokens:.0f} |")
+    print("\n".join(table))  # after the trainers' own log lines
 
 
 if __name__ == "__main__":
