@@ -84,7 +84,7 @@ def validate(
 def sft_data(
     model: str = typer.Option(..., "--model", help="Model dir, hub id or `organism`."),
     data: str = typer.Option(..., "--data", help="Problem source: parquet/JSONL path, datasets dir or an organism spec (organism:linmod:512)."),
-    mode: str = typer.Option("unguided", "--mode", help="unguided (D_ug: no context) or guided (D_sg: solution in context, dropped for training)."),
+    mode: str = typer.Option("unguided", "--mode", help="unguided (D_ug: the conditioning solution itself) or guided (D_sg: first correct response with that solution in context, dropped for training)."),
     n_correct: int = typer.Option(800, "--n-correct", min=1, help="Correct traces to collect (one per problem)."),
     out: Path = typer.Option(..., "--out", help="Output chat JSONL; an existing file is resumed."),
     max_attempts: int = typer.Option(8, "--max-attempts", min=1, help="Samples per problem before giving up on it."),
@@ -231,7 +231,18 @@ def sweep(
         results = run_sweep(config, force=force, on_cell=on_cell)
         progress.update(task, completed=len(cells), description=config.name)
     print_aggregate(results)
+    print_selection(results)
     print(f"{config.output_dir}: results.csv, aggregate.csv, results.json")
+
+
+def print_selection(results: dict) -> None:
+    """The sweep's fixed selection rule applied: each group's chosen level and every level's score."""
+    for choice in results.get("selection") or []:
+        select = results["select"]
+        group = ", ".join(f"{key}={choice[key]}" for key in select["per"])
+        scores = ", ".join(f"{level:g}: {'-' if score is None else f'{score:.3f}'}" for level, score in choice["scores"].items())
+        chosen = "none (no cell finished)" if choice[select["axis"]] is None else f"{choice[select['axis']]:g}"
+        print(f"{group}: chosen {select['axis']} = {chosen} (highest {choice['metric']}, ties to the smaller; {scores})")
 
 
 def print_aggregate(results: dict) -> None:

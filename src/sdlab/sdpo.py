@@ -13,8 +13,9 @@ JSD alpha 0.5, top-100 + tail, success threshold 0.5, no reprompt on a rollout's
 What differs from plain TRL (trl==1.16.0; each in docs/decisions.md with the test that shows it):
 - the teacher prompt is sdlab's template (`sdlab.contexts`), and a prompt over `max_reprompt_len`
   is shortened by cutting the middle of the *solution*, never the question (TRL keeps the last tokens);
-- the distillation loss reduction is chosen (`distillation_reduction`); TRL's averages per-sequence
-  means over all rows, including rows with no teacher context, which dilutes it;
+- the distillation loss reduction is chosen (`distillation_reduction`); the default is the study's
+  and TRL's `all_sequence_mean` (per-sequence means averaged over ALL rows, a row with no teacher
+  context counting 0), which does not depend on the micro-batch size;
 - `beta` (unused by TRL's SDPO) must be 0; the fixed/EMA teacher is checked to equal the student;
 - full-vocabulary distillation is computed in checkpointed chunks (same values, bounded memory);
 - the teacher reads only rows with a distillation loss, and each distinct teacher prompt once (same loss);
@@ -40,7 +41,7 @@ from trl.trainer.utils import pad
 from sdlab import SdlabError
 from sdlab.audit import audit_sample, render_audit
 from sdlab.callbacks import dispatch, listens, rollout_payload
-from sdlab.contexts import DEFAULT_TEMPLATE, validate_template
+from sdlab.contexts import TEMPLATES, TRAINING_TEMPLATE, validate_template
 from sdlab.data import Problem
 from sdlab.grading import remove_think
 from sdlab.grpo import build_grpo_trainer, make_config, math_reward, resolve_dataset  # build_grpo_trainer: re-exported for sdlab.train
@@ -95,10 +96,11 @@ class SdlabSDPOConfig(SDPOConfig):
     """
 
     context: str = field(default="solution", metadata={"help": f"Teacher context: one of {', '.join(CONTEXTS)}."})
-    teacher_template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "Teacher prompt with {question} and {solution}, or 'trl' for TRL's templates."})
+    teacher_template: str = field(default=TRAINING_TEMPLATE, metadata={"help": "Teacher prompt with {question} and {solution} (default: the study's training prompt), 'probe' or 'training' for the study's two, or 'trl' for TRL's templates."})
     feedback_teacher_template: str = field(default=FEEDBACK_TEMPLATE, metadata={"help": "Teacher prompt with {question} and {feedback}."})
-    distillation_reduction: str = field(default="token_mean", metadata={"help": "token_mean, active_sequence_mean or all_sequence_mean (TRL's)."})
+    distillation_reduction: str = field(default="all_sequence_mean", metadata={"help": "all_sequence_mean (the study's and TRL's), active_sequence_mean or token_mean."})
     distillation_chunk_tokens: int = field(default=512, metadata={"help": "Positions per checkpointed chunk of the full-vocabulary divergence."})
+    regenerated_samples: int = field(default=8, metadata={"help": "context=regenerated: responses sampled given (x, s); y~ is the first correct one, else the first (the study's 8)."})
     show_teacher: int = field(default=2, metadata={"help": "Samples per generation batch written to teacher_audit.jsonl/.txt (0: none)."})
     show_teacher_steps: int = field(default=1, metadata={"help": "How many generation batches are audited."})
     audit_dir: str | None = field(default=None, metadata={"help": "Where teacher_audit.jsonl/.txt go (default: output_dir)."})
@@ -125,6 +127,7 @@ class SdlabSDPOConfig(SDPOConfig):
             Reduction(self.distillation_reduction)
         except ValueError:
             raise SdlabError(f"distillation_reduction={self.distillation_reduction!r}: allowed {', '.join(r.value for r in Reduction)}") from None
+        self.teacher_template = TEMPLATES.get(self.teacher_template, self.teacher_template)
         if self.teacher_template != TRL_TEMPLATES:
             validate_template(self.teacher_template)
         # sdlab formats the teacher prompt itself (format_teacher_prompt); TRL hands it raw pieces.
@@ -224,7 +227,8 @@ class QuestionSafeContextBuilder(SuccessfulRolloutTeacherContextBuilder):
             keep -= length - limit
 
     def _regenerate(self, messages: list[Any]) -> list[Any]:
-        """`regenerated`: the policy answers once given (x, s); a correct answer y~ replaces s, else s stays."""
+        """`regenerated`: the policy answers `regenerated_samples` times given (x, s); y~, the first
+        correct answer, else the first answer (the study's rule), replaces s."""
         targets: dict[str, list[int]] = {}
         for index, message in enumerate(messages):
             pieces = self._pieces.get(self._text(message))
@@ -232,21 +236,22 @@ class QuestionSafeContextBuilder(SuccessfulRolloutTeacherContextBuilder):
                 targets.setdefault(self._text(message), []).append(index)
         if not targets:
             return messages
-        firsts = [indices[0] for indices in targets.values()]
+        n = self.trainer.args.regenerated_samples
+        firsts = [indices[0] for indices in targets.values() for _ in range(n)]  # each target's prompt, n times
         prompt_ids = self.trainer._tokenize_prompts_untruncated([messages[i] for i in firsts])
         completion_ids = self.trainer.generate_once(prompt_ids)
         texts = self.trainer.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
-        rows = [self.trainer._batch_inputs[i] for i in firsts]
-        correct = self.trainer.score_completions(rows, texts, completion_ids)
+        correct = self.trainer.score_completions([self.trainer._batch_inputs[i] for i in firsts], texts, completion_ids)
         out = list(messages)
-        for (key, indices), text, ok in zip(targets.items(), texts, correct):
+        for group, (key, indices) in enumerate(targets.items()):
+            answers, verdicts = texts[group * n : (group + 1) * n], correct[group * n : (group + 1) * n]
+            found = next((i for i, ok in enumerate(verdicts) if ok), None)
             self._counts["regenerated"] += len(indices)
-            if ok:
-                self._counts["regenerated_correct"] += len(indices)
-                question, _, feedback = self._pieces[key]
-                new_text = self._build_reprompt_text(question, text, feedback)
-                for index in indices:
-                    out[index] = self._with_text(messages[index], new_text)
+            self._counts["regenerated_correct"] += len(indices) if found is not None else 0
+            question, _, feedback = self._pieces[key]
+            new_text = self._build_reprompt_text(question, answers[found or 0], feedback)
+            for index in indices:
+                out[index] = self._with_text(messages[index], new_text)
         return out
 
 
@@ -456,6 +461,7 @@ def build_sdpo_trainer(
     show_teacher: int | None = None,
     audit_dir: str | Path | None = None,
     reduction: str | None = None,
+    template: str | None = None,
 ) -> SdlabSDPOTrainer:
     """Self-distillation from a saved model directory `model` (the fixed/EMA teacher is rebuilt from it).
 
@@ -465,13 +471,15 @@ def build_sdpo_trainer(
     distillation -> distillation_mode ('full' | 'topk' | 'sampled'), topk, tail -> distillation_add_tail,
     alpha, success_threshold, grpo_blend -> 1 - distillation_weight, is_clip -> distillation_is_clip
     ("default": 2.0; None: off), max_teacher_prompt_length -> max_reprompt_len, show_teacher / audit_dir
-    (teacher_audit.jsonl/.txt; default output_dir), reduction -> distillation_reduction.
+    (teacher_audit.jsonl/.txt; default output_dir), reduction -> distillation_reduction,
+    template -> teacher_template ('training' | 'probe' | 'trl' | a format string).
     """
     settings = {
         "context": context, "teacher_model_kind": teacher, "teacher_update_rate": ema_rate, "distillation_mode": distillation,
         "distillation_topk": topk, "distillation_add_tail": tail, "distillation_alpha": alpha, "success_reward_threshold": success_threshold,
         "distillation_weight": None if grpo_blend is None else 1.0 - grpo_blend, "max_reprompt_len": max_teacher_prompt_length,
         "show_teacher": show_teacher, "audit_dir": None if audit_dir is None else str(audit_dir), "distillation_reduction": reduction,
+        "teacher_template": template,
     }
     settings = {key: value for key, value in settings.items() if value is not None}
     if is_clip != "default":

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, PositiveInt, field_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from sdlab import SdlabError
 from sdlab.config import StrictModel, apply_overrides, build_config, dump_config, parse_override, read_yaml
@@ -65,6 +65,15 @@ class FinalEvalConfig(StrictModel):
     batch_size: PositiveInt = 8
 
 
+class SelectConfig(StrictModel):
+    """A selection rule fixed before any result: per group of `per` levels, the `axis` level with
+    the highest `metric` (mean over seeds); ties go to the smaller level."""
+
+    axis: str = "lr"
+    per: list[str] = Field(default_factory=lambda: ["method"])
+    metric: str = "train_reward_last_third"  # mean training reward over the last third of the steps
+
+
 class SweepConfig(StrictModel):
     name: str = "sweep"
     description: str = ""
@@ -73,6 +82,10 @@ class SweepConfig(StrictModel):
     base: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any] | dict[str, dict[str, Any]]]
     aggregate_over: list[str] = Field(default_factory=lambda: ["seed"])  # axes averaged (mean, 95% CI)
+    # refuse cells whose steps do not draw every distinct training problem at least once (coverage
+    # sweeps); otherwise such cells only get a warning
+    require_full_coverage: bool = False
+    select: SelectConfig | None = None  # e.g. choose each method's learning rate (recipes/sweeps/lr.yaml)
     final_eval: FinalEvalConfig | None = None
 
     @field_validator("grid")
@@ -87,6 +100,16 @@ class SweepConfig(StrictModel):
             if len(set(labels)) != len(labels):
                 raise ValueError(f"axis {axis!r}: levels {labels} are not distinct as directory names")
         return grid
+
+    @model_validator(mode="after")
+    def _selection_names_axes(self) -> "SweepConfig":
+        if self.select is not None:
+            for axis in (self.select.axis, *self.select.per):
+                if axis not in self.grid:
+                    raise ValueError(f"select: {axis!r} is not a grid axis (axes: {', '.join(self.grid)})")
+            if not isinstance(self.grid[self.select.axis], list):
+                raise ValueError(f"select.axis {self.select.axis!r} must be a list of numbers (e.g. lr: [1.0e-5, 1.0e-4])")
+        return self
 
 
 @dataclass(frozen=True)
@@ -227,9 +250,36 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
 
 
 def validate_sweep(config: SweepConfig) -> list[tuple[Cell, TrainConfig]]:
-    """Expand the grid and validate every cell's recipe before anything runs."""
-    cells = expand_grid(config)
-    return [(cell, cell.config()) for cell in cells]
+    """Expand the grid and validate every cell's recipe before anything runs; check that each
+    cell's steps draw every distinct training problem (`require_full_coverage`: or refuse)."""
+    cells = [(cell, cell.config()) for cell in expand_grid(config)]
+    short = []
+    for cell, train_config in cells:
+        coverage = planned_coverage(train_config)
+        if coverage and coverage[0] < coverage[1]:
+            short.append(f"cell {cell.name}: {train_config.steps} steps x {train_config.batch} prompts (seed {train_config.seed}) draw {coverage[0]} of its {coverage[1]} distinct training problems")
+    if short and config.require_full_coverage:
+        raise SdlabError("require_full_coverage: " + "; ".join(short) + ". Raise base.steps or base.batch (or make each level's row count a multiple of batch)")
+    for line in short:
+        logger.warning("%s: %s; the rest are never trained on", config.name, line)
+    return cells
+
+
+def planned_coverage(config: TrainConfig) -> tuple[int, int] | None:
+    """(distinct problems the run's sampler will draw, distinct problems in its training data),
+    before training; None for SFT and for data that is not local (a hub id)."""
+    from sdlab.data import load_problems
+    from sdlab.grpo import problems_drawn
+
+    spec = config.data.train if config.data is not None and config.method != "sft" else None
+    if spec is None or not (spec.startswith("organism:") or Path(spec).exists()):
+        return None
+    ids = [problem.id for problem in load_problems(spec, limit=config.data.limit)]
+    try:
+        drawn = problems_drawn(ids, prompts_per_step=config.batch, steps=config.steps, seed=config.seed)
+    except ValueError as err:
+        raise SdlabError(f"{config.output_dir}: data.train {spec!r}: {err}; lower batch or use more problems") from None
+    return len(drawn), len(set(ids))
 
 
 # ---------------------------------------------------------------- running

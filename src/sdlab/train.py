@@ -170,7 +170,7 @@ def common_args(config: TrainConfig, *, output_dir: Path, max_steps: int) -> dic
         max_steps=max_steps,
         learning_rate=config.lr,
         lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_steps,
+        warmup_steps=config.warmup_steps * config.updates_per_step,  # TRL counts optimizer updates
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         seed=config.seed,
@@ -206,6 +206,10 @@ def rollout_args(config: TrainConfig, *, processes: int) -> dict[str, Any]:
         top_p=config.top_p,
         top_k=config.top_k,
         use_vllm=vllm.enabled,
+        scale_rewards=config.scale_rewards,
+        epsilon=config.epsilon_low,
+        epsilon_high=config.epsilon_high,
+        loss_type=config.loss_type,
     )
     if config.enable_thinking is not None:
         args["chat_template_kwargs"] = {"enable_thinking": config.enable_thinking}
@@ -219,6 +223,15 @@ def rollout_args(config: TrainConfig, *, processes: int) -> dict[str, Any]:
             vllm_enable_sleep_mode=vllm.enable_sleep_mode,
         )
     return args
+
+
+def grpo_importance_sampling_args(cap: float | None) -> dict[str, Any]:
+    """The study's token-level rollout correction (weights min(pi_train / pi_rollout, cap)) as TRL's
+    GRPOConfig fields. TRL applies it only when vLLM generates; with transformers generation the
+    sampler is the trained model and the weights would be 1."""
+    if cap is None:
+        return {"vllm_importance_sampling_correction": False}
+    return {"vllm_importance_sampling_correction": True, "vllm_importance_sampling_mode": "token_truncate", "vllm_importance_sampling_clip_max": cap}
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
@@ -345,6 +358,7 @@ def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callba
     problems = load_problems(config.data.train, limit=config.data.limit)
     args = common_args(config, output_dir=output_dir, max_steps=config.optimizer_steps) | rollout_args(config, processes=world_size())
     if config.method == "grpo":
+        args |= grpo_importance_sampling_args(config.importance_sampling_cap)
         return build_grpo_trainer(model=model_path, problems=problems, args=args, callbacks=callbacks, reward_funcs=reward_funcs)
     sd = config.sdpo
     args["max_prompt_length"] = config.max_prompt_length  # TRL 1.16's GRPOConfig has no prompt truncation
@@ -363,9 +377,11 @@ def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callba
         alpha=sd.alpha,
         success_threshold=sd.success_threshold,
         grpo_blend=sd.grpo_blend,
-        is_clip=sd.is_clip,
+        is_clip=config.importance_sampling_cap,
         max_teacher_prompt_length=sd.max_teacher_prompt_length,
         show_teacher=show_teacher,
+        reduction=sd.reduction,
+        template=sd.template,
     )
 
 
@@ -389,6 +405,8 @@ def run_training(
     from sdlab.callbacks import EpistemicMonitor
 
     check_runtime(config)
+    if config.warmup_steps and config.lr_scheduler != "constant" and config.warmup_steps >= config.steps:
+        logger.warning("%s: warmup_steps=%d >= steps=%d: the learning rate never reaches lr=%g", config.output_dir, config.warmup_steps, config.steps, config.lr)
     run_dir = prepare_run_dir(config.output_dir, force=force, resume=resume)
     checkpoint = check_resumable(run_dir, config) if resume else None
     if resume:
@@ -457,6 +475,7 @@ def summarize(run_dir: Path, *, wall_time_s: float, resumed_from: Path | None) -
         "wall_time_s": round(wall_time_s, 2),
         "resumed_from": resumed_from.name if resumed_from else None,
         "early_warning_step": rows[-1].get("early_warning_step") if rows else None,  # the monitor carries it in every row
+        "distinct_problems_seen": rows[-1].get("distinct_problems_seen") if rows else None,  # training prompts drawn at least once
         "first": rows[0] if rows else None,
         "final": rows[-1] if rows else None,
         "final_eval": evals[-1] if evals else None,
