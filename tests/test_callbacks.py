@@ -9,7 +9,7 @@ import torch
 from datasets import Dataset
 from transformers import AutoTokenizer, TrainerControl, TrainerState, TrainingArguments
 
-from sdlab.core.epistemic import token_marker_mask
+from sdlab.core.epistemic import token_marker_mask, token_marker_occurrences
 from sdlab.core.io import read_jsonl
 from sdlab.training.callbacks import MONITOR_FIELDS, EpistemicMonitor, rollout_metrics
 from sdlab.training.grpo import build_grpo_trainer
@@ -91,6 +91,10 @@ def test_divergence_split_between_marker_and_other_tokens(tmp_path, tiny_model_d
     assert row["divergence_marker_tokens"] == n_markers
     assert row["divergence_marker_share"] == pytest.approx(3 * n_markers / (3 * n_markers + len(ids) - n_markers))
     assert (row["entropy_student"], row["entropy_teacher"]) == (1.0, 2.0)
+    occurrences = token_marker_occurrences(ids, tokenizer)  # per occurrence: its first piece is 3, its sum 3 x its pieces
+    pieces = [occurrences.count(i) for i in sorted(set(occurrences) - {-1})]
+    assert row["divergence_marker_first_piece_ratio"] == pytest.approx(3.0)
+    assert row["divergence_marker_occurrence_ratio"] == pytest.approx(3.0 * sum(pieces) / len(pieces))
 
 
 def test_grpo_training_rows(tiny_model_dir, tmp_path):

@@ -7,7 +7,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from sdlab.core.epistemic import MARKERS, count_markers, marker_breakdown, markers_per_1k_tokens, token_marker_mask, token_spans
+from sdlab.core.epistemic import MARKERS, count_markers, marker_breakdown, markers_per_1k_tokens, token_marker_mask, token_marker_occurrences, token_spans
 
 SENTENCES = [
     "Wait, maybe the answer is 7. Hmm, let me check it again.",
@@ -128,3 +128,10 @@ def test_token_strings_without_tokenizer_are_text_pieces():
     assert token_marker_mask([]) == []
     with pytest.raises(ValueError, match="need their tokenizer"):
         token_marker_mask([1, 2, 3])
+
+
+def test_marker_occurrences_group_the_pieces_of_each_marker():
+    pieces = ["The", " che", "ck", " is", " fine", ", wa", "it", " wait"]
+    assert token_marker_occurrences(pieces) == [-1, 0, 0, -1, -1, 1, 1, 2]
+    assert token_marker_mask(pieces) == [o >= 0 for o in token_marker_occurrences(pieces)]
+    assert token_marker_occurrences(["Maybe", "check"]) == [0, 1] and token_marker_occurrences([]) == []

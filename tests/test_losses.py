@@ -184,10 +184,18 @@ def test_topk_tail_when_the_top_k_holds_all_the_mass():
     assert torch.isfinite(value).all() and torch.isfinite(grad).all()
 
 
-def test_scatter_rows_puts_values_in_their_rows_zero_elsewhere_and_passes_gradients():
-    values = torch.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
-    out = losses.scatter_rows(values, torch.tensor([2, 0]), 4)
-    assert out.tolist() == [[3.0, 4.0], [0.0, 0.0], [1.0, 2.0], [0.0, 0.0]]
-    (out * torch.arange(8.0).view(4, 2)).sum().backward()
-    assert values.grad.tolist() == [[4.0, 5.0], [0.0, 1.0]]
-    assert losses.scatter_rows(values, None, 4) is values
+def test_split_by_occurrence_counts_each_marker_once_by_first_piece_and_by_sum():
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0, 0.5, 0.2])
+    occurrence = torch.tensor([0, 0, -1, -1, 1, -1])  # "wa"+"it" (1.0, 2.0), then a one-piece marker (0.5)
+    split = losses.split_by_occurrence(values, occurrence)
+    other = (3.0 + 4.0 + 0.2) / 3
+    assert split["occurrences"] == 2
+    assert split["first_piece_mean"] == pytest.approx((1.0 + 0.5) / 2) and split["first_piece_ratio"] == pytest.approx(0.75 / other)
+    assert split["occurrence_sum_mean"] == pytest.approx((3.0 + 0.5) / 2) and split["occurrence_sum_ratio"] == pytest.approx(1.75 / other)
+    none = losses.split_by_occurrence(values, torch.full((6,), -1))
+    assert none["occurrences"] == 0 and math.isnan(none["first_piece_ratio"])
+
+
+def test_concat_occurrences_keeps_ids_unique():
+    pooled = losses.concat_occurrences([torch.tensor([0, 0, -1, 1]), torch.tensor([-1, -1]), torch.tensor([0, -1, 0])])
+    assert pooled.tolist() == [0, 0, -1, 1, -1, -1, 2, -1, 2]

@@ -288,6 +288,12 @@ def test_probe_end_to_end_writes_tables_json_samples_and_heatmap(tiny_model_dir,
     assert "| context | score | response tokens | epistemic words (paper)" in table and "| partial:0.5 |" in table
     assert "teacher context: regenerated" in (out / "heatmap.html").read_text()
     assert summary["contexts"]["none"]["score"] == saved["contexts"]["none"]["score"]
+    # the gap under the model's own distribution, beside the truncated sampler's, each named as such
+    own = saved["contexts"]["solution"]["model_distribution"]
+    assert own["gap"]["mean"] == pytest.approx(saved["contexts"]["none"]["model_distribution"]["entropy"]["mean"] - own["entropy_context"]["mean"], abs=1e-4)
+    assert saved["contexts"]["none"]["model_distribution"]["gap"]["mean"] == 0.0 and own["entropy_context"]["mean"] != saved["contexts"]["solution"]["entropy_context"]["mean"]
+    assert "under the truncated sampler (temperature 0.6, top-k 20, top-p 0.95)" in table
+    assert "under the model's own distribution: temperature 1, no top-k/top-p" in table
 
 
 def test_probe_refuses_a_model_without_tokenizer_and_writes_nothing(tiny_model_dir, problems_file, tmp_path):
@@ -373,3 +379,20 @@ def test_shipped_probe_recipes_validate(recipe):
 
     config = load_config(ProbeConfig, recipe, ["n=4"])
     assert config.n == 4 and config.band[1] <= config.n
+
+
+def test_regenerated_context_is_the_first_correct_response_else_the_first():
+    from sdlab.probe.probe import regenerated_context
+
+    responses = [{"text": "a", "correct": False}, {"text": "b", "correct": True}, {"text": "c", "correct": True}]
+    assert regenerated_context(responses) == "b"
+    assert regenerated_context([{"text": "a", "correct": False}, {"text": "c", "correct": False}]) == "a"
+
+
+def test_divergence_split_by_problem_per_marker_occurrence():
+    # two problems, one response each: a two-piece marker (values 2, 0) and other tokens of 1
+    values = [[torch.tensor([2.0, 0.0, 1.0])], [torch.tensor([1.0, 2.0, 0.0])]]
+    occurrences = [[torch.tensor([0, 0, -1])], [torch.tensor([-1, 0, 0])]]
+    split = divergence_split_by_problem(values, occurrences, reps=20)
+    assert split["ratio"] == pytest.approx(1.0) and split["first_piece_ratio"] == pytest.approx(2.0) and split["occurrence_sum_ratio"] == pytest.approx(2.0)
+    assert split["occurrences"] == 2 and split["first_piece_ratio_se"] == pytest.approx(0.0)  # every bootstrap draw: the same ratio

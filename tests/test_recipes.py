@@ -43,16 +43,24 @@ def test_recipe_validates_from_the_repo_root(recipe, monkeypatch):
     assert config.output_dir.startswith("runs/")
 
 
+STUDY_OPTIMISER = {
+    "lr_scheduler": "constant_with_warmup", "warmup_steps": 10, "weight_decay": 0.01, "scale_rewards": "none",
+    "epsilon_low": 0.2, "epsilon_high": 0.28, "loss_type": "grpo", "importance_sampling_cap": 2.0,
+}
+
+
 @pytest.mark.parametrize("recipe", sorted((REPO / "recipes" / "models").rglob("*.yaml")), ids=lambda p: p.parent.name + "/" + p.name)
 def test_model_recipes_carry_the_studys_settings(recipe):
     config = TrainConfig.model_validate(yaml.safe_load(recipe.read_text()))
     assert (config.batch, config.mini_batch, config.rollouts, config.max_completion_length) == (256, 128, 8, 20480)
     assert config.updates_per_step == 2 and config.runtime.bf16 and config.runtime.vllm.enabled
+    written = yaml.safe_load(recipe.read_text())  # written out, not left to sdlab's defaults
+    assert {key: written[key] for key in STUDY_OPTIMISER} == STUDY_OPTIMISER
     if config.method == "grpo":
         assert config.lr == 1e-6
     else:
         sd = config.sdpo
-        assert (config.lr, sd.alpha, sd.topk, sd.tail, sd.is_clip, sd.success_threshold) == (1e-5, 0.5, 100, True, 2.0, 0.5)
+        assert (config.lr, sd.alpha, sd.topk, sd.tail, sd.success_threshold) == (1e-5, 0.5, 100, True, 0.5)
         assert sd.max_teacher_prompt_length == 22528 and sd.distillation == "topk" and sd.context == "solution"
 
 

@@ -15,6 +15,7 @@ from trl.experimental.sdpo import SDPOTrainer  # noqa: E402
 from trl.experimental.sdpo.sdpo_trainer import DistillationLogits, SuccessfulRolloutTeacherContextBuilder  # noqa: E402
 
 from sdlab import SdlabError  # noqa: E402
+from sdlab.core.contexts import PROBE_TEMPLATE  # noqa: E402
 from sdlab.core.io import read_jsonl  # noqa: E402
 from sdlab.training.callbacks import EpistemicMonitor  # noqa: E402
 from sdlab.training.grpo import math_reward  # noqa: E402
@@ -83,7 +84,7 @@ def test_teacher_context_is_a_successful_sibling_in_the_study_template(sdpo_run)
     first = audit[0]
     assert first["ok"] and first["active"], first["problems"]
     successes = [text for text, reward in zip(recorder.rollouts[0]["completions"], recorder.rollouts[0]["rewards"]) if reward >= 0.5]
-    assert "Correct solution: " in first["context"] and first["context"].endswith("Correctly solve the original question.")
+    assert first["context"].startswith("\nCorrect solution:\n\n") and first["context"].endswith("\n\nCorrectly solve the original question.")  # the study's training prompt
     assert any(text and text in first["context"] for text in successes)
     assert (out / "teacher_audit.txt").read_text().startswith("== step 0 sample")
 
@@ -206,24 +207,27 @@ def test_one_update_per_generation_has_no_is_weight(sdpo_run):
 
 
 @pytest.mark.parametrize("regenerated_correct", [True, False])
-def test_regenerated_context_replaces_the_sibling_only_when_correct(tiny_model_dir, tmp_path, regenerated_correct):
+def test_regenerated_context_is_the_first_correct_of_eight_else_the_first(tiny_model_dir, tmp_path, regenerated_correct):
     calls = []
 
     def reward(prompts, completions, completion_ids=None, **kwargs):
-        calls.append(len(completions))
-        first_call = len(calls) == 1  # the rollouts; later calls grade the regenerated answers
-        return [1.0 if first_call or regenerated_correct else 0.0 for _ in completions]
+        calls.append([c[0]["content"] if isinstance(c, list) else c for c in completions])
+        if len(calls) == 1:  # the rollouts: all successful
+            return [1.0] * len(completions)
+        return [1.0 if regenerated_correct and i % 8 == 2 else 0.0 for i in range(len(completions))]  # the 3rd of each 8
 
     recorder = Recorder()
     args = {**TINY_ARGS, "output_dir": str(tmp_path), "max_steps": 1}
     trainer = build_sdpo_trainer(model=tiny_model_dir, dataset=dataset(), args=args, reward_funcs=reward, context="regenerated", callbacks=[recorder])
     trainer.train()
-    assert len(calls) == 2 and calls[1] == 2  # one group: row 0's demonstration is rollout 1, the others' is rollout 0
+    assert len(calls) == 2 and len(calls[1]) == 2 * 8  # one group: two distinct demonstrations, 8 answers each
     row = next(r for r in trainer.state.log_history if "sdlab/regenerated_correct_fraction" in r)
     assert row["sdlab/regenerated_correct_fraction"] == (1.0 if regenerated_correct else 0.0)
     context = read_jsonl(tmp_path / "teacher_audit.jsonl")[0]["context"]
-    siblings = [text for text in recorder.rollouts[0]["completions"] if text]
-    assert any(s in context for s in siblings) is (not regenerated_correct)
+    chosen = 2 if regenerated_correct else 0
+    groups = [calls[1][:8], calls[1][8:]]
+    assert any(group[chosen] and group[chosen] in context for group in groups)
+    assert not any(text and text in context for text in recorder.rollouts[0]["completions"])  # s itself is never kept
 
 
 def test_monitor_rows_from_sdpo_training(sdpo_run):
@@ -256,7 +260,9 @@ def test_solution_nothink_and_trl_templates(sdpo_trainer):
     try:
         args.context = "solution_nothink"
         text = builder._build_reprompt_text("What is 2 plus 3?", solution, "")
-        assert text == "What is 2 plus 3?\n\nCorrect solution: The answer is \\boxed{5}.\n\nCorrectly solve the original question."
+        assert text == "What is 2 plus 3?\nCorrect solution:\n\nThe answer is \\boxed{5}.\n\nCorrectly solve the original question."
+        args.teacher_template = PROBE_TEMPLATE  # what `sdpo.template: probe` selects (the organism recipes)
+        assert builder._build_reprompt_text("Q?", "S", "") == "Q?\n\nCorrect solution: S\n\nCorrectly solve the original question."
         args.context, args.teacher_template = "solution", "trl"
         trl_text = builder._build_reprompt_text("Q?", solution, "")
         assert trl_text == "Q?\nCorrect solution:\n\n" + solution + "\n\n\n\nCorrectly solve the original question.\n"
@@ -346,3 +352,53 @@ def test_cheaper_teacher_pass_keeps_the_float32_loss(sdpo_trainer, mode):
         loss, _ = loss_and_grads(sdpo_trainer, sdpo_trainer._compute_teacher_student_logits, inputs)
     assert trl_loss.item() > 0.01
     assert loss.item() == pytest.approx(trl_loss.item(), rel=1e-6, abs=0.0)
+
+
+def reduction_batch(trainer):
+    """4 rows with 5, 2, 3 and 4 completion tokens; row 2 has no teacher context (inactive)."""
+    torch.manual_seed(1)
+    vocab = trainer.model.config.vocab_size
+    lengths, active = [5, 2, 3, 4], torch.tensor([1.0, 1.0, 0.0, 1.0])
+    completion_mask = torch.tensor([[1] * n + [0] * (5 - n) for n in lengths])
+    completion_ids = torch.randint(3, vocab, (4, 5)) * completion_mask
+    prompt_ids, teacher_prompt_ids = torch.randint(3, vocab, (4, 6)), torch.randint(3, vocab, (4, 9))
+    return {
+        "prompt_ids": prompt_ids, "prompt_mask": torch.ones_like(prompt_ids),
+        "completion_ids": completion_ids, "completion_mask": completion_mask,
+        "teacher_input_ids": torch.cat([teacher_prompt_ids, completion_ids], 1),
+        "teacher_attention_mask": torch.cat([torch.ones_like(teacher_prompt_ids), completion_mask], 1),
+        "self_distillation_mask": active, "advantages": torch.zeros(4),
+    }
+
+
+def accumulated_loss(trainer, batch, *, micro_batch):
+    """What one optimizer update sums: TRL's `compute_loss` on each micro-batch, divided by the accumulation steps."""
+    steps = len(batch["advantages"]) // micro_batch
+    saved, trainer.current_gradient_accumulation_steps = getattr(trainer, "current_gradient_accumulation_steps", 1), steps
+    try:
+        with torch.no_grad():
+            return sum(
+                trainer.compute_loss(trainer.model, {key: value[i * micro_batch : (i + 1) * micro_batch] for key, value in batch.items()}).item()
+                for i in range(steps)
+            )
+    finally:
+        trainer.current_gradient_accumulation_steps = saved
+
+
+def test_default_reduction_is_the_studys_per_sequence_mean_over_all_rows_at_any_micro_batch(sdpo_trainer):
+    trainer, batch = sdpo_trainer, reduction_batch(sdpo_trainer)
+    trainer.model.train()
+    assert SdlabSDPOConfig.__dataclass_fields__["distillation_reduction"].default == "all_sequence_mean"
+    with torch.no_grad():
+        logits = trainer._compute_teacher_student_logits(trainer.model, trainer.teacher_model, batch)
+        terms, _ = trainer._per_token_distillation(logits)  # [4, 5] per-token divergence
+    # the study: mean over a row's own tokens, rows without a successful sibling count 0, mean over all 4 rows
+    by_hand = 0.0
+    for row in range(4):
+        tokens = [float(terms[row, t]) for t in range(5) if batch["completion_mask"][row, t]]
+        by_hand += (sum(tokens) / len(tokens) if batch["self_distillation_mask"][row] else 0.0) / 4
+    trainer.args.distillation_reduction = "all_sequence_mean"
+    for micro_batch in (1, 2, 4):
+        assert accumulated_loss(trainer, batch, micro_batch=micro_batch) == pytest.approx(by_hand, rel=1e-5)
+    trainer.args.distillation_reduction = "token_mean"  # the old default: a different number per micro-batch size
+    assert accumulated_loss(trainer, batch, micro_batch=1) != pytest.approx(accumulated_loss(trainer, batch, micro_batch=4), rel=1e-3)

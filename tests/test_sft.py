@@ -51,10 +51,23 @@ def test_guided_traces_keep_the_response_and_drop_the_context(tmp_path):
     assert solver.prompts[0] == "What is 0+0?\n\nCorrect solution: It is 0.\n\nCorrectly solve the original question."
 
 
-def test_unguided_traces_keep_only_correct_answers(tmp_path):
+def test_unguided_traces_are_the_conditioning_solutions_on_the_guided_problems(tmp_path):
+    """The study's D_ug: the solution s itself, for the problems D_sg conditions on s."""
     items = problems(4, with_solution=True)
-    count = collect_traces(ScriptedSolver({p.question: p.answer for p in items}), items, mode="unguided", n_correct=4, out=tmp_path / "d_ug.jsonl", sampling=SamplingParams(n=2))
-    assert count == 0 and read_jsonl(tmp_path / "d_ug.jsonl") == []
+    solver = ScriptedSolver({p.question: p.answer for p in items})
+    assert collect_traces(solver, items, mode="unguided", n_correct=4, out=tmp_path / "d_ug.jsonl", sampling=SamplingParams(n=2)) == 4
+    assert solver.prompts == []  # the reference solutions: nothing to sample
+    rows = read_jsonl(tmp_path / "d_ug.jsonl")
+    assert [r["messages"][-1]["content"] for r in rows] == [p.solution for p in items] and all(r["mode"] == "unguided" for r in rows)
+    collect_traces(solver, items, mode="guided", n_correct=4, out=tmp_path / "d_sg.jsonl", sampling=SamplingParams(n=2))
+    assert [r["id"] for r in read_jsonl(tmp_path / "d_sg.jsonl")] == [r["id"] for r in rows]
+
+
+def test_unguided_without_reference_keeps_an_own_correct_sample_only(tmp_path):
+    items = problems(3, with_solution=False)
+    solver = ScriptedSolver({p.question: p.answer for p in items})  # never correct without the solution
+    assert collect_traces(solver, items, mode="unguided", n_correct=3, out=tmp_path / "d_ug.jsonl", sampling=SamplingParams(n=2)) == 0
+    assert len(solver.prompts) == 3 and read_jsonl(tmp_path / "d_ug.jsonl") == []
 
 
 def test_guided_without_reference_uses_an_own_correct_response(tmp_path):

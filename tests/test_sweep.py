@@ -34,7 +34,7 @@ def grid_sweep(tmp_path, problems_file, **extra) -> dict:
                  "eval": {"every": 2, "sources": [str(problems_file)], "k": 2}},
         "grid": {
             "method": ["grpo", "sdpo"],
-            "coverage": {"small": {"data.train": str(problems_file), "data.limit": 2}, "all": {"data.limit": 8}},
+            "coverage": {"small": {"data.train": str(problems_file), "data.limit": 4}, "all": {"data.limit": 8}},
             "seed": [0, 1],
         },
         **extra,
@@ -47,7 +47,7 @@ def test_grid_is_the_product_of_the_axes_in_file_order(tmp_path, problems_file):
     assert len(cells) == 2 * 2 * 2
     assert cells[0].name == "method-grpo__coverage-small__seed-0" and cells[-1].name == "method-sdpo__coverage-all__seed-1"
     assert cells[0].levels == {"method": "grpo", "coverage": "small", "seed": "0"}
-    assert cells[0].overrides == {"method": "grpo", "data.train": str(problems_file), "data.limit": 2, "seed": 0}
+    assert cells[0].overrides == {"method": "grpo", "data.train": str(problems_file), "data.limit": 4, "seed": 0}
     recipe = cells[-1].recipe
     assert recipe["method"] == "sdpo" and recipe["seed"] == 1 and recipe["data"] == {"train": str(problems_file), "limit": 8}
     assert recipe["output_dir"] == str(tmp_path / "sweep" / "cells" / cells[-1].name)
@@ -113,7 +113,7 @@ def test_every_shipped_sweep_expands_and_every_cell_validates(path, monkeypatch)
         pytest.skip(f"{SHARED_DATA} not found (the shared math data sits beside the repository)")
     config = load_sweep(path)
     cells = validate_sweep(config)
-    assert len(cells) >= 4 and "seed" in config.grid and len(config.grid["seed"]) == 3
+    assert len(cells) >= 4 and "seed" in config.grid and len(config.grid["seed"]) == (1 if config.select else 3)  # a selection sweep: one seed
     configs = [c for _, c in cells]
     grid_keys = {key for cell, _ in cells for key in cell.overrides}
     assert varied_keys(configs) - {"output_dir"} <= grid_keys  # nothing else differs between cells
@@ -226,3 +226,59 @@ def test_tiny_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(tmp
     # the sweep directory alone is enough to collect the results (the recipe was merged into sweep.yaml)
     (tmp_path / "grpo.yaml").unlink()
     assert [r["steps"] for r in collect_results(sweep_dir)["rows"]] == [2, 2]
+
+
+def test_problems_drawn_follows_trls_sampler_epoch_by_epoch():
+    from sdlab.training.grpo import problems_drawn
+
+    ids = [f"p{i}" for i in range(64)]
+    assert len(problems_drawn(ids, prompts_per_step=2, steps=31, seed=0)) == 62  # fewer draws than problems
+    assert set(problems_drawn(ids, prompts_per_step=2, steps=32, seed=0).values()) == {1}  # one epoch: each once
+    assert sum(problems_drawn(ids, prompts_per_step=16, steps=12, seed=3).values()) == 192 and len(problems_drawn(ids, prompts_per_step=16, steps=12, seed=3)) == 64
+    one = problems_drawn(["p0"] * 64, prompts_per_step=8, steps=10, seed=0)  # organism:linmod:1x64: one problem
+    assert one == {"p0": 80}
+    odd = [f"p{i}" for i in range(7)]  # 7 rows, batches of 2: each epoch drops one problem
+    assert len(problems_drawn(odd, prompts_per_step=2, steps=3, seed=0)) == 6
+    with pytest.raises(ValueError, match="cannot fill one batch"):
+        problems_drawn(odd, prompts_per_step=8, steps=1, seed=0)
+
+
+def test_a_coverage_sweep_refuses_levels_its_steps_do_not_cover(tmp_path, problems_file):
+    data = grid_sweep(tmp_path, problems_file, require_full_coverage=True)
+    data["base"].update(steps=1, batch=2)  # 2 prompts: the 8-problem level is not covered, the 2-problem one is
+    with pytest.raises(SdlabError, match="cell method-grpo__coverage-all__seed-0: 1 steps x 2 prompts .* draw 2 of its 8 distinct"):
+        validate_sweep(load_sweep(write_sweep(tmp_path / "s.yaml", data)))
+    data["base"]["steps"] = 4  # 8 prompts over one epoch of 8 rows: all covered
+    assert len(validate_sweep(load_sweep(write_sweep(tmp_path / "s.yaml", data)))) == 8
+
+
+def test_last_third_mean_and_the_rate_rule():
+    from sdlab.experiments.results import choose_level, last_third_mean
+
+    assert last_third_mean([0.0] * 20 + [0.5] * 5 + [1.0] * 5) == pytest.approx(0.75)  # 30 steps: steps 21-30
+    assert last_third_mean([1.0, 0.0, 0.0, 0.2]) == pytest.approx(0.1)  # 4 steps: the last ceil(4/3) = 2
+    assert last_third_mean([0.4, None, 0.6, None]) == pytest.approx(0.6) and last_third_mean([]) is None
+    assert choose_level({1e-5: 0.2, 1e-4: 0.6, 1e-3: 0.1}) == 1e-4
+    assert choose_level({1e-3: 0.6, 1e-5: 0.6, 1e-4: 0.3}) == 1e-5  # a tie goes to the smaller rate
+    assert choose_level({1e-5: None, 1e-4: 0.0}) == 1e-4 and choose_level({1e-5: None}) is None
+
+
+def test_a_selection_must_name_grid_axes(tmp_path, problems_file):
+    data = grid_sweep(tmp_path, problems_file, select={"axis": "lr", "per": ["method"]})
+    with pytest.raises(SdlabError, match="select: 'lr' is not a grid axis"):
+        load_sweep(write_sweep(tmp_path / "s.yaml", data))
+
+
+def test_a_rate_sweep_chooses_by_its_fixed_rule(tmp_path, tiny_model_dir, problems_file):
+    from sdlab.core.io import read_jsonl
+    from sdlab.experiments.results import choose_level, last_third_mean
+
+    path = tiny_sweep(tmp_path, tiny_model_dir, problems_file)
+    data = yaml.safe_load(path.read_text())
+    data.update(grid={"method": ["grpo"], "lr": [1e-3, 1e-1], "seed": [0]}, select={"axis": "lr", "per": ["method"]})
+    data["base"].update({"steps": 3, "warmup_steps": 0, "eval.every": 0})
+    results = run_sweep(load_sweep(write_sweep(path, data)), reward_funcs=distinct_characters)
+    by_rate = {float(r["lr"]): last_third_mean([m["reward_mean"] for m in read_jsonl(tmp_path / "sweep" / "cells" / r["cell"] / "metrics.jsonl")]) for r in results["rows"]}
+    assert all(score is not None for score in by_rate.values())
+    [choice] = results["selection"]
+    assert choice["method"] == "grpo" and choice["scores"] == by_rate and choice["lr"] == choose_level(by_rate)

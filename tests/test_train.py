@@ -308,3 +308,73 @@ def test_resume_refuses_a_rebuilt_organism(recipe, tiny_model_dir, problems_file
     (model / "build.json").write_text(json.dumps({"settings_hash": "second"}))
     with pytest.raises(SdlabError, match="model build first"):
         run(recipe, overrides, resume=True)
+
+
+# -- the study's optimiser, as TRL sees it ------------------------------------------------------
+
+
+def test_bad_optimiser_settings_name_the_key(recipe):
+    assert "scale_rewards" in error_of(recipe, ["scale_rewards=std"]) and "'none', 'group' or 'batch'" in error_of(recipe, ["scale_rewards=std"])
+    assert "epsilon_high" in error_of(recipe, ["epsilon_high=-0.1"])
+    assert "importance_sampling_cap" in error_of(recipe, ["importance_sampling_cap=0.5"])
+    assert "constant_with_warmup" in error_of(recipe, ["lr_scheduler=constant", "warmup_steps=10"])
+    assert "loss_type" in error_of(recipe, ["loss_type=ppo"])
+
+
+@pytest.mark.parametrize("method", ["grpo", "sdpo"])
+def test_the_studys_optimiser_reaches_trls_trainer(method, recipe, tiny_model_dir, problems_file, tmp_path):
+    from sdlab.training.run import build_trainer
+
+    overrides = tiny_overrides(tiny_model_dir, problems_file, tmp_path / "run", f"method={method}", "batch=4", "mini_batch=2", "lr=1e-3")
+    config = load_train_config(recipe, overrides)
+    trainer = build_trainer(config, model_path=str(tiny_model_dir), run_dir=tmp_path / "run", callbacks=[], show_teacher=0)
+    args = trainer.args
+    assert (args.scale_rewards, args.epsilon, args.epsilon_high, args.loss_type) == ("none", 0.2, 0.28, "grpo")
+    assert (trainer.scale_rewards, trainer.epsilon_low, trainer.epsilon_high, trainer.loss_type) == ("none", 0.2, 0.28, "grpo")
+    assert (args.weight_decay, args.lr_scheduler_type, args.warmup_steps) == (0.01, "constant_with_warmup", 20)  # 10 steps x 2 updates
+    if method == "grpo":
+        assert (args.vllm_importance_sampling_correction, args.vllm_importance_sampling_mode, args.vllm_importance_sampling_clip_max) == (True, "token_truncate", 2.0)
+    else:
+        assert (args.distillation_is_clip, args.distillation_reduction) == (2.0, "all_sequence_mean")
+    trainer.create_optimizer_and_scheduler(num_training_steps=config.optimizer_steps)
+    assert type(trainer.optimizer).__name__ == "AdamW"
+    assert {group["weight_decay"] for group in trainer.optimizer.param_groups} == {0.01, 0.0}  # biases and norms: no decay
+    rates = []
+    for _ in range(22):
+        rates.append(trainer.lr_scheduler.get_last_lr()[0])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    assert rates[0] == 0.0 and rates[10] == pytest.approx(0.5e-3) and rates[20] == rates[21] == pytest.approx(1e-3)
+
+
+def test_importance_sampling_cap_off_turns_both_corrections_off(recipe, tiny_model_dir, problems_file, tmp_path):
+    from sdlab.training.run import build_trainer
+
+    for method in ("grpo", "sdpo"):
+        config = load_train_config(recipe, tiny_overrides(tiny_model_dir, problems_file, tmp_path / method, f"method={method}", "importance_sampling_cap=null"))
+        args = build_trainer(config, model_path=str(tiny_model_dir), run_dir=tmp_path / method, callbacks=[], show_teacher=0).args
+        assert (args.vllm_importance_sampling_correction if method == "grpo" else args.distillation_is_clip) in (False, None)
+
+
+@pytest.mark.parametrize("steps", [3, 4])
+def test_a_run_logs_the_distinct_problems_its_sampler_drew(steps, recipe, tiny_model_dir, problems_file, tmp_path):
+    from sdlab.core.data import load_problems
+    from sdlab.core.io import read_json, read_jsonl
+    from sdlab.training.grpo import problems_drawn
+
+    out = tmp_path / "run"
+    summary = run(recipe, tiny_overrides(tiny_model_dir, problems_file, out, f"steps={steps}", "save_steps=10", "seed=3"))
+    predicted = problems_drawn([p.id for p in load_problems(str(problems_file))], prompts_per_step=2, steps=steps, seed=3)
+    seen = read_json(out / "problems_seen.json")
+    assert seen == dict(predicted)  # the real trainer drew exactly what the sampler simulation says
+    assert [row["distinct_problems_seen"] for row in read_jsonl(out / "metrics.jsonl")][-1] == summary["distinct_problems_seen"] == 2 * steps
+
+
+def test_teacher_template_names_the_studys_two_prompts(recipe, tiny_model_dir, problems_file, tmp_path):
+    from sdlab.core.contexts import PROBE_TEMPLATE, TRAINING_TEMPLATE
+    from sdlab.training.run import build_trainer
+
+    for name, template in (("training", TRAINING_TEMPLATE), ("probe", PROBE_TEMPLATE)):
+        config = load_train_config(recipe, tiny_overrides(tiny_model_dir, problems_file, tmp_path / name, "method=sdpo", f"sdpo.template={name}"))
+        assert build_trainer(config, model_path=str(tiny_model_dir), run_dir=tmp_path / name, callbacks=[], show_teacher=0).args.teacher_template == template
+    assert TRAINING_TEMPLATE.format(question="Q", solution="S") == "Q\nCorrect solution:\n\nS\n\nCorrectly solve the original question."

@@ -38,7 +38,18 @@ def sweep(
         results = run_sweep(config, force=force, on_cell=on_cell)
         progress.update(task, completed=len(cells), description=config.name)
     print_aggregate(results)
+    print_selection(results)
     print(f"{config.output_dir}: results.csv, aggregate.csv, results.json")
+
+
+def print_selection(results: dict) -> None:
+    """The sweep's fixed selection rule applied: each group's chosen level and every level's score."""
+    for choice in results.get("selection") or []:
+        select = results["select"]
+        group = ", ".join(f"{key}={choice[key]}" for key in select["per"])
+        scores = ", ".join(f"{level:g}: {'-' if score is None else f'{score:.3f}'}" for level, score in choice["scores"].items())
+        chosen = "none (no cell finished)" if choice[select["axis"]] is None else f"{choice[select['axis']]:g}"
+        print(f"{group}: chosen {select['axis']} = {chosen} (highest {choice['metric']}, ties to the smaller; {scores})")
 
 
 def print_aggregate(results: dict) -> None:

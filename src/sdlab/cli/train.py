@@ -45,7 +45,7 @@ def validate(
 def sft_data(
     model: str = typer.Option(..., "--model", help="Model dir, hub id or `organism`."),
     data: str = typer.Option(..., "--data", help="Problem source: parquet/JSONL path, datasets dir or an organism spec (organism:linmod:512)."),
-    mode: SftMode = typer.Option(SftMode.unguided, "--mode", help="unguided (D_ug: no context) or guided (D_sg: solution in context, dropped for training)."),
+    mode: SftMode = typer.Option(SftMode.unguided, "--mode", help="unguided (D_ug: the conditioning solution itself) or guided (D_sg: first correct response with that solution in context, dropped for training)."),
     n_correct: int = typer.Option(COLLECT["n_correct"], "--n-correct", min=1, help="Correct traces to collect (one per problem)."),
     out: Path = typer.Option(..., "--out", help="Output chat JSONL; an existing file is resumed."),
     max_attempts: int = typer.Option(COLLECT["max_attempts"], "--max-attempts", min=1, help="Samples per problem before giving up on it."),

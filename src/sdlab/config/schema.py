@@ -107,8 +107,14 @@ class SdpoConfig(StrictModel):
     alpha: float = Field(0.5, ge=0, le=1)  # generalised JSD interpolation; 1.0 = reverse KL
     success_threshold: float = 0.5
     grpo_blend: float = Field(0.0, ge=0, le=1)  # weight of the policy-gradient term
-    is_clip: float | None = Field(2.0, gt=0)
+    # all_sequence_mean: the study's (per-sequence mean over ALL rows of an update, a row without a
+    # successful sibling counting 0; independent of runtime.micro_batch). The others are deviations.
+    reduction: Literal["all_sequence_mean", "active_sequence_mean", "token_mean"] = "all_sequence_mean"
     max_teacher_prompt_length: PositiveInt = 22528
+    # The teacher prompt: `training`, the study's SDPO prompt ({question}\nCorrect solution:\n\n{solution}...);
+    # `probe`, the study's probe prompt ({question}\n\nCorrect solution: {solution}...), which the
+    # organism's corpus teaches; `trl`, TRL's own templates.
+    template: Literal["training", "probe", "trl"] = "training"
     show_teacher: int = Field(2, ge=0)  # teacher inputs of the first batch written to teacher_audit.txt
 
     @model_validator(mode="after")
@@ -195,10 +201,24 @@ class TrainConfig(StrictModel):
     seed: int = 0
     steps: PositiveInt = 50  # generation batches (SFT: optimizer steps; epochs bound it too)
     lr: float = Field(1e-5, gt=0)
-    lr_scheduler: Literal["constant", "linear", "cosine", "constant_with_warmup"] = "constant"
-    warmup_steps: int = Field(0, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
+    # The optimiser and policy-loss defaults are the study's (docs/decisions.md#the-studys-optimiser):
+    # AdamW, weight decay 0.01, 10 warmup steps then a constant rate.
+    lr_scheduler: Literal["constant", "linear", "cosine", "constant_with_warmup"] = "constant_with_warmup"
+    warmup_steps: int = Field(10, ge=0)  # in steps (generation batches), like `steps`
+    weight_decay: float = Field(0.01, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
+    # Advantage = reward - group mean, divided by: nothing (`none`, the study's), the group's std
+    # (`group`, TRL's default) or the batch's std (`batch`). GRPO and SDPO's grpo_blend term.
+    scale_rewards: Literal["none", "group", "batch"] = "none"
+    epsilon_low: float = Field(0.2, gt=0, lt=1)  # ratio clip 1 - epsilon_low (the study's 0.2)
+    epsilon_high: float = Field(0.28, gt=0)  # ratio clip 1 + epsilon_high (the study's clip-higher 0.28)
+    # Policy-loss reduction (TRL's loss_type). `grpo`: per-sequence mean over all rows of an update,
+    # what the study's micro-batch-1 verl runs compute; `dapo` (TRL's default): tokens of the batch.
+    loss_type: Literal["grpo", "dapo", "bnpo", "dr_grpo"] = "grpo"
+    # Token-level importance-sampling weights min(pi_train / pi_rollout, cap) (the study: 2.0; None:
+    # off). GRPO: TRL's vLLM correction (acts only with runtime.vllm); SDPO: the distillation loss's
+    # `distillation_is_clip` (acts only when one generation batch feeds several updates).
+    importance_sampling_cap: float | None = Field(2.0, gt=1)
     batch: PositiveInt = 8  # prompts per step (SFT: examples per optimizer step)
     mini_batch: PositiveInt | None = None  # prompts per optimizer update; None = batch
     rollouts: PositiveInt = 8  # completions per prompt
@@ -234,6 +254,8 @@ class TrainConfig(StrictModel):
             raise ValueError(f"method={self.method} needs rollouts >= 2 (got {self.rollouts}): advantages and SDPO's successful siblings compare the rollouts of one prompt")
         if self.mini_batch is not None and self.batch % self.mini_batch:
             raise ValueError(f"batch ({self.batch}) must be a multiple of mini_batch ({self.mini_batch})")
+        if self.warmup_steps and self.lr_scheduler == "constant":
+            raise ValueError(f"lr_scheduler=constant ignores warmup_steps={self.warmup_steps}; use lr_scheduler=constant_with_warmup, or warmup_steps=0")
         return self
 
     @property
@@ -270,6 +292,9 @@ class ProbeConfig(SamplingConfig):
     template: str = DEFAULT_TEMPLATE
     alpha: float = Field(0.5, ge=0, le=1)  # divergence: 0 forward KL, 1 reverse KL, 0.5 JSD (the study's)
     entropy_under: Literal["sampling", "model"] = "sampling"  # score samples under q (T, top-k, top-p) or raw p
+    # also the gap under the model's own distribution p (temperature 1, no top-k/top-p): a fresh
+    # round of n samples per context from p, scored under p (doubles the sampling and scoring)
+    model_distribution_gap: bool = True
     enable_thinking: bool | None = None
     backend: Literal["auto", "transformers", "vllm"] = "auto"
     vllm_gpu_memory: float = Field(0.5, gt=0, lt=1)  # vLLM's share of the GPU: scoring needs the rest for its copy of the model
@@ -297,6 +322,15 @@ class ProbeConfig(SamplingConfig):
         return self
 
 
+class SelectConfig(StrictModel):
+    """A selection rule fixed before any result: per group of `per` levels, the `axis` level with
+    the highest `metric` (mean over seeds); ties go to the smaller level."""
+
+    axis: str = "lr"
+    per: list[str] = Field(default_factory=lambda: ["method"])
+    metric: str = "train_reward_last_third"  # mean training reward over the last third of the steps
+
+
 class SweepConfig(StrictModel):
     name: str = "sweep"
     description: str = ""
@@ -305,6 +339,10 @@ class SweepConfig(StrictModel):
     base: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any] | dict[str, dict[str, Any]]]
     aggregate_over: list[str] = Field(default_factory=lambda: ["seed"])  # axes averaged (mean, 95% CI)
+    # refuse cells whose steps do not draw every distinct training problem at least once (coverage
+    # sweeps); otherwise such cells only get a warning
+    require_full_coverage: bool = False
+    select: SelectConfig | None = None  # e.g. choose each method's learning rate (recipes/sweeps/lr.yaml)
     final_eval: FinalEvalConfig | None = None
 
     @field_validator("grid")
@@ -319,6 +357,16 @@ class SweepConfig(StrictModel):
             if len(set(labels)) != len(labels):
                 raise ValueError(f"axis {axis!r}: levels {labels} are not distinct as directory names")
         return grid
+
+    @model_validator(mode="after")
+    def _selection_names_axes(self) -> "SweepConfig":
+        if self.select is not None:
+            for axis in (self.select.axis, *self.select.per):
+                if axis not in self.grid:
+                    raise ValueError(f"select: {axis!r} is not a grid axis (axes: {', '.join(self.grid)})")
+            if not isinstance(self.grid[self.select.axis], list):
+                raise ValueError(f"select.axis {self.select.axis!r} must be a list of numbers (e.g. lr: [1.0e-5, 1.0e-4])")
+        return self
 
 
 class DemoTrainConfig(StrictModel):

@@ -24,7 +24,12 @@ from dataclasses import dataclass
 from sdlab import SdlabError
 from sdlab.core.grading import remove_think
 
-DEFAULT_TEMPLATE = "{question}\n\nCorrect solution: {solution}\n\nCorrectly solve the original question."
+# The study's two prompts differ only in whitespace: its probe's hint prompt, and its SDPO
+# training teacher prompt. `sdpo.template` picks one for training; the probe uses the probe's.
+PROBE_TEMPLATE = "{question}\n\nCorrect solution: {solution}\n\nCorrectly solve the original question."
+TRAINING_TEMPLATE = "{question}\nCorrect solution:\n\n{solution}\n\nCorrectly solve the original question."
+DEFAULT_TEMPLATE = PROBE_TEMPLATE
+TEMPLATES = {"training": TRAINING_TEMPLATE, "probe": PROBE_TEMPLATE}
 TEMPLATE_FIELDS = ("question", "solution")
 CONTEXT_KINDS = ("none", "solution", "solution_nothink", "regenerated", "partial", "hint")
 ALLOWED_NAMES = "none, solution, solution_nothink, regenerated, partial:F (0 < F <= 1), hint"

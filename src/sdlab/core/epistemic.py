@@ -4,7 +4,8 @@ Two counting modes. "paper" reproduces the study exactly: per word `text.lower()
 so substrings count ("checking", "Wait", "seemsseems" twice). "word" counts whole words only,
 case-insensitively, for readers who want to see how much the substring rule inflates counts.
 `token_marker_mask` says which tokens of a response carry a (paper-mode) marker, to split
-per-token divergences into marker vs other tokens.
+per-token divergences into marker vs other tokens; `token_marker_occurrences` also says which
+occurrence, to read the split per marker occurrence.
 """
 
 from __future__ import annotations
@@ -99,9 +100,11 @@ def _same_length_lower(text: str) -> str:
     return "".join(char.lower() if len(char.lower()) == 1 else char for char in text)
 
 
-def token_marker_mask(tokens: Sequence[int] | Sequence[str] | Any, tokenizer: Any = None) -> list[bool]:
-    """One bool per token: True where the token's text overlaps a marker occurrence (paper mode:
-    substrings, case-insensitive) in the concatenated response text.
+def token_marker_occurrences(tokens: Sequence[int] | Sequence[str] | Any, tokenizer: Any = None) -> list[int]:
+    """One int per token: the index (0, 1, ... in text order) of the marker occurrence (paper mode:
+    substrings, case-insensitive) the token's text overlaps, or -1. A marker is often several BPE
+    pieces; this groups them, so a divergence can be read per occurrence (first piece, or summed
+    over its pieces) as well as per sub-token.
 
     `tokens` are token ids with their `tokenizer` (a tensor works too), tokenizer token strings
     with their tokenizer, or, without a tokenizer, each token's decoded text piece."""
@@ -117,20 +120,36 @@ def token_marker_mask(tokens: Sequence[int] | Sequence[str] | Any, tokenizer: An
             position += len(piece)
         text = "".join(tokens)
     elif tokenizer is None:
-        raise ValueError("token_marker_mask: token ids need their tokenizer to be decoded")
+        raise ValueError("token_marker_occurrences: token ids need their tokenizer to be decoded")
     else:
         if isinstance(tokens[0], str):
             tokens = tokenizer.convert_tokens_to_ids(tokens)
         text, spans = token_spans(tokens, tokenizer)
     text = _same_length_lower(text)
 
-    in_marker = bytearray(len(text))
-    for word in MARKERS:
-        start = text.find(word)
-        while start >= 0:
-            in_marker[start : start + len(word)] = b"\x01" * len(word)
-            start = text.find(word, start + len(word))
-    covered = [0] * (len(text) + 1)  # prefix sums: markers characters before each offset
-    for offset, flag in enumerate(in_marker):
-        covered[offset + 1] = covered[offset] + flag
-    return [covered[end] > covered[start] for start, end in spans]
+    found = sorted((start, start + len(word)) for word in MARKERS for start in _find_all(text, word))
+    owner = [-1] * len(text)  # the occurrence covering each character (the earlier one where two overlap)
+    for index, (start, end) in enumerate(found):
+        for offset in range(start, end):
+            if owner[offset] < 0:
+                owner[offset] = index
+    result = []
+    for start, end in spans:
+        covering = [owner[offset] for offset in range(start, end) if owner[offset] >= 0]
+        result.append(min(covering) if covering else -1)
+    return result
+
+
+def _find_all(text: str, word: str) -> list[int]:
+    """Start offsets of `word` in `text`, non-overlapping (as str.count counts them)."""
+    starts, start = [], text.find(word)
+    while start >= 0:
+        starts.append(start)
+        start = text.find(word, start + len(word))
+    return starts
+
+
+def token_marker_mask(tokens: Sequence[int] | Sequence[str] | Any, tokenizer: Any = None) -> list[bool]:
+    """One bool per token: True where the token's text overlaps a marker occurrence (paper mode:
+    substrings, case-insensitive) in the concatenated response text (`token_marker_occurrences`)."""
+    return [occurrence >= 0 for occurrence in token_marker_occurrences(tokens, tokenizer)]

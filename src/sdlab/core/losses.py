@@ -26,9 +26,12 @@ from torch.utils.checkpoint import checkpoint
 class Reduction(StrEnum):
     """How a [B, T] per-token loss becomes one number."""
 
-    TOKEN_MEAN = "token_mean"  # sum over every active token / number of active tokens
+    TOKEN_MEAN = "token_mean"  # sum over every active token / number of active tokens (depends on the micro-batch)
     ACTIVE_SEQUENCE_MEAN = "active_sequence_mean"  # mean per sequence, then mean over sequences with >= 1 active token
-    ALL_SEQUENCE_MEAN = "all_sequence_mean"  # mean per sequence, then mean over ALL rows (TRL SDPO; empty rows count 0)
+    # mean per sequence, then mean over ALL rows (empty rows count 0): TRL's SDPO and the study's
+    # (verl, micro-batch 1, scaled by 1/accumulation); summed over equal micro-batches / accumulation
+    # it is the same number whatever the micro-batch size
+    ALL_SEQUENCE_MEAN = "all_sequence_mean"
 
 
 def _kl(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
@@ -247,3 +250,52 @@ def split_by_mask(values: torch.Tensor, token_mask: torch.Tensor, marker_mask: t
         "marker_tokens": int(on_markers.sum()),
         "other_tokens": int(on_others.sum()),
     }
+
+
+def split_by_occurrence(values: torch.Tensor, occurrence: torch.Tensor) -> dict[str, float]:
+    """The marker/other split per marker *occurrence* rather than per sub-token.
+
+    `values`: [N] per-token quantity (e.g. divergence) over the tokens that count; `occurrence`:
+    [N] the marker occurrence each token belongs to (ids unique over the N tokens, in token
+    order within an occurrence), -1 for other tokens. A marker of several BPE pieces has its
+    later pieces nearly certain for student and teacher alike, which pulls the per-sub-token
+    mean down; here each occurrence counts once: by its first piece, and by the sum over its
+    pieces. Ratios are to the mean over other tokens; NaN where undefined.
+    """
+    occurrence = occurrence.long()
+    values = values.detach().float()
+    others = values[occurrence < 0]
+    other_mean = float(others.mean()) if others.numel() else float("nan")
+    ids, first_index = [], {}
+    for position, occ in enumerate(occurrence.tolist()):
+        if occ >= 0 and occ not in first_index:
+            first_index[occ] = position
+            ids.append(occ)
+    if not ids:
+        first_mean = summed_mean = float("nan")
+    else:
+        marked = occurrence >= 0
+        sums = torch.zeros(max(ids) + 1).index_add_(0, occurrence[marked], values[marked])
+        first_mean = float(values[[first_index[i] for i in ids]].mean())
+        summed_mean = float(sums[ids].mean())
+
+    def ratio(value: float) -> float:
+        return value / other_mean if other_mean and not math.isnan(other_mean) and not math.isnan(value) else float("nan")
+
+    return {
+        "first_piece_mean": first_mean,
+        "first_piece_ratio": ratio(first_mean),
+        "occurrence_sum_mean": summed_mean,
+        "occurrence_sum_ratio": ratio(summed_mean),
+        "occurrences": len(ids),
+    }
+
+
+def concat_occurrences(pieces: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate per-response occurrence ids (-1 = none), renumbering so ids stay unique."""
+    out, offset = [], 0
+    for piece in pieces:
+        piece = piece.long()
+        out.append(torch.where(piece >= 0, piece + offset, piece))
+        offset += int(piece.max()) + 1 if piece.numel() and int(piece.max()) >= 0 else 0
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from sdlab import SdlabError
 from sdlab.config import apply_overrides, build_config, parse_override, read_yaml
 from sdlab.config.checks import check_paths
 from sdlab.config.schema import DATA_SECTIONS, SweepConfig, TrainConfig, sanitize
-from sdlab.config.sources import expand_data_dir
+from sdlab.config.sources import expand_data_dir, source_kind
+
+logger = logging.getLogger(__name__)
 
 SWEEP_FILE = "sweep.yaml"  # the resolved sweep, written into the sweep directory
 CELLS = "cells"
@@ -157,9 +160,36 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
 
 
 def validate_sweep(config: SweepConfig) -> list[tuple[Cell, TrainConfig]]:
-    """Expand the grid and validate every cell's recipe before anything runs."""
-    cells = expand_grid(config)
-    return [(cell, cell.config()) for cell in cells]
+    """Expand the grid and validate every cell's recipe before anything runs; check that each
+    cell's steps draw every distinct training problem (`require_full_coverage`: or refuse)."""
+    cells = [(cell, cell.config()) for cell in expand_grid(config)]
+    short = []
+    for cell, train_config in cells:
+        coverage = planned_coverage(train_config)
+        if coverage and coverage[0] < coverage[1]:
+            short.append(f"cell {cell.name}: {train_config.steps} steps x {train_config.batch} prompts (seed {train_config.seed}) draw {coverage[0]} of its {coverage[1]} distinct training problems")
+    if short and config.require_full_coverage:
+        raise SdlabError("require_full_coverage: " + "; ".join(short) + ". Raise base.steps or base.batch (or make each level's row count a multiple of batch)")
+    for line in short:
+        logger.warning("%s: %s; the rest are never trained on", config.name, line)
+    return cells
+
+
+def planned_coverage(config: TrainConfig) -> tuple[int, int] | None:
+    """(distinct problems the run's sampler will draw, distinct problems in its training data),
+    before training; None for SFT and for data that is not local (a hub id)."""
+    from sdlab.core.data import load_problems
+    from sdlab.training.grpo import problems_drawn
+
+    spec = config.data.train if config.data is not None and config.method != "sft" else None
+    if spec is None or source_kind(spec) not in ("provider", "local"):
+        return None
+    ids = [problem.id for problem in load_problems(spec, limit=config.data.limit)]
+    try:
+        drawn = problems_drawn(ids, prompts_per_step=config.batch, steps=config.steps, seed=config.seed)
+    except ValueError as err:
+        raise SdlabError(f"{config.output_dir}: data.train {spec!r}: {err}; lower batch or use more problems") from None
+    return len(drawn), len(set(ids))
 
 
 def cell_status(cell_dir: Path, *, needs_final_eval: bool) -> str:

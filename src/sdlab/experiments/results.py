@@ -3,7 +3,8 @@ intervals over seeds.
 
     results.csv        one row per cell: grid levels, status, final training metrics,
                        final ID/OOD avg@k and pass@k (per data set and pooled), the base
-                       model's step-0 evaluation, distinct training problems, and the
+                       model's step-0 evaluation, distinct training problems (in the data,
+                       and drawn as prompts at least once), and the
                        periodic evaluation as `step<N>_id_avg@k` / `step<N>_ood_avg@k`
     results_steps.csv  one row per cell, evaluation step and data set (periodic evaluation)
     aggregate.csv      one row per group of cells that differ only in `aggregate_over`
@@ -66,6 +67,37 @@ def distinct_problems(spec: str | None) -> int | None:
         return None
 
 
+def last_third_mean(values: list[float | None]) -> float | None:
+    """Mean of a per-step series over its last third of steps (the last ceil(n / 3) values; None
+    values skipped): the learning-rate rule's score, fixed before any result (docs/training.md)."""
+    tail = values[len(values) - math.ceil(len(values) / 3) :] if values else []
+    tail = [v for v in tail if is_number(v)]
+    return fmean(tail) if tail else None
+
+
+def choose_level(scores: dict[float, float | None]) -> float | None:
+    """The level (e.g. a learning rate) with the highest score; ties go to the smaller level;
+    levels without a score take no part. None when no level has one."""
+    scored = [(score, -level) for level, score in scores.items() if is_number(score)]
+    return -max(scored)[1] if scored else None
+
+
+def select_levels(rows: list[dict[str, Any]], *, axis: str, per: list[str], metric: str) -> list[dict[str, Any]]:
+    """For each group of `per` levels (e.g. each method), the `axis` level chosen by `choose_level`
+    on `metric` averaged over the group's cells at that level (seeds), with every level's score."""
+    groups: dict[tuple, dict[float, list[float]]] = {}
+    for row in rows:
+        by_level = groups.setdefault(tuple(row.get(key) for key in per), {})
+        values = by_level.setdefault(float(row[axis]), [])
+        if is_number(row.get(metric)):
+            values.append(row[metric])
+    out = []
+    for key, by_level in groups.items():
+        scores = {level: fmean(values) if values else None for level, values in sorted(by_level.items())}
+        out.append({**dict(zip(per, key)), "metric": metric, "scores": scores, axis: choose_level(scores)})
+    return out
+
+
 def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, Any], status: str) -> dict[str, Any]:
     """One cell's record: training summary, evaluation curve, final and base ID/OOD scores."""
 
@@ -88,10 +120,12 @@ def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, An
         "method": recipe.get("method"),
         "train_data": (recipe.get("data") or {}).get("train") or ((recipe.get("sft") or {}).get("dataset")),
         "distinct_train_problems": distinct_problems((recipe.get("data") or {}).get("train")),
+        "distinct_problems_seen": summary.get("distinct_problems_seen"),  # drawn as prompts at least once
         "steps": summary.get("steps"),
         "wall_time_s": summary.get("wall_time_s"),
         "early_warning_step": summary.get("early_warning_step"),
         **{f"train_{name}": train_final.get(name) for name in TRAIN_FIELDS},
+        "train_reward_last_third": last_third_mean([r.get("reward_mean") for r in read_jsonl(cell_dir / "metrics.jsonl")]),
         "id_dataset": id_dataset,
     }
     for prefix, metrics in (("", final), ("base_", base)):
@@ -177,6 +211,7 @@ def pool_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "cells": [cell for part in parts for cell in part["cells"]],
         "rows": rows,
         "aggregate": aggregate(rows, group_by=group_by, over=first["aggregate_over"]),
+        "selection": select_levels(rows, **first["select"]) if first.get("select") else None,
     }
 
 
@@ -214,6 +249,8 @@ def collect_results(sweep_dir: str | Path) -> dict[str, Any]:
         "cells": records,
         "rows": rows,
         "aggregate": aggregate(rows, group_by=group_by, over=config.aggregate_over),
+        "select": config.select.model_dump() if config.select else None,
+        "selection": select_levels(rows, **config.select.model_dump()) if config.select else None,
     }
 
 

@@ -18,8 +18,9 @@ scoring them under the raw model p instead gives the cross-entropy H(q, p) = H(q
 biased upwards by KL(q||p), which differs between contexts.
 
 Divergence split: per-token divergences of the student's own responses are pooled over
-all tokens; `sdlab.core.losses.split_by_mask` splits them into marker and other tokens; standard
-errors come from a bootstrap over problems (responses of one problem are not independent).
+all tokens; `sdlab.core.losses.split_by_mask` splits them into marker and other tokens, and
+`sdlab.core.losses.split_by_occurrence` per marker occurrence (its first piece, and its pieces summed);
+standard errors come from a bootstrap over problems (responses of one problem are not independent).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from collections.abc import Sequence
 
 import torch
 
-from sdlab.core.losses import split_by_mask
+from sdlab.core.losses import concat_occurrences, split_by_mask, split_by_occurrence
 
 
 def mean_se(values: Sequence[float]) -> tuple[float, float]:
@@ -75,37 +76,51 @@ def information_gap(
 
 
 SPLIT_KEYS = ("mean", "marker_mean", "other_mean", "ratio", "marker_share")
+OCCURRENCE_KEYS = ("first_piece_ratio", "occurrence_sum_ratio")
 
 
-def divergence_split(values: torch.Tensor, marker_mask: torch.Tensor) -> dict[str, float]:
+def divergence_split(values: torch.Tensor, markers: torch.Tensor) -> dict[str, float]:
     """Token-pooled divergence: overall mean and its split between marker and other tokens.
 
-    `values`, `marker_mask`: [N] over every scored token. mean = (n_m * marker_mean + n_o *
-    other_mean) / N and marker_share = n_m * marker_mean / (N * mean): the split adds up.
+    `values`: [N] over every scored token; `markers`: [N] bool (marker tokens), or the marker
+    occurrence of each token (long, unique ids, -1 for other tokens; `sdlab.core.losses.concat_occurrences`),
+    which adds the split per occurrence (`split_by_occurrence`: first piece, summed over pieces).
+    mean = (n_m * marker_mean + n_o * other_mean) / N and marker_share = n_m * marker_mean /
+    (N * mean): the per-token split adds up.
     """
+    occurrence = None if markers.dtype == torch.bool else markers.long()
+    marker_mask = markers if occurrence is None else occurrence >= 0
     everything = torch.ones_like(marker_mask, dtype=torch.bool)
     split = split_by_mask(values, everything, marker_mask)
     split["mean"] = float(values.float().mean()) if values.numel() else float("nan")
+    if occurrence is not None:
+        split.update(split_by_occurrence(values, occurrence))
     return split
 
 
+def _pooled(pieces: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(pieces) if pieces[0].dtype == torch.bool else concat_occurrences(pieces)
+
+
 def divergence_split_by_problem(
-    values: Sequence[Sequence[torch.Tensor]], marker_masks: Sequence[Sequence[torch.Tensor]], *, reps: int = 200, seed: int = 0
+    values: Sequence[Sequence[torch.Tensor]], markers: Sequence[Sequence[torch.Tensor]], *, reps: int = 200, seed: int = 0
 ) -> dict[str, float | int]:
-    """`divergence_split` over [problem][response] per-token tensors, plus `<key>_se` for each
-    of SPLIT_KEYS from a bootstrap that resamples whole problems."""
-    per_problem = [(torch.cat(list(v)), torch.cat(list(m)).bool()) for v, m in zip(values, marker_masks)]
+    """`divergence_split` over [problem][response] per-token tensors (markers: bool masks or
+    per-response occurrence ids), plus `<key>_se` for each split key from a bootstrap that
+    resamples whole problems."""
+    per_problem = [(torch.cat(list(v)), _pooled(list(m))) for v, m in zip(values, markers)]
     all_values = torch.cat([v for v, _ in per_problem])
-    all_markers = torch.cat([m for _, m in per_problem])
+    all_markers = _pooled([m for _, m in per_problem])
     result: dict[str, float | int] = dict(divergence_split(all_values, all_markers))
+    keys = SPLIT_KEYS + (OCCURRENCE_KEYS if all_markers.dtype != torch.bool else ())
     rng = random.Random(seed)
-    draws: dict[str, list[float]] = {key: [] for key in SPLIT_KEYS}
+    draws: dict[str, list[float]] = {key: [] for key in keys}
     for _ in range(reps if len(per_problem) > 1 else 0):
         picks = [per_problem[rng.randrange(len(per_problem))] for _ in per_problem]
-        sample = divergence_split(torch.cat([v for v, _ in picks]), torch.cat([m for _, m in picks]))
-        for key in SPLIT_KEYS:
+        sample = divergence_split(torch.cat([v for v, _ in picks]), _pooled([m for _, m in picks]))
+        for key in keys:
             if not math.isnan(sample[key]):
                 draws[key].append(sample[key])
-    for key in SPLIT_KEYS:
+    for key in keys:
         result[f"{key}_se"] = statistics.stdev(draws[key]) if len(draws[key]) > 1 else float("nan")
     return result

@@ -34,7 +34,7 @@ import torch
 from sdlab import SdlabError
 from sdlab.config.schema import ProbeConfig
 from sdlab.core.contexts import ContextSpec, build_teacher_messages, context_text, cut_middle, parse_context_names
-from sdlab.core.epistemic import count_markers, token_marker_mask
+from sdlab.core.epistemic import count_markers, token_marker_occurrences
 from sdlab.core.grading import grade_many
 from sdlab.core.io import append_jsonl, write_json, write_run_header
 from sdlab.evaluation.generation import Completion, SamplingParams, load_model_and_tokenizer, make_generator, render_prompt
@@ -64,6 +64,11 @@ def context_plan(names: list[str]) -> list[ContextSpec]:
 def pick(options: list, *, seed: int, key: str):
     """Deterministic choice that depends on the seed and the key, not on iteration order."""
     return random.Random(f"{seed}:{key}").choice(options) if options else None
+
+
+def regenerated_context(responses: list[dict]) -> str | None:
+    """The study's y~ (and training's): the first correct of the responses given s, else the first."""
+    return next((r["text"] for r in responses if r["correct"]), responses[0]["text"] if responses else None)
 
 
 def solve_count_histogram(counts: list[int], n: int) -> dict[int, int]:
@@ -120,6 +125,9 @@ def run_probe(config: ProbeConfig, *, force: bool = False) -> dict:
         chosen = [problems[i] for i in selected]
         rounds, prompts, truncated, shown = run_rounds(config, plan, chosen, [base[i] for i in selected], solutions, generator, tokenizer)
         summary = {"problems": selection, **analyse(config, plan, rounds, prompts, model, tokenizer, work / "heatmap.html")}
+        if config.model_distribution_gap:
+            for name, gap in model_distribution_gaps(config, plan, prompts, shown, chosen, generator, model, tokenizer).items():
+                summary["contexts"][name]["model_distribution"] = gap
         for spec in plan:
             summary["contexts"][spec.name]["truncated_prompts"] = truncated[spec.name]
         for record in selection_records + [r for spec in plan for group in rounds[spec.name] for r in group]:
@@ -213,8 +221,8 @@ def run_rounds(config: ProbeConfig, plan, problems, base, solutions, generator, 
             fitted = [(text, ids, 0) for text, ids in base]
         else:
             regenerated = [None] * len(problems)
-            if spec.kind == "regenerated":  # y~: a correct response given s; s itself when none is (training's rule)
-                regenerated = [pick([r["text"] for r in group if r["correct"]], seed=config.seed, key=p.id) or s for p, s, group in zip(problems, solutions, rounds["solution"])]
+            if spec.kind == "regenerated":
+                regenerated = [regenerated_context(group) for group in rounds["solution"]]
             texts = [context_text(spec, solution=s, answer=p.answer, regenerated=r) for p, s, r in zip(problems, solutions, regenerated)]
             fitted = [fit_teacher_prompt(tokenizer, p.messages, t, template=config.template, max_prompt_tokens=config.max_prompt_tokens, enable_thinking=config.enable_thinking) for p, t in zip(problems, texts)]
         truncated[spec.name] = sum(1 for *_, cut in fitted if cut)
@@ -271,7 +279,8 @@ def analyse(config: ProbeConfig, plan, rounds, prompts, model, tokenizer, heatma
             own = [r for group in rounds[name] for r in group]
             own_owner = [i for i, group in enumerate(rounds[name]) for _ in group]
             attach_nll(own, score_responses(model, prompts=[prompts[name][i] for i in own_owner], responses=[r["token_ids"] for r in own], progress=bar.update, **common))
-    markers = [torch.tensor(token_marker_mask(r["token_ids"], tokenizer), dtype=torch.bool) for r in student]
+    occurrences = [torch.tensor(token_marker_occurrences(r["token_ids"], tokenizer), dtype=torch.long) for r in student]
+    markers = [occurrence >= 0 for occurrence in occurrences]
 
     contexts = {}
     for spec in plan:
@@ -284,7 +293,7 @@ def analyse(config: ProbeConfig, plan, rounds, prompts, model, tokenizer, heatma
             k = teachers.index(spec.name)
             entry.update(gap)
             entry["divergence"] = divergence_split_by_problem(
-                regroup([s.divergence[k] for s in scores], owner), regroup(markers, owner), seed=config.seed
+                regroup([s.divergence[k] for s in scores], owner), regroup(occurrences, owner), seed=config.seed
             )
         contexts[spec.name] = entry
 
@@ -295,9 +304,35 @@ def analyse(config: ProbeConfig, plan, rounds, prompts, model, tokenizer, heatma
         "contexts": contexts,
         "estimator": {
             "entropy_under": config.entropy_under, "units": "nats", "divergence": divergence_name,
+            "sampler": {"temperature": config.temperature, "top_k": config.top_k, "top_p": config.top_p},
+            "model_distribution": "fresh samples at temperature 1, no top-k/top-p, scored under the model" if config.model_distribution_gap else None,
             "divergence_on": "the student's (context none) samples, every token, full vocabulary, temperature 1",
         },
     }
+
+
+def model_distribution_gaps(config: ProbeConfig, plan, prompts, shown, problems, generator, model, tokenizer) -> dict[str, dict]:
+    """The information gap under the model's own distribution p (temperature 1, no truncation):
+    a fresh round of n samples per context (the same teacher prompts) drawn from p and scored
+    under p, so each entropy estimates p's, not the truncated sampler's (far lower)."""
+    from sdlab.probe.scoring import score_responses
+
+    own = SamplingParams(temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=config.max_new_tokens, n=config.n, seed=config.seed + 7919)
+    nll, tokens = {}, {}
+    for spec in plan:
+        logger.info("model-distribution round: context %s", spec.name)
+        groups = generator.generate(shown[spec.name], own)
+        records = [c for group in groups for c in group]
+        owner = [i for i, group in enumerate(groups) for _ in group]
+        scores = score_responses(model, prompts=[prompts[spec.name][i] for i in owner], responses=[c.token_ids for c in records],
+                                 pad_id=tokenizer.pad_token_id, batch_size=config.score_batch_size)
+        nll[spec.name] = regroup([-float(score.logp.sum()) for score in scores], owner)
+        tokens[spec.name] = regroup([c.num_tokens for c in records], owner)
+    gaps = {}
+    for spec in plan:
+        gap = information_gap(nll["none"], tokens["none"], nll[spec.name], tokens[spec.name])
+        gaps[spec.name] = {key: estimate(value) for key, value in gap.items()}
+    return gaps
 
 
 def attach_nll(records: list[dict], scores) -> None:

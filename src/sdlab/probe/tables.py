@@ -43,20 +43,42 @@ def format_tables(summary: dict) -> str:
     estimator = summary["estimator"]
     lines += [
         "",
-        f"Information gap (nats; samples scored under the {estimator['entropy_under']} distribution) and the "
+        f"Information gap (nats) under the truncated sampler {sampler_text(estimator)} (samples scored under the {estimator['entropy_under']} distribution; "
+        "its entropy is far below the model's own), and the "
         f"per-token {estimator['divergence']} on the student's samples, split by epistemic-marker tokens.",
         "",
-        "| context | H(y given x, c) | gap per response | gap per token | divergence per token | marker / other | marker share | marker tokens | contexts cut |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "Marker / other: per sub-token (every piece of a marker), per occurrence by its first piece, and per occurrence summed over its pieces.",
+        "",
+        "| context | H(y given x, c) | gap per response | gap per token | divergence per token | marker / other (sub-token) | (first piece) | (summed) | marker share | marker tokens | contexts cut |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, row in summary["contexts"].items():
         if "gap" not in row:
-            lines.append(f"| {name} | {pm(row['entropy'])} (H(y given x)) | 0 | 0 | 0 | | | | {row.get('truncated_prompts', 0)} |")
+            lines.append(f"| {name} | {pm(row['entropy'])} (H(y given x)) | 0 | 0 | 0 | | | | | | {row.get('truncated_prompts', 0)} |")
             continue
         split = row["divergence"]
         lines.append(
             f"| {name} | {pm(row['entropy_context'])} | {pm(row['gap'])} | {pm(row['gap_per_token'], 3)} | "
             f"{pm((split['mean'], split['mean_se']), 3, 'g')} | {pm((split['ratio'], split['ratio_se']))} | "
+            f"{pm((split.get('first_piece_ratio', math.nan), split.get('first_piece_ratio_se', math.nan)))} | "
+            f"{pm((split.get('occurrence_sum_ratio', math.nan), split.get('occurrence_sum_ratio_se', math.nan)))} | "
             f"{pm((split['marker_share'], split['marker_share_se']), 3)} | {split['marker_tokens']} | {row.get('truncated_prompts', 0)} |"
         )
+    if any("model_distribution" in row for row in summary["contexts"].values()):
+        lines += [
+            "",
+            "Information gap (nats) under the model's own distribution: temperature 1, no top-k/top-p (fresh samples, scored under the model).",
+            "",
+            "| context | H(y given x, c) | gap per response | gap per token |",
+            "| --- | --- | --- | --- |",
+        ]
+        for name, row in summary["contexts"].items():
+            own = row.get("model_distribution")
+            if own:
+                lines.append(f"| {name} | {pm(own['entropy_context'])} | {pm(own['gap'])} | {pm(own['gap_per_token'], 3)} |")
     return "\n".join(lines)
+
+
+def sampler_text(estimator: dict) -> str:
+    sampler = estimator.get("sampler")
+    return f"(temperature {sampler['temperature']:g}, top-k {sampler['top_k']}, top-p {sampler['top_p']:g})" if sampler else ""

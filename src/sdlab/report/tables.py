@@ -139,6 +139,17 @@ def band(row: dict[str, Any], column: str) -> tuple[Any, Any, Any]:
     return tuple(row.get(f"{column}_{part}") for part in ("mean", "ci_low", "ci_high"))
 
 
+def selection_markdown(results: dict[str, Any]) -> str:
+    """The sweep's selection rule, every level's score and the level it chose, per group."""
+    select = results["select"]
+    levels = sorted({level for choice in results["selection"] for level in choice["scores"]})
+    rows = [[", ".join(str(choice[key]) for key in select["per"]), *(fmt(choice["scores"].get(level)) for level in levels),
+             "none" if choice[select["axis"]] is None else f"{choice[select['axis']]:g}"] for choice in results["selection"]]
+    return (f"Sweep `{results['name']}`: {select['axis']} chosen per {', '.join(select['per'])} by the rule fixed before the runs: "
+            f"highest `{select['metric']}` (mean over seeds), ties to the smaller {select['axis']}.\n\n"
+            + markdown_table([", ".join(select["per"]), *(f"{select['axis']} {level:g}" for level in levels), "chosen"], rows))
+
+
 def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
     """The numbers a README quotes, as Markdown: each probe's tables (as in its probe.md), each
     sweep's final ID/OOD accuracy, length and markers (mean [95% interval] over seeds), and the
@@ -155,6 +166,8 @@ def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
                      f"(a group of one seed: the run's ID interval over problems in parentheses); "
                      f"base model at step 0 (the periodic evaluation, fewer samples): ID {fmt(base.get('base_id_avg@k_mean'))}, OOD {fmt(base.get('base_ood_avg@k_mean'))}.\n\n"
                      + markdown_table(["group", "cells done", "ID avg@k", "ID pass@k", "OOD avg@k", *map(ood_set_header, per_set), "ID tokens", "ID markers", "OOD tokens", "early-warning step"], rows))
+        if sweep.results.get("selection"):
+            parts.append(selection_markdown(sweep.results))
         steps = periodic_steps(sweep.results["aggregate"])
         if len(steps) > 1:
             parts.append(f"Sweep `{sweep.results['name']}` at matched steps: the periodic evaluation (its own k and problems, fewer samples than the final one), mean over seeds.\n\n"

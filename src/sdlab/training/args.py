@@ -43,7 +43,7 @@ def common_args(config: TrainConfig, *, output_dir: Path, max_steps: int) -> dic
         max_steps=max_steps,
         learning_rate=config.lr,
         lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_steps,
+        warmup_steps=config.warmup_steps * config.updates_per_step,  # TRL counts optimizer updates
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
         seed=config.seed,
@@ -79,6 +79,10 @@ def rollout_args(config: TrainConfig, *, processes: int) -> dict[str, Any]:
         top_p=config.top_p,
         top_k=config.top_k,
         use_vllm=vllm.enabled,
+        scale_rewards=config.scale_rewards,
+        epsilon=config.epsilon_low,
+        epsilon_high=config.epsilon_high,
+        loss_type=config.loss_type,
     )
     if config.enable_thinking is not None:
         args["chat_template_kwargs"] = {"enable_thinking": config.enable_thinking}
@@ -92,6 +96,15 @@ def rollout_args(config: TrainConfig, *, processes: int) -> dict[str, Any]:
             vllm_enable_sleep_mode=vllm.enable_sleep_mode,
         )
     return args
+
+
+def grpo_importance_sampling_args(cap: float | None) -> dict[str, Any]:
+    """The study's token-level rollout correction (weights min(pi_train / pi_rollout, cap)) as TRL's
+    GRPOConfig fields. TRL applies it only when vLLM generates; with transformers generation the
+    sampler is the trained model and the weights would be 1."""
+    if cap is None:
+        return {"vllm_importance_sampling_correction": False}
+    return {"vllm_importance_sampling_correction": True, "vllm_importance_sampling_mode": "token_truncate", "vllm_importance_sampling_clip_max": cap}
 
 
 def sft_max_steps(*, steps: int, epochs: float, examples: int, batch: int) -> int:

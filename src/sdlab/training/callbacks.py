@@ -7,7 +7,8 @@ Each logged step appends one row to `run_dir/metrics.jsonl` and hands the same m
 rate, ...) plus sdlab's fields (docs/algorithms.md lists them): reward and accuracy, response
 length, epistemic markers per response and per 1,000 tokens, student/teacher entropy, answer
 diversity within each rollout group, and for self-distillation the per-token divergence split
-into marker and non-marker tokens. When marker density falls by more than `drop_fraction` of
+into marker and non-marker tokens (per sub-token, and per marker occurrence: its first piece and
+its pieces summed). When marker density falls by more than `drop_fraction` of
 its starting value (mean of the first `baseline_logs` rows), it logs a warning once and records
 `early_warning_step` in that row and every later one.
 
@@ -28,8 +29,8 @@ import torch
 from transformers import TrainerCallback
 
 from sdlab.config.schema import PeriodicEvalConfig
-from sdlab.core.io import append_jsonl, read_jsonl
-from sdlab.core.losses import split_by_mask
+from sdlab.core.io import append_jsonl, read_json, read_jsonl, write_json
+from sdlab.core.losses import concat_occurrences, split_by_mask, split_by_occurrence
 
 logger = logging.getLogger(__name__)
 REPORT_PREFIX = "sdlab/"  # the monitor's metrics as the trackers show them (sdlab/markers_per_1k_tokens, ...)
@@ -49,8 +50,12 @@ MONITOR_FIELDS = (
     "divergence_marker_ratio",
     "divergence_marker_share",
     "divergence_marker_tokens",
+    "divergence_marker_first_piece_ratio",
+    "divergence_marker_occurrence_ratio",
+    "distinct_problems_seen",
     "early_warning_step",
 )
+PROBLEMS_SEEN = "problems_seen.json"  # {problem id: generation batches it was drawn in}, beside metrics.jsonl
 
 
 def report_first(trainer: Any, callback: TrainerCallback) -> None:
@@ -82,6 +87,7 @@ def rollout_payload(*, completions: list[str], completion_ids: list[list[int]], 
         "completion_ids": [list(ids) for ids in completion_ids],
         "rewards": [float(r) for r in rewards],
         "answers": [row.get("answer") for row in inputs],
+        "problem_ids": [row.get("problem_id") for row in inputs],
         "group_size": int(group_size),
     }
 
@@ -115,17 +121,21 @@ def rollout_metrics(*, completions: list[str], num_tokens: list[int], rewards: l
     }
 
 
-def marker_mask_for(completion_ids: torch.Tensor, token_mask: torch.Tensor, tokenizer: Any) -> torch.Tensor:
-    """[B, T] ids and mask -> [B, T] bool: True on tokens overlapping an epistemic marker."""
-    from sdlab.core.epistemic import token_marker_mask
+def marker_occurrences_for(completion_ids: torch.Tensor, token_mask: torch.Tensor, tokenizer: Any) -> torch.Tensor:
+    """[B, T] ids and mask -> [B, T] long: the epistemic-marker occurrence each token overlaps
+    (ids unique over the batch), -1 elsewhere."""
+    from sdlab.core.epistemic import token_marker_occurrences
 
-    mask = torch.zeros_like(token_mask, dtype=torch.bool)
+    occurrence = torch.full_like(token_mask, -1, dtype=torch.long)
+    offset = 0
     for row in range(completion_ids.size(0)):
         active = token_mask[row].bool()
         ids = completion_ids[row][active].tolist()
         if ids:
-            mask[row, active] = torch.tensor(token_marker_mask(ids, tokenizer), dtype=torch.bool)
-    return mask
+            local = torch.tensor(token_marker_occurrences(ids, tokenizer), dtype=torch.long)
+            occurrence[row, active] = torch.where(local >= 0, local + offset, local)
+            offset += int(local.max()) + 1 if int(local.max()) >= 0 else 0
+    return occurrence
 
 
 class EpistemicMonitor(TrainerCallback):
@@ -141,6 +151,7 @@ class EpistemicMonitor(TrainerCallback):
         self.densities: list[float] = []
         self._rollouts: list[dict[str, Any]] = []
         self._token_stats: list[dict[str, torch.Tensor]] = []
+        self.problems_seen: dict[str, int] = {}
 
     # -- events from the trainers -------------------------------------------------------------
     def on_rollouts(self, args, state, control, *, processing_class=None, **payload):
@@ -148,12 +159,16 @@ class EpistemicMonitor(TrainerCallback):
 
     def on_token_stats(self, args, state, control, *, processing_class=None, **stats):
         if "divergence" in stats:  # marker masks are computed now, while the tokenizer is at hand
-            stats["marker_mask"] = marker_mask_for(stats["completion_ids"], stats["distill_mask"], processing_class)
+            stats["marker_occurrence"] = marker_occurrences_for(stats["completion_ids"], stats["distill_mask"], processing_class)
         self._token_stats.append(stats)
 
     # -- HF callback hooks ----------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
-        """On resume, earlier rows set the marker-density baseline and any warning already given."""
+        """On resume, earlier rows set the marker-density baseline and any warning already given,
+        and the problems drawn so far carry over (the resumed sampler draws the same ones again)."""
+        seen = self.path.parent / PROBLEMS_SEEN
+        if seen.exists():
+            self.problems_seen = read_json(seen)
         for row in read_jsonl(self.path):
             if row.get("markers_per_1k_tokens") is not None:
                 self.densities.append(row["markers_per_1k_tokens"])
@@ -175,10 +190,17 @@ class EpistemicMonitor(TrainerCallback):
         if state.is_world_process_zero:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             append_jsonl(self.path, row)
+            if self.problems_seen:
+                write_json(self.path.parent / PROBLEMS_SEEN, self.problems_seen)
 
     # -- computation --------------------------------------------------------------------------
     def _drain(self) -> dict[str, Any]:
         metrics: dict[str, Any] = {name: None for name in MONITOR_FIELDS}
+        for batch in self._rollouts:
+            for problem_id in {str(i) for i in batch.get("problem_ids", []) if i is not None}:
+                self.problems_seen[problem_id] = self.problems_seen.get(problem_id, 0) + 1
+        if self.problems_seen:
+            metrics["distinct_problems_seen"] = len(self.problems_seen)
         if self._rollouts:
             metrics.update(
                 rollout_metrics(
@@ -206,9 +228,11 @@ class EpistemicMonitor(TrainerCallback):
         with_divergence = [b for b in batches if b.get("divergence") is not None]
         if with_divergence:
             values = torch.cat([b["divergence"][b["distill_mask"].bool()].float() for b in with_divergence])
-            markers = torch.cat([b["marker_mask"][b["distill_mask"].bool()] for b in with_divergence])
+            occurrence = concat_occurrences([b["marker_occurrence"][b["distill_mask"].bool()] for b in with_divergence])
+            markers = occurrence >= 0
             if values.numel():
                 split = split_by_mask(values, torch.ones_like(markers), markers)
+                per_occurrence = split_by_occurrence(values, occurrence)
                 metrics.update(
                     divergence_mean=float(values.mean()),
                     divergence_marker_mean=split["marker_mean"],
@@ -216,6 +240,8 @@ class EpistemicMonitor(TrainerCallback):
                     divergence_marker_ratio=split["ratio"],
                     divergence_marker_share=split["marker_share"],
                     divergence_marker_tokens=split["marker_tokens"],
+                    divergence_marker_first_piece_ratio=per_occurrence["first_piece_ratio"],
+                    divergence_marker_occurrence_ratio=per_occurrence["occurrence_sum_ratio"],
                 )
         return metrics
 

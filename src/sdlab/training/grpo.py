@@ -13,6 +13,7 @@ it changes nothing in the algorithm, so the baseline stays TRL's GRPO.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,6 +69,31 @@ def make_config(config_cls: type, args: dict[str, Any] | Any) -> Any:
     if not isinstance(args, config_cls):
         raise TypeError(f"args must be a dict or a {config_cls.__name__}, got {type(args).__name__}")
     return args
+
+
+def problems_drawn(problem_ids: Sequence[str], *, prompts_per_step: int, steps: int, seed: int) -> Counter[str]:
+    """How often each distinct problem is drawn as a prompt in `steps` generation batches.
+
+    Runs TRL's `RepeatSampler`, the sampler of both RL trainers, over the dataset's rows: each
+    epoch is a fresh seeded shuffle cut into batches of `prompts_per_step`, and an incomplete last
+    batch is dropped, so a level whose row count is not a multiple of the batch can miss a few
+    problems per epoch. Rows with the same id (`organism:linmod:1x64`) count as one problem.
+    """
+    from trl.trainer.utils import RepeatSampler
+
+    if prompts_per_step > len(problem_ids):
+        raise ValueError(f"{len(problem_ids)} training rows cannot fill one batch of {prompts_per_step} prompts")
+    sampler = RepeatSampler(data_source=list(problem_ids), mini_repeat_count=1, batch_size=prompts_per_step, repeat_count=1, shuffle=True, seed=seed)
+    drawn: Counter[str] = Counter()
+    batches = 0
+    while batches < steps:
+        order = list(sampler)  # one epoch, as the trainer's dataloader iterates it
+        for start in range(0, len(order), prompts_per_step):
+            if batches == steps:
+                break
+            drawn.update(problem_ids[i] for i in order[start : start + prompts_per_step])
+            batches += 1
+    return drawn
 
 
 def resolve_dataset(problems: Sequence[Problem] | None, dataset: Dataset | None) -> Dataset:

@@ -26,7 +26,7 @@ from sdlab.config.schema import TrainConfig
 from sdlab.core.io import read_jsonl, run_dir_setup, write_json, write_run_header
 from sdlab.evaluation.generation import check_model_source
 from sdlab.providers import missing_abilities, resolve_model, trained_window
-from sdlab.training.args import apply_threads, batch_layout, common_args, rollout_args, sft_max_steps, world_size
+from sdlab.training.args import apply_threads, batch_layout, common_args, grpo_importance_sampling_args, rollout_args, sft_max_steps, world_size
 from sdlab.training.callbacks import PeriodicEval, SampleWriter, TeacherAuditEcho
 from sdlab.training.checkpoints import EmaTeacherState, check_resumable, check_same_model, checkpoint_step, export_model, training_finished, truncate_step_logs
 
@@ -86,6 +86,7 @@ def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callba
     problems = load_problems(config.data.train, limit=config.data.limit)
     args = common_args(config, output_dir=output_dir, max_steps=config.optimizer_steps) | rollout_args(config, processes=world_size())
     if config.method == "grpo":
+        args |= grpo_importance_sampling_args(config.importance_sampling_cap)
         return build_grpo_trainer(model=model_path, problems=problems, args=args, callbacks=callbacks, reward_funcs=reward_funcs)
     sd = config.sdpo
     args["max_prompt_length"] = config.max_prompt_length  # TRL 1.16's GRPOConfig has no prompt truncation
@@ -104,9 +105,11 @@ def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callba
         alpha=sd.alpha,
         success_threshold=sd.success_threshold,
         grpo_blend=sd.grpo_blend,
-        is_clip=sd.is_clip,
+        is_clip=config.importance_sampling_cap,
         max_teacher_prompt_length=sd.max_teacher_prompt_length,
         show_teacher=show_teacher,
+        reduction=sd.reduction,
+        template=sd.template,
     )
 
 
@@ -130,6 +133,8 @@ def run_training(
     from sdlab.training.callbacks import EpistemicMonitor, report_first
 
     check_runtime(config)
+    if config.warmup_steps and config.lr_scheduler != "constant" and config.warmup_steps >= config.steps:
+        logger.warning("%s: warmup_steps=%d >= steps=%d: the learning rate never reaches lr=%g", config.output_dir, config.warmup_steps, config.steps, config.lr)
     with run_dir_setup(config.output_dir, force=force, resume=resume) as run_dir:  # a refused set-up leaves no directory
         checkpoint = check_resumable(run_dir, config) if resume else None
         if resume:
@@ -196,6 +201,7 @@ def summarize(run_dir: Path, *, wall_time_s: float, resumed_from: Path | None) -
         "wall_time_s": round(wall_time_s, 2),
         "resumed_from": resumed_from.name if resumed_from else None,
         "early_warning_step": rows[-1].get("early_warning_step") if rows else None,  # the monitor carries it in every row
+        "distinct_problems_seen": rows[-1].get("distinct_problems_seen") if rows else None,  # training prompts drawn at least once
         "first": rows[0] if rows else None,
         "final": rows[-1] if rows else None,
         "final_eval": evals[-1] if evals else None,

@@ -13,8 +13,9 @@ JSD alpha 0.5, top-100 + tail, success threshold 0.5, no reprompt on a rollout's
 What differs from plain TRL (trl==1.16.0; each in docs/decisions.md with the test that shows it):
 - the teacher prompt is sdlab's template (`sdlab.core.contexts`), and a prompt over `max_reprompt_len`
   is shortened by cutting the middle of the *solution*, never the question (TRL keeps the last tokens);
-- the distillation loss reduction is chosen (`distillation_reduction`); TRL's averages per-sequence
-  means over all rows, including rows with no teacher context, which dilutes it;
+- the distillation loss reduction is chosen (`distillation_reduction`); the default is the study's
+  and TRL's `all_sequence_mean` (per-sequence means averaged over ALL rows, a row with no teacher
+  context counting 0), which does not depend on the micro-batch size;
 - `beta` (unused by TRL's SDPO) must be 0; the fixed/EMA teacher is checked to equal the student;
 - full-vocabulary distillation is computed in checkpointed chunks (same values, bounded memory);
 - the teacher reads only rows with a distillation loss, and each distinct teacher prompt once (same loss);
@@ -34,12 +35,10 @@ from typing import Any
 import torch
 from datasets import Dataset
 from trl.experimental.sdpo import SDPOConfig, SDPOTrainer
-from trl.experimental.sdpo.sdpo_trainer import DistillationLogits, SuccessfulRolloutTeacherContextBuilder, _extract_last_user_text
-from trl.trainer.utils import pad
+from trl.experimental.sdpo.sdpo_trainer import DistillationLogits, _extract_last_user_text
 
 from sdlab import SdlabError
-from sdlab.core.contexts import DEFAULT_TEMPLATE, validate_template
-from sdlab.core.grading import remove_think
+from sdlab.core.contexts import TEMPLATES, TRAINING_TEMPLATE, validate_template
 from sdlab.core.io import append_jsonl
 from sdlab.core.losses import (
     Reduction,
@@ -58,6 +57,7 @@ from sdlab.core.problem import Problem
 from sdlab.training.audit import audit_sample, render_audit
 from sdlab.training.callbacks import dispatch, listens, rollout_payload
 from sdlab.training.grpo import build_grpo_trainer, make_config, math_reward, resolve_dataset  # build_grpo_trainer: re-exported for sdlab.training.run
+from sdlab.training.teacher_context import CUT_MARK, FEEDBACK_TEMPLATE, TRL_TEMPLATES, QuestionSafeContextBuilder, format_teacher_prompt  # noqa: F401 - CUT_MARK, format_teacher_prompt: this module's interface too
 from sdlab.training.teacher_forward import shared_prompt_logits
 
 __all__ = ["SdlabSDPOConfig", "SdlabSDPOTrainer", "build_sdpo_trainer", "build_grpo_trainer", "format_teacher_prompt"]
@@ -65,24 +65,7 @@ __all__ = ["SdlabSDPOConfig", "SdlabSDPOTrainer", "build_sdpo_trainer", "build_g
 logger = logging.getLogger(__name__)
 
 CONTEXTS = ("solution", "solution_nothink", "regenerated", "feedback")
-FEEDBACK_TEMPLATE = "{question}\n\nFeedback on an earlier attempt: {feedback}\n\nCorrectly solve the original question."
-TRL_TEMPLATES = "trl"  # teacher_template value selecting TRL's own reprompt/solution/feedback templates
 ALIASES = {"fixed": "base", "full": "full_logits", "topk": "topk_logits", "sampled": "sampled_token"}
-CUT_MARK = "\n[...]\n"
-_TRL_DEFAULTS = {name: SDPOConfig.__dataclass_fields__[name].default for name in ("reprompt_template", "solution_template", "feedback_template")}
-
-
-def format_teacher_prompt(*, question: str, solution: str, feedback: str, template: str, feedback_template: str) -> str:
-    """The teacher's last user message. Empty `solution`/`feedback` mean none is available."""
-    if template == TRL_TEMPLATES:
-        return _TRL_DEFAULTS["reprompt_template"].format(
-            prompt=question,
-            solution=_TRL_DEFAULTS["solution_template"].format(successful_previous_attempt=solution) if solution else "",
-            feedback=_TRL_DEFAULTS["feedback_template"].format(feedback_raw=feedback) if feedback else "",
-        )
-    if solution:
-        return template.format(question=question, solution=solution)
-    return feedback_template.format(question=question, feedback=feedback) if feedback else question
 
 
 @dataclass
@@ -95,10 +78,11 @@ class SdlabSDPOConfig(SDPOConfig):
     """
 
     context: str = field(default="solution", metadata={"help": f"Teacher context: one of {', '.join(CONTEXTS)}."})
-    teacher_template: str = field(default=DEFAULT_TEMPLATE, metadata={"help": "Teacher prompt with {question} and {solution}, or 'trl' for TRL's templates."})
+    teacher_template: str = field(default=TRAINING_TEMPLATE, metadata={"help": "Teacher prompt with {question} and {solution} (default: the study's training prompt), 'probe' or 'training' for the study's two, or 'trl' for TRL's templates."})
     feedback_teacher_template: str = field(default=FEEDBACK_TEMPLATE, metadata={"help": "Teacher prompt with {question} and {feedback}."})
-    distillation_reduction: str = field(default="token_mean", metadata={"help": "token_mean, active_sequence_mean or all_sequence_mean (TRL's)."})
+    distillation_reduction: str = field(default="all_sequence_mean", metadata={"help": "all_sequence_mean (the study's and TRL's), active_sequence_mean or token_mean."})
     distillation_chunk_tokens: int = field(default=512, metadata={"help": "Positions per checkpointed chunk of the full-vocabulary divergence."})
+    regenerated_samples: int = field(default=8, metadata={"help": "context=regenerated: responses sampled given (x, s); y~ is the first correct one, else the first (the study's 8)."})
     show_teacher: int = field(default=2, metadata={"help": "Samples per generation batch written to teacher_audit.jsonl/.txt (0: none)."})
     show_teacher_steps: int = field(default=1, metadata={"help": "How many generation batches are audited."})
     audit_dir: str | None = field(default=None, metadata={"help": "Where teacher_audit.jsonl/.txt go (default: output_dir)."})
@@ -125,6 +109,7 @@ class SdlabSDPOConfig(SDPOConfig):
             Reduction(self.distillation_reduction)
         except ValueError:
             raise SdlabError(f"distillation_reduction={self.distillation_reduction!r}: allowed {', '.join(r.value for r in Reduction)}") from None
+        self.teacher_template = TEMPLATES.get(self.teacher_template, self.teacher_template)
         if self.teacher_template != TRL_TEMPLATES:
             validate_template(self.teacher_template)
         # sdlab formats the teacher prompt itself (format_teacher_prompt); TRL hands it raw pieces.
@@ -141,113 +126,6 @@ class RowSubsetLogits(DistillationLogits):
     belong to rows `teacher_rows` [A] of the student's [B, T, V] (None: all B rows)."""
 
     teacher_rows: torch.Tensor | None = None
-
-
-class QuestionSafeContextBuilder(SuccessfulRolloutTeacherContextBuilder):
-    """TRL's context builder (which sibling is the demonstration, which rows are active), with
-    sdlab's prompt text, the `regenerated` round, and over-long prompts shortened inside the solution."""
-
-    def build(self, output, prompts, rewards, feedbacks=None):
-        self._pieces: dict[str, tuple[str, str, str]] = {}
-        self._counts = {"cut": 0, "regenerated": 0, "regenerated_correct": 0}
-        result = super().build(output, prompts, rewards, feedbacks)
-        rows = max(1, len(prompts))
-        self.last_metrics["sdlab/solution_cut_fraction"] = min(1.0, self._counts["cut"] / rows)  # regenerated: s and y~ may both be cut
-        if self.trainer.args.context == "regenerated":
-            self.last_metrics["sdlab/regenerated_correct_fraction"] = self._counts["regenerated_correct"] / max(1, self._counts["regenerated"])
-        return result
-
-    def _build_reprompt_text(self, prompt_text: str, solution_text: str, feedback_text: str) -> str:
-        args = self.trainer.args
-        if args.context == "solution_nothink" and solution_text:
-            solution_text = remove_think(solution_text)
-        text = format_teacher_prompt(question=prompt_text, solution=solution_text, feedback=feedback_text, template=args.teacher_template, feedback_template=args.feedback_teacher_template)
-        self._pieces[text] = (prompt_text, solution_text, feedback_text)
-        return text
-
-    def _tokenize_teacher_messages(self, teacher_messages_list):
-        """Replaces TRL's (which keeps each prompt's last `max_reprompt_len` tokens): prompts are fitted, then padded."""
-        messages, ids = self._fit_all(list(teacher_messages_list))
-        if self.trainer.args.context == "regenerated":
-            messages, ids = self._fit_all(self._regenerate(messages))
-        device = self.trainer.accelerator.device
-        return {
-            "prompt_ids": pad([torch.as_tensor(row, device=device) for row in ids], padding_value=self.trainer._tokenizer.pad_token_id, padding_side="left"),
-            "prompt_mask": pad([torch.ones(len(row), dtype=torch.long, device=device) for row in ids], padding_value=0, padding_side="left"),
-        }
-
-    def _fit_all(self, messages: list[Any]) -> tuple[list[Any], list[list[int]]]:
-        """Tokenise all teacher prompts in one call; shorten the solution of those over the limit."""
-        ids = self.trainer._tokenize_prompts_untruncated(messages)
-        limit = self.trainer.args.max_reprompt_len
-        for index, row in enumerate(ids):
-            if len(row) <= limit:
-                continue
-            if self._text(messages[index]) not in self._pieces:  # no context: no distillation loss on this row
-                ids[index] = row[-limit:]
-                continue
-            messages[index] = self._fit(messages[index], len(row))
-            ids[index] = self.trainer._tokenize_prompts_untruncated([messages[index]])[0]
-        return messages, ids
-
-    @staticmethod
-    def _text(message: Any) -> str:
-        return message[-1]["content"] if isinstance(message, list) else message
-
-    @staticmethod
-    def _with_text(message: Any, text: str) -> Any:
-        return [*message[:-1], {**message[-1], "content": text}] if isinstance(message, list) else text
-
-    def _length(self, message: Any) -> int:
-        return len(self.trainer._tokenize_prompts_untruncated([message])[0])
-
-    def _fit(self, message: Any, length: int) -> Any:
-        """Shorten the solution (cutting its middle: the start and the final answer stay) until the
-        teacher prompt fits `max_reprompt_len`; the question is never cut."""
-        limit = self.trainer.args.max_reprompt_len
-        question, solution, feedback = self._pieces[self._text(message)]
-        tokenizer = self.trainer.processing_class
-        tokens = tokenizer(solution, add_special_tokens=False)["input_ids"] if solution else []
-        keep = len(tokens) - (length - limit)
-        while True:
-            if keep <= 0:
-                raise SdlabError(
-                    f"teacher prompt: the question and template leave no room for the context within max_reprompt_len={limit} tokens; "
-                    "raise the teacher prompt limit (max_teacher_prompt_length) or drop such long questions"
-                )
-            cut = tokenizer.decode(tokens[: keep - keep // 2]) + CUT_MARK + tokenizer.decode(tokens[len(tokens) - keep // 2 :])
-            text = self._build_reprompt_text(question, cut, feedback)
-            length = self._length(self._with_text(message, text))
-            if length <= limit:
-                self._counts["cut"] += 1
-                return self._with_text(message, text)
-            keep -= length - limit
-
-    def _regenerate(self, messages: list[Any]) -> list[Any]:
-        """`regenerated`: the policy answers once given (x, s); a correct answer y~ replaces s, else s stays."""
-        targets: dict[str, list[int]] = {}
-        for index, message in enumerate(messages):
-            pieces = self._pieces.get(self._text(message))
-            if pieces is not None and pieces[1]:
-                targets.setdefault(self._text(message), []).append(index)
-        if not targets:
-            return messages
-        firsts = [indices[0] for indices in targets.values()]
-        prompt_ids = self.trainer._tokenize_prompts_untruncated([messages[i] for i in firsts])
-        completion_ids = self.trainer.generate_once(prompt_ids)
-        texts = self.trainer.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
-        rows = [self.trainer._batch_inputs[i] for i in firsts]
-        correct = self.trainer.score_completions(rows, texts, completion_ids)
-        out = list(messages)
-        for (key, indices), text, ok in zip(targets.items(), texts, correct):
-            self._counts["regenerated"] += len(indices)
-            if ok:
-                self._counts["regenerated_correct"] += len(indices)
-                question, _, feedback = self._pieces[key]
-                new_text = self._build_reprompt_text(question, text, feedback)
-                for index in indices:
-                    out[index] = self._with_text(messages[index], new_text)
-        return out
 
 
 class SdlabSDPOTrainer(SDPOTrainer):
@@ -456,6 +334,7 @@ def build_sdpo_trainer(
     show_teacher: int | None = None,
     audit_dir: str | Path | None = None,
     reduction: str | None = None,
+    template: str | None = None,
 ) -> SdlabSDPOTrainer:
     """Self-distillation from a saved model directory `model` (the fixed/EMA teacher is rebuilt from it).
 
@@ -465,13 +344,15 @@ def build_sdpo_trainer(
     distillation -> distillation_mode ('full' | 'topk' | 'sampled'), topk, tail -> distillation_add_tail,
     alpha, success_threshold, grpo_blend -> 1 - distillation_weight, is_clip -> distillation_is_clip
     ("default": 2.0; None: off), max_teacher_prompt_length -> max_reprompt_len, show_teacher / audit_dir
-    (teacher_audit.jsonl/.txt; default output_dir), reduction -> distillation_reduction.
+    (teacher_audit.jsonl/.txt; default output_dir), reduction -> distillation_reduction,
+    template -> teacher_template ('training' | 'probe' | 'trl' | a format string).
     """
     settings = {
         "context": context, "teacher_model_kind": teacher, "teacher_update_rate": ema_rate, "distillation_mode": distillation,
         "distillation_topk": topk, "distillation_add_tail": tail, "distillation_alpha": alpha, "success_reward_threshold": success_threshold,
         "distillation_weight": None if grpo_blend is None else 1.0 - grpo_blend, "max_reprompt_len": max_teacher_prompt_length,
         "show_teacher": show_teacher, "audit_dir": None if audit_dir is None else str(audit_dir), "distillation_reduction": reduction,
+        "teacher_template": template,
     }
     settings = {key: value for key, value in settings.items() if value is not None}
     if is_clip != "default":

@@ -2,11 +2,14 @@
 
     sdlab sft-data --model organism --data organism:add:2000 --mode guided --n-correct 800 --out d_sg.jsonl
 
-D_ug: correct responses sampled from the question alone. D_sg: correct responses sampled with a
-correct solution in context (the study's hint template); the context is dropped from the
-training example, so SFT teaches the model to answer the bare question the way it answers
-when it already knows the solution. The solution is the problem's reference solution when
-it has one, else one of the model's own correct unguided responses.
+Both sets are built as the study builds them (its `make_sft_dataset.py`), from one conditioning
+solution s per problem: the problem's reference solution when it has one, else the model's
+first correct unguided response (problems with neither are skipped). D_ug is s itself; D_sg is
+the first correct response sampled with s in context (the study's hint template), else the
+problem is skipped for D_sg. The context is dropped from the training example, so SFT on D_sg
+teaches the model to answer the bare question the way it answers when it already knows the
+solution. Both walk the problems in the same order, so they cover the same problems, less
+those where no guided sample was correct.
 
 Rows are chat-format JSONL (`messages` = the problem's prompt + one assistant turn) written as
 they are found; a `.progress.json` beside the file records which problems were tried, so an
@@ -88,9 +91,10 @@ def collect_sft_data(
 def collect_traces(generator, problems: Sequence[Problem], *, mode: Mode, n_correct: int, out: str | Path, sampling, problems_per_batch: int = 8, enable_thinking: bool | None = None, seed: int = 0, show_progress: bool = False) -> int:
     """Append correct traces to `out` until it holds `n_correct` (at most one per problem).
 
-    Each problem gets `sampling.n` samples; guided mode first finds a solution (the reference,
-    else an own correct unguided sample), then samples with it in context and keeps a correct
-    response under the bare prompt. Problems already tried (per the progress file) are skipped."""
+    Each problem's conditioning solution s is its reference, else the first correct of
+    `sampling.n` unguided samples. Unguided mode keeps s itself; guided mode samples `sampling.n`
+    responses with s in context and keeps the first correct one under the bare prompt.
+    Problems already tried (per the progress file) are skipped."""
     from rich.progress import Progress
 
     from sdlab.core.contexts import build_teacher_messages
@@ -110,11 +114,12 @@ def collect_traces(generator, problems: Sequence[Problem], *, mode: Mode, n_corr
             if have >= n_correct:
                 break
             solutions = [p.solution for p in chunk]
-            if mode == "unguided" or None in solutions:
-                unguided = sample_correct([p.messages for p in chunk], chunk)
-                solutions = [s if s is not None else own for s, own in zip(solutions, unguided)]
+            missing = [i for i, solution in enumerate(solutions) if solution is None]
+            if missing:
+                for i, own in zip(missing, sample_correct([chunk[i].messages for i in missing], [chunk[i] for i in missing])):
+                    solutions[i] = own
             if mode == "unguided":
-                found = unguided
+                found = solutions
             else:
                 solvable = [i for i, s in enumerate(solutions) if s is not None]
                 guided = sample_correct([build_teacher_messages(chunk[i].messages, solutions[i]) for i in solvable], [chunk[i] for i in solvable])
