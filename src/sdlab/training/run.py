@@ -88,29 +88,10 @@ def build_trainer(config: TrainConfig, *, model_path: str, run_dir: Path, callba
     if config.method == "grpo":
         args |= grpo_importance_sampling_args(config.importance_sampling_cap)
         return build_grpo_trainer(model=model_path, problems=problems, args=args, callbacks=callbacks, reward_funcs=reward_funcs)
-    sd = config.sdpo
     args["max_prompt_length"] = config.max_prompt_length  # TRL 1.16's GRPOConfig has no prompt truncation
-    return build_sdpo_trainer(
-        model=model_path,
-        problems=problems,
-        args=args,
-        callbacks=callbacks,
-        reward_funcs=reward_funcs,
-        context=sd.context,
-        teacher=sd.teacher,
-        ema_rate=sd.ema_rate,
-        distillation=sd.distillation,
-        topk=sd.topk,
-        tail=sd.tail,
-        alpha=sd.alpha,
-        success_threshold=sd.success_threshold,
-        grpo_blend=sd.grpo_blend,
-        is_clip=config.importance_sampling_cap,
-        max_teacher_prompt_length=sd.max_teacher_prompt_length,
-        show_teacher=show_teacher,
-        reduction=sd.reduction,
-        template=sd.template,
-    )
+    # the `sdpo:` section's keys are build_sdpo_trainer's keyword arguments, one for one
+    return build_sdpo_trainer(model=model_path, problems=problems, args=args, callbacks=callbacks, reward_funcs=reward_funcs,
+                              **config.sdpo.model_dump(exclude={"show_teacher"}), is_clip=config.importance_sampling_cap, show_teacher=show_teacher)
 
 
 def run_training(
