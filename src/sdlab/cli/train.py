@@ -34,7 +34,7 @@ def validate(
     recipe: Path = typer.Argument(..., help="A training recipe to check without running it."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides to check with it."),
 ) -> None:
-    """Check a training recipe (schema, data files, model path) without running anything."""
+    """Check a training recipe without running anything: schema, data files and provider specs (organism:...), model path, and combinations the trainers refuse (GRPO/SDPO with one rollout)."""
     from sdlab.config.checks import load_train_config
 
     config = load_train_config(recipe, overrides or [])
