@@ -67,7 +67,7 @@ def run_bare(config) -> tuple[float, float]:
 
     from sdlab.core.data import load_problems
     from sdlab.providers import resolve_model
-    from sdlab.training.args import common_args, rollout_args
+    from sdlab.training.args import common_args, grpo_importance_sampling_args, rollout_args
     from sdlab.training.grpo import problems_to_dataset
     from sdlab.training.sdpo import ALIASES
     from tests.tiny import half_the_groups_solvable
@@ -78,6 +78,7 @@ def run_bare(config) -> tuple[float, float]:
     args = common_args(config, output_dir=Path(config.output_dir), max_steps=config.optimizer_steps) | rollout_args(config, processes=1)
     reward = half_the_groups_solvable(config.rollouts)
     if config.method == "grpo":
+        args |= grpo_importance_sampling_args(config.importance_sampling_cap)
         trainer = GRPOTrainer(model=resolve_model(config.model), reward_funcs=reward, args=GRPOConfig(**args), train_dataset=dataset)
     else:
         from trl.experimental.sdpo import SDPOConfig, SDPOTrainer
@@ -87,7 +88,7 @@ def run_bare(config) -> tuple[float, float]:
             **args, max_prompt_length=config.max_prompt_length, teacher_model_kind=ALIASES[sd.teacher] if sd.teacher == "fixed" else sd.teacher,
             teacher_update_rate=sd.ema_rate, distillation_mode=ALIASES[sd.distillation], distillation_topk=sd.topk if sd.distillation == "topk" else None,
             distillation_add_tail=sd.tail, distillation_alpha=sd.alpha, success_reward_threshold=sd.success_threshold,
-            distillation_weight=1.0 - sd.grpo_blend, distillation_is_clip=sd.is_clip, max_reprompt_len=sd.max_teacher_prompt_length,
+            distillation_weight=1.0 - sd.grpo_blend, distillation_is_clip=config.importance_sampling_cap, max_reprompt_len=sd.max_teacher_prompt_length,
         )
         trainer = SDPOTrainer(model=resolve_model(config.model), reward_funcs=reward, args=sdpo_args, train_dataset=dataset)
     trainer.train()
