@@ -6,7 +6,9 @@ to verify" (check chains with mis-copied equations, wrong lookups or wrong verdi
 which the same accuracy drop could hide:
 
     analyze_response(text, problem)  -> first candidate right?, candidates tried,
-                                        what followed each failed check, check accuracy
+                                        what followed each failed check, check accuracy,
+                                        which strategy (search or derivation), every
+                                        derivation step right?
     summarize(analyses)              -> rates over many responses
     slot_prefixes(check_line)        -> where a check copies each number (for the copy probe)
     measure_abilities(model, tok)    -> the model card's table (samples the model)
@@ -20,6 +22,8 @@ from dataclasses import asdict, dataclass
 from sdlab.data import Problem
 from sdlab.epistemic import count_markers
 from sdlab.grading import extract_answer, split_think
+from sdlab.organism.derivation import INTRO as DERIVATION_INTRO
+from sdlab.organism.derivation import STRATEGIES, read_derivation, strategy_of
 
 # `x=3: 4*x + 9 = 5 (mod 7): ` proposes a candidate and copies the equation; the lookups and
 # the verdict follow (`4*3=5, 5+9=0. 0 vs 5? no.`).
@@ -57,9 +61,12 @@ class Analysis:
     failed_checks: int
     revised_after_marker: int  # a failed check followed by a marker and a new candidate
     revised_without_marker: int
-    gave_up: int  # a failed check followed by a final answer that no passing check backs
+    gave_up: int  # a failed check followed by a final answer that no passing check or derivation backs
     markers: int
     recovered: bool  # first candidate wrong, final answer right
+    switched: int = 0  # a failed check followed by the derivation (a search that turned to it)
+    strategy: str = "none"  # derivation.STRATEGIES: search, derivation, switch (search, then derivation) or none
+    derivation_steps_right: bool | None = None  # every step of its derivation right (None: no derivation)
 
 
 def _task(problem: Problem):
@@ -151,7 +158,7 @@ def analyze_response(text: str, problem: Problem) -> Analysis:
     correct = answer is not None and answer.strip() == problem.answer.strip()
     spans = read_checks(think, problem)
     checks = [check for _, _, check in spans if check is not None]
-    after_marker = without_marker = gave_up = 0
+    after_marker = without_marker = gave_up = switched = 0
     for i, (_, end, check) in enumerate(spans):
         if check is None or check.passed:
             continue
@@ -159,16 +166,21 @@ def analyze_response(text: str, problem: Problem) -> Analysis:
             revision = count_markers(think[end : spans[i + 1][0]]) > 0
             after_marker += revision
             without_marker += not revision
+        elif DERIVATION_INTRO in think[end:]:
+            switched += 1
         elif answer is not None:
             gave_up += 1
     first = CANDIDATE.search(think)
     first_right = None if first is None else first[1] == problem.answer.strip()
+    task = _task(problem)
+    derivation = read_derivation(think, task) if task is not None and task.kind == "linmod" else None
     return Analysis(
         correct=correct, answered=answer is not None, first_candidate_right=first_right, candidates=len(spans),
         checks=len(checks), check_copies_right=sum(c.copied_right for c in checks), check_lookups_right=sum(c.lookups_right for c in checks), check_comparisons_right=sum(c.compared_right for c in checks),
         check_verdicts_right=sum(c.verdict_right for c in checks),
         failed_checks=sum(not c.passed for c in checks), revised_after_marker=after_marker, revised_without_marker=without_marker,
-        gave_up=gave_up, markers=count_markers(text), recovered=first_right is False and correct,
+        gave_up=gave_up, switched=switched, markers=count_markers(text), recovered=first_right is False and correct,
+        strategy=strategy_of(think), derivation_steps_right=None if derivation is None else derivation.all_right,
     )
 
 
@@ -188,11 +200,18 @@ def summarize(analyses: list[Analysis], num_tokens: list[int] | None = None) -> 
         "recovery": sum(a.recovered for a in first_wrong) / max(1, len(first_wrong)),
         "failed_then_marker_revision": sum(a.revised_after_marker for a in analyses) / max(1, failed),
         "failed_then_give_up": sum(a.gave_up for a in analyses) / max(1, failed),
+        "failed_then_derivation": sum(a.switched for a in analyses) / max(1, failed),
         "check_copies_right": sum(a.check_copies_right for a in analyses) / max(1, checks),
         "check_lookups_right": sum(a.check_lookups_right for a in analyses) / max(1, checks),
         "check_comparisons_right": sum(a.check_comparisons_right for a in analyses) / max(1, checks),
         "check_verdicts_right": sum(a.check_verdicts_right for a in analyses) / max(1, checks),
     }
+    for strategy in STRATEGIES:
+        used = [a for a in analyses if a.strategy == strategy]
+        summary[f"share_{strategy}"] = len(used) / n
+        summary[f"accuracy_{strategy}"] = sum(a.correct for a in used) / max(1, len(used))
+    derived = [a for a in analyses if a.derivation_steps_right is not None]
+    summary["derivation_steps_right"] = sum(a.derivation_steps_right for a in derived) / max(1, len(derived))
     if num_tokens is not None:
         summary["tokens"] = sum(num_tokens) / max(1, len(num_tokens))
     return summary
