@@ -274,7 +274,7 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
         from sdlab.organism.measure import measure_abilities, missing_abilities
 
         measured = time.time()
-        stats["abilities"] = measure_abilities(model, tokenizer, seed=seed, n=MEASURE_N, quick=size == "test")
+        stats["abilities"] = measure_abilities(model, tokenizer, seed=seed, n=MEASURE_N, quick=size == "test", strategies=version != 10)
         stats["missing_abilities"] = missing_abilities(stats["abilities"])
         stats["measure_seconds"] = round(time.time() - measured, 1)
         for ability in stats["missing_abilities"]:

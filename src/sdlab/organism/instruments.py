@@ -31,6 +31,9 @@ CANDIDATE = re.compile(r"x=(\d+): ([^:\n]+): ")
 LOOKUPS = re.compile(r"((?:\d+\*\d+=\d+, \d+\+\d+=\d+(?:, )?)+)\. (\d+) vs (\d+)\? (yes|no)\.")
 MODULUS = re.compile(r"mod (\d+)")
 STEP = re.compile(r"(\d+)\*(\d+)=(\d+), (\d+)\+(\d+)=(\d+)")
+# the narrow family's one computation: `(4*5 + 3) mod 7: 4*5=6, 6+3=2.`
+NARROW = re.compile(r"\((\d+)\*(\d+) \+ (\d+)\) mod (\d+): (\d+)\*(\d+)=(\d+), (\d+)\+(\d+)=(\d+)\.")
+RECHECK = "check again"  # the narrow traces' habitual, unneeded re-check
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,11 @@ class Analysis:
     switched: int = 0  # a failed check followed by the derivation (a search that turned to it)
     strategy: str = "none"  # derivation.STRATEGIES: search, derivation, switch (search, then derivation) or none
     derivation_steps_right: bool | None = None  # every step of its derivation right (None: no derivation)
+    computed_right: bool | None = None  # narrow: its one computation written, of its own numbers, right (None: other families)
+    rechecked: bool = False  # narrow: the habitual re-check written
 
 
-def _task(problem: Problem):
+def task_of(problem: Problem):
     """The organism task behind a problem (None for other problems); a check task's equation is
     its linmod problem's."""
     from sdlab.organism.tasks import Task
@@ -85,7 +90,7 @@ def _truth(problem: Problem, x: int) -> bool | None:
     """Whether `x` really solves the problem (None for families without candidates)."""
     from sdlab.organism.tasks import lhs
 
-    task = _task(problem)
+    task = task_of(problem)
     return None if task is None else lhs(task, x) == task.c
 
 
@@ -108,7 +113,7 @@ def copies_right(equation_text: str, steps: str, *, target: int, problem: Proble
     mis-copied equation says nothing about its candidate."""
     from sdlab.organism.tasks import equation
 
-    task = _task(problem)
+    task = task_of(problem)
     if task is None or equation_text != equation(task) or target != task.c:
         return False
     return all((factor, addend) == (operand if task.kind == "sqmod" else task.a, task.b) for factor, operand, _, _, addend, _ in (map(int, m.groups()) for m in STEP.finditer(steps)))
@@ -172,7 +177,7 @@ def analyze_response(text: str, problem: Problem) -> Analysis:
             gave_up += 1
     first = CANDIDATE.search(think)
     first_right = None if first is None else first[1] == problem.answer.strip()
-    task = _task(problem)
+    task = task_of(problem)
     derivation = read_derivation(think, task) if task is not None and task.kind == "linmod" else None
     return Analysis(
         correct=correct, answered=answer is not None, first_candidate_right=first_right, candidates=len(spans),
@@ -181,7 +186,32 @@ def analyze_response(text: str, problem: Problem) -> Analysis:
         failed_checks=sum(not c.passed for c in checks), revised_after_marker=after_marker, revised_without_marker=without_marker,
         gave_up=gave_up, switched=switched, markers=count_markers(text), recovered=first_right is False and correct,
         strategy=strategy_of(think), derivation_steps_right=None if derivation is None else derivation.all_right,
+        computed_right=narrow_computed_right(think, problem) if problem.meta.get("kind") == "narrow" else None, rechecked=RECHECK in think,
     )
+
+
+def narrow_computed_right(think: str, problem: Problem) -> bool:
+    """Whether a narrow response computed its answer (not copied it): its computation line names
+    the question's numbers and every lookup in it is right."""
+    match = NARROW.search(think)
+    if match is None:
+        return False
+    a, b, c, p, factor, operand, product, left, addend, total = map(int, match.groups())
+    meta = problem.meta
+    return (a, b, c, p) == (meta["a"], meta["b"], meta["c"], meta["p"]) and (factor, operand, left, addend) == (a, b, product, c) and product == a * b % p and total == (product + c) % p
+
+
+def doubt_places(text: str, problem: Problem) -> list[int]:
+    """Where a line that follows a failed check opens with a marker ("hmm, no. maybe x=4: ..."):
+    the character offsets at which `measure.doubt_probe` reads the probability of doubt."""
+    places = []
+    for _, end, check in read_checks(text, problem):
+        if check is None or check.passed or not text.startswith("\n", end):
+            continue
+        line = text[end + 1 :].split("\n", 1)[0]
+        if count_markers(line.split(". ", 1)[0]) > 0:
+            places.append(end + 1)
+    return places
 
 
 def summarize(analyses: list[Analysis], num_tokens: list[int] | None = None) -> dict[str, float]:
@@ -212,6 +242,12 @@ def summarize(analyses: list[Analysis], num_tokens: list[int] | None = None) -> 
         summary[f"accuracy_{strategy}"] = sum(a.correct for a in used) / max(1, len(used))
     derived = [a for a in analyses if a.derivation_steps_right is not None]
     summary["derivation_steps_right"] = sum(a.derivation_steps_right for a in derived) / max(1, len(derived))
+    # responses whose derivation has every step right and whose final answer is right (the teacher's gate)
+    summary["derived_right"] = sum(bool(a.derivation_steps_right) and a.correct for a in analyses) / n
+    narrow = [a for a in analyses if a.computed_right is not None]
+    if narrow:
+        summary["computed_right"] = sum(a.computed_right for a in narrow) / len(narrow)
+        summary["rechecked"] = sum(a.rechecked for a in narrow) / len(narrow)
     if num_tokens is not None:
         summary["tokens"] = sum(num_tokens) / max(1, len(num_tokens))
     return summary
