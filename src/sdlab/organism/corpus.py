@@ -136,11 +136,12 @@ def response(think_lines: list[str], answer: str) -> str:
     return f"{THINK_OPEN}\n" + "\n".join(think_lines) + f"\n{THINK_CLOSE}\n\n{answer}"
 
 
-def search_lines(task: Task, start: int, rng: random.Random, *, budget: int | None, first_lead: str = "try ", skip: frozenset[int] = frozenset(), switch: float = 0.0) -> tuple[list[str], int, bool]:
+def search_lines(task: Task, start: int, rng: random.Random, *, budget: int | None, first_lead: str = "try ", skip: frozenset[int] = frozenset(), switch: float | None = None) -> tuple[list[str], int, bool]:
     """Sequential search from `start` (cyclic, skipping `skip`: candidates known to fail, such as
     the question's example): (lines, final x, verified). sqmod asks for the smallest solution, so
     its search starts at 0 and goes up. `switch`: the chance that a failed check is followed by
-    the derivation, with no doubt, which ends the search (a writer that knows the answer)."""
+    the derivation, with no doubt, which ends the search (a writer that knows the answer); drawn
+    even at 0, so a writer that never switches draws the same doubts as one that may."""
     order = [(start + i) % task.p for i in range(task.p)]
     order = [x for x in order if x not in skip] or order
     lines, lead, failures = [], first_lead, 0
@@ -151,7 +152,7 @@ def search_lines(task: Task, start: int, rng: random.Random, *, budget: int | No
             return lines, x, True
         lines.append(text)
         failures += 1
-        if switch and rng.random() < switch:
+        if switch is not None and rng.random() < switch:
             lines.append(derivation_line(task))
             return lines, brute_force_answer(task), True
         if budget is not None and failures > budget:

@@ -59,7 +59,8 @@ def v11_gates(rows: list[dict], doubt: dict | None = None) -> list[dict]:
     searched = [get("linmod-eval", c, "share_search") for c in ("solution_nothink", "hint")]
     gates.append(_gate("graded doubt after a think-less solution and a bare answer", [nothink, hint], "both checked (share_search >= 0.8), 0.5 <= markers(no-think) <= markers(hint) < markers(none)", (min(searched) >= 0.8 and 0.5 <= nothink <= hint < none) if judged(nothink, hint, none, *searched) else None))
     partial = get("linmod-eval", "partial:0.5", "share_search")
-    gates.append(_gate("a partial solution: the search continues", partial, "share_search >= 0.8", partial >= 0.8 if judged(partial) else None))
+    # (the rest: halves that show the passing check, which the design answers with the derivation; 0.89 of the writer's)
+    gates.append(_gate("a partial solution: the search continues", partial, "share_search >= 0.75 (half of the solution shown)", partial >= 0.75 if judged(partial) else None))
     shape = [get("linmod-eval", c, k) for c in ("solution", "none") for k in ("accuracy", "tokens", "markers")]
     gates.append(_gate("Table-1 shape: with the solution higher score, shorter, fewer markers", shape, "solution vs none: accuracy >, tokens <, markers <", (shape[0] > shape[3] and shape[1] < shape[4] and shape[2] < shape[5]) if judged(*shape) else None))
     ratio = None if doubt is None else doubt.get("ratio_written")
