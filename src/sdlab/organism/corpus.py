@@ -188,6 +188,7 @@ def check_final(task: Task) -> str:
 
 
 def openings(task: Task, rng: random.Random) -> list[str]:
+    """0 to 3 marker-free opening lines before a search (`OPENINGS`)."""
     return [o.format(top=task.p - 1) for o in rng.sample(OPENINGS, rng.choice((0, 0, 1, 1, 2, 3)))]
 
 
