@@ -383,15 +383,17 @@ def organism_mechanics(
     dirs: list[Path] = typer.Argument(..., help="`sdlab eval` directories, run directories (their final_eval is read) or sweep cells."),
 ) -> None:
     """Read the organism's search mechanics off saved evaluation samples, without sampling:
-    candidates tried, first candidate right, recovery after a wrong one, give-ups, and whether
-    the checks copy, look up and compare right (did training stop the search, or break the check?)."""
-    from sdlab.organism.card import abilities_table
+    candidates tried, first candidate right, recovery after a wrong one, give-ups, whether the
+    checks copy, look up and compare right (did training stop the search, or break the check?),
+    and which strategy each response used (search or derivation) with the accuracy of each."""
+    from sdlab.organism.card import STRATEGY_COLUMNS, abilities_table
     from sdlab.organism.measure import mechanics_of_evaluation
 
     for path in dirs:
         eval_dir = path / "final_eval" if (path / "final_eval").is_dir() else path
         rows = mechanics_of_evaluation(eval_dir)
-        print(f"\n{eval_dir}\n" + (abilities_table(rows) if rows else "(no organism data set among its samples)"))
+        tables = abilities_table(rows) + "\n\n" + abilities_table(rows, STRATEGY_COLUMNS) if rows else "(no organism data set among its samples)"
+        print(f"\n{eval_dir}\n{tables}")
 
 
 if __name__ == "__main__":
