@@ -222,14 +222,18 @@ def doubt_probe(model, tokenizer, texts: list[str], problems: list) -> dict[str,
     tokens of every doubt phrase (`*_doubt_mass`) and on the derivation's first token
     (`*_derivation`). A teacher that knows the answer puts little mass on doubt there; corpus
     version 10's put as much as the student (0.189 against 0.193)."""
-    from sdlab.organism.corpus import DOUBTS
-    from sdlab.organism.derivation import INTRO
+    from sdlab.organism.corpus import DOUBTS, LEADS
+    from sdlab.organism.derivation import derivation_line
+    from sdlab.organism.tasks import Task
 
-    def first_token(text: str) -> int:
-        return tokenizer(text, add_special_tokens=False)["input_ids"][0]
+    def first_token(line: str) -> int:
+        """The id that opens `line` after a failed check: tokenized in place, since a phrase
+        alone can merge into other tokens than it does before the rest of its line."""
+        encoded = tokenizer(f"no.\n{line}", add_special_tokens=False, return_offsets_mapping=True)
+        return next(i for i, (start, _) in zip(encoded["input_ids"], encoded["offset_mapping"]) if start == 4)
 
-    doubt_ids = sorted({first_token(phrase) for phrase in DOUBTS + ("hmm, too many tries.",)})
-    derive_id = first_token(INTRO)
+    doubt_ids = sorted({first_token(f"{phrase} {lead}x=1: ") for phrase in DOUBTS for lead in LEADS} | {first_token("hmm, too many tries. it might be x=1.")})
+    derive_id = first_token(derivation_line(Task("linmod", 7, 4, 2, 5)))
     sums = {f"{role}_{what}": 0.0 for role in ("student", "teacher") for what in ("written", "doubt_mass", "derivation")}
     places = responses = 0
     for text, problem in zip(texts, problems):
