@@ -156,7 +156,7 @@ def test_the_build_command_names_the_corpus_versions_on_a_wrong_one(tmp_path: Pa
 def test_the_doubt_probe_reads_student_and_teacher_at_the_same_places(built_v11: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sdlab.organism.measure import doubt_probe
+    from sdlab.organism.measure import doubt_probe, opening_ids
 
     problems = load_organism_problems("organism:linmod-eval:4")
     rng = random.Random(3)
@@ -166,3 +166,11 @@ def test_the_doubt_probe_reads_student_and_teacher_at_the_same_places(built_v11:
     assert result["places"] == places > 0
     assert all(0 < result[f"{role}_{what}"] < 1 for role in ("student", "teacher") for what in ("written", "doubt_mass", "derivation"))
     assert result["student_written"] <= result["student_doubt_mass"] and result["student_written"] != result["teacher_written"]
+
+    tokenizer = AutoTokenizer.from_pretrained(built_v11)
+    doubt_ids, derive_id = opening_ids(tokenizer)
+    for text, problem in zip(texts, problems):  # every doubt the writer writes opens with one of them
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        starts = {start: token for token, (start, _) in zip(encoded["input_ids"], encoded["offset_mapping"])}
+        assert all(starts[place] in doubt_ids for place in doubt_places(text, problem))
+    assert "directly:".startswith(tokenizer.decode([derive_id])) and derive_id not in doubt_ids

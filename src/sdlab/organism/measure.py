@@ -212,6 +212,22 @@ def copy_probe(model, tokenizer, *, n: int = 32, seed: int = 0, candidate: int =
     return {position: {slot: sum(v) / len(v) for slot, v in slots.items()} for position, slots in scores.items()}
 
 
+def opening_ids(tokenizer) -> tuple[list[int], int]:
+    """The ids that open a line after a failed check: each doubt phrase's (and the give-up's),
+    and the derivation's. Tokenized in place, since a phrase alone can merge into other tokens
+    than it does before the rest of its line."""
+    from sdlab.organism.corpus import DOUBTS, LEADS
+    from sdlab.organism.derivation import derivation_line
+    from sdlab.organism.tasks import Task
+
+    def first_token(line: str) -> int:
+        encoded = tokenizer(f"no.\n{line}", add_special_tokens=False, return_offsets_mapping=True)
+        return next(i for i, (start, _) in zip(encoded["input_ids"], encoded["offset_mapping"]) if start == 4)
+
+    doubts = {first_token(f"{phrase} {lead}x=1: ") for phrase in DOUBTS for lead in LEADS} | {first_token("hmm, too many tries. it might be x=1.")}
+    return sorted(doubts), first_token(derivation_line(Task("linmod", 7, 4, 2, 5)))
+
+
 @torch.no_grad()
 def doubt_probe(model, tokenizer, texts: list[str], problems: list) -> dict[str, float]:
     """The probability of doubt after a failed check, in the student's own responses, read by the
@@ -222,18 +238,7 @@ def doubt_probe(model, tokenizer, texts: list[str], problems: list) -> dict[str,
     tokens of every doubt phrase (`*_doubt_mass`) and on the derivation's first token
     (`*_derivation`). A teacher that knows the answer puts little mass on doubt there; corpus
     version 10's put as much as the student (0.189 against 0.193)."""
-    from sdlab.organism.corpus import DOUBTS, LEADS
-    from sdlab.organism.derivation import derivation_line
-    from sdlab.organism.tasks import Task
-
-    def first_token(line: str) -> int:
-        """The id that opens `line` after a failed check: tokenized in place, since a phrase
-        alone can merge into other tokens than it does before the rest of its line."""
-        encoded = tokenizer(f"no.\n{line}", add_special_tokens=False, return_offsets_mapping=True)
-        return next(i for i, (start, _) in zip(encoded["input_ids"], encoded["offset_mapping"]) if start == 4)
-
-    doubt_ids = sorted({first_token(f"{phrase} {lead}x=1: ") for phrase in DOUBTS for lead in LEADS} | {first_token("hmm, too many tries. it might be x=1.")})
-    derive_id = first_token(derivation_line(Task("linmod", 7, 4, 2, 5)))
+    doubt_ids, derive_id = opening_ids(tokenizer)
     sums = {f"{role}_{what}": 0.0 for role in ("student", "teacher") for what in ("written", "doubt_mass", "derivation")}
     places = responses = 0
     for text, problem in zip(texts, problems):
