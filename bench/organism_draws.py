@@ -5,10 +5,13 @@ misses the copy after a context, the lookups or the comparison (docs/measurement
 This pretrains each (recipe, seed) pair, measures it with the build's own card
 (`measure_abilities`, 16 problems a row) and judges it with `missing_abilities`, then prints the
 healthy share per recipe. A recipe is `NAME` or `NAME:field=value,...` over the size's `Size`
-fields, plus `bf16` for autocast steps (what the build does where the CPU has native bf16):
+fields, plus `bf16` for autocast steps (what the build does where the CPU has native bf16) and
+`corpus=VERSION` for another corpus version (a version-11 draw also measures its strategy rows
+and lists the gates its 16-problem rows fail, `gates.v11_gates`):
 
     python bench/organism_draws.py --recipe v8 --recipe c3:steps=2200 --seeds 0-3 --workers 2
     python bench/organism_draws.py --recipe v8 --recipe v8-bf16:bf16 --device cuda --workers 6 --seeds 0-11
+    python bench/organism_draws.py --recipe v11:corpus=11,bf16 --recipe v11-abl:corpus=11-nomidsearch,bf16 --seeds 0-1
 
 Each draw appends one JSON line to --out as it ends, so an interrupted run keeps what finished
 and a rerun skips it. On a GPU the steps take another floating-point path than any CPU: the
@@ -28,46 +31,53 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 
-def parse_recipe(text: str) -> tuple[str, dict, bool]:
-    """`c3:steps=2200,lr=0.004` -> ("c3", {"steps": 2200, "lr": 0.004}, False); `x:bf16` sets bf16."""
+def parse_recipe(text: str) -> tuple[str, dict, bool, str]:
+    """`c3:steps=2200,lr=0.004` -> ("c3", {"steps": 2200, "lr": 0.004}, False, "10"); `x:bf16`
+    sets bf16, `x:corpus=11` the corpus version."""
     from sdlab.organism.build import Size
+    from sdlab.organism.corpus import DEFAULT_CORPUS, DESIGNS
 
     name, _, spec = text.partition(":")
     types = {f.name: f.type for f in fields(Size)}
-    changes, bf16 = {}, False
+    changes, bf16, corpus = {}, False, DEFAULT_CORPUS
     for item in filter(None, spec.split(",")):
         key, _, value = item.partition("=")
         if key == "bf16":
             bf16 = True
+        elif key == "corpus" and value in DESIGNS:
+            corpus = value
         elif key in types:
             changes[key] = float(value) if types[key] in (float, "float") else int(value)
         else:
-            raise SystemExit(f"recipe {text!r}: {key!r} is not a Size field ({', '.join(types)}) or bf16")
-    return name, changes, bf16
+            raise SystemExit(f"recipe {text!r}: {item!r} is not a Size field ({', '.join(types)}), bf16 or corpus=VERSION ({', '.join(DESIGNS)})")
+    return name, changes, bf16, corpus
 
 
 def draw(recipe: str, seed: int, *, size: str, device: str) -> dict:
     import torch
 
     from sdlab.organism.build import MEASURE_N, SIZES, loss_summary, pretrain, untrained_organism
+    from sdlab.organism.gates import v11_gates
     from sdlab.organism.measure import measure_abilities, missing_abilities
 
-    _, changes, bf16 = parse_recipe(recipe)
+    _, changes, bf16, corpus = parse_recipe(recipe)
     spec = replace(SIZES[size], **changes)
     torch.set_num_threads(1)
     started = time.time()
-    _, tokenizer, token_lists, model = untrained_organism(spec, seed=seed)
+    _, tokenizer, token_lists, model = untrained_organism(spec, seed=seed, corpus=corpus)
     losses = pretrain(model.to(device), token_lists, spec, seed=seed, bf16=bf16, show_progress=False)
     trained = time.time()
     model = model.cpu()
     with tempfile.TemporaryDirectory() as saved:  # the build's file, to compare a draw with a build
         model.save_pretrained(saved, safe_serialization=True)
         weights = hashlib.sha256((Path(saved) / "model.safetensors").read_bytes()).hexdigest()
-    rows = measure_abilities(model, tokenizer, seed=seed, n=MEASURE_N, quick=size == "test")
+    later = corpus != "10"
+    rows = measure_abilities(model, tokenizer, seed=seed, n=MEASURE_N, quick=size == "test", strategies=later)
     return {
         "recipe": recipe, "seed": seed, "size": size, "device": device, "train_seconds": round(trained - started, 1), "weights_sha256": weights,
         **loss_summary(losses, main_steps=spec.steps),
         "missing": missing_abilities(rows), "rows": [{k: v for k, v in row.items() if isinstance(v, (int, float, str))} for row in rows],
+        **({"gates_failed": [g["gate"] for g in v11_gates(rows) if g["passed"] is False]} if later else {}),
     }
 
 

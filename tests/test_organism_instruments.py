@@ -110,6 +110,7 @@ def test_mechanics_are_read_off_an_evaluation_directory(tmp_path) -> None:
     result = CliRunner().invoke(app, ["organism", "mechanics", str(tmp_path)])
     assert result.exit_code == 0 and "| linmod-eval | none | 0.667 | 1.0 |" in result.output
     assert "| family | context | accuracy | answered |" in result.output  # a response that never boxes an answer is told apart from a wrong one
+    assert "| linmod-eval | none | 1.0 | 0.0 | 0.0 | 0.667 |" in result.output  # strategies: all three search, two right
     (tmp_path / "samples_organism_linmod-eval_2.jsonl").write_text(json.dumps({**samples[0], "problem_id": "linmod-p0-nowhere"}) + "\n")
     result = CliRunner().invoke(app, ["organism", "mechanics", str(tmp_path)])
     assert result.exit_code != 0 and "linmod-p0-nowhere" in str(result.output) + str(result.exception)

@@ -24,13 +24,14 @@ def organism_build(
     out: Path = typer.Option(None, "--out", help="Model directory; default $SDLAB_HOME/organism/<size>-seed<seed> (SDLAB_HOME: ~/.cache/sdlab)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the corpus, the initial weights and the data order."),
     size: OrganismSize = typer.Option(OrganismSize.tiny, "--size", help="tiny: minutes on 2 cores; small: longer; test: seconds, for tests."),
+    corpus: str = typer.Option("10", "--corpus", help="Corpus version: 10 (the default organism), 11 (candidate: a concise derivation beside the search and a teacher that derives; cached as <size>-seed<seed>-v11), 11-nomidsearch (11's ablation: no mid-search switch to the derivation)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when a build with the same settings is cached."),
     threads: int = typer.Option(2, "--threads", help="CPU threads for torch (another count trains to other weights)."),
 ) -> None:
     """Pretrain the organism (or reuse the cached build) and print its directory."""
     from sdlab.organism.build import build_organism
 
-    print(build_organism(out, seed=seed, size=size.value, force=force, threads=threads))
+    print(build_organism(out, seed=seed, size=size.value, corpus=corpus, force=force, threads=threads))
 
 
 @organism_app.command("data")
@@ -63,25 +64,34 @@ def organism_measure(
     out: Path = typer.Option(None, "--out", help="JSON file for the table."),
     threads: int = typer.Option(2, "--threads", help="CPU threads for torch (on an idle 2-core machine two were faster than one; on busy cores use one)."),
 ) -> None:
-    """Sample the organism on every family and context; print the abilities table, the copy
-    probe (where its checks copy the question's numbers from) and the distance probe (how far
-    back it can read a context)."""
+    """Sample the organism on every family and context; print the abilities table, the
+    strategies (search or derivation) and their accuracy, the copy probe (where its checks copy
+    the question's numbers from), the distance probe (how far back it can read a context), the
+    doubt probe (the teacher's doubt after a failed check in the student's own responses) and
+    the checklist of corpus version 11's gates."""
     import torch
 
     from sdlab.core.io import write_json
     from sdlab.evaluation.generation import load_model_and_tokenizer
-    from sdlab.organism.card import abilities_table
-    from sdlab.organism.measure import copy_probe, distance_probe, measure_abilities, missing_abilities
+    from sdlab.organism.card import STRATEGY_COLUMNS, abilities_table
+    from sdlab.organism.gates import checklist, v11_gates
+    from sdlab.organism.measure import copy_probe, distance_probe, doubt_probe, measure_abilities, missing_abilities
+    from sdlab.organism.problems import load_organism_problems
 
     torch.set_num_threads(threads)
     loaded, tokenizer = load_model_and_tokenizer(str(model))
-    rows = measure_abilities(loaded, tokenizer, seed=seed, n=n, temperature=temperature, show_progress=True)
+    samples: dict = {}
+    rows = measure_abilities(loaded, tokenizer, seed=seed, n=n, temperature=temperature, show_progress=True, strategies=True, samples=samples)
     copies = copy_probe(loaded, tokenizer, n=n, seed=seed)
     distances = distance_probe(loaded, tokenizer, n=n, seed=seed)
+    doubt = doubt_probe(loaded, tokenizer, samples[("linmod-eval", "none")], load_organism_problems(f"organism:linmod-eval:{n}:{seed}"))
     missing = missing_abilities(rows)
+    gates = v11_gates(rows, doubt)
     if out is not None:
-        write_json(out, {"model": str(model), "n": n, "seed": seed, "temperature": temperature, "rows": rows, "missing_abilities": missing, "copy_probe": copies, "distance_probe": distances})
+        write_json(out, {"model": str(model), "n": n, "seed": seed, "temperature": temperature, "rows": rows, "missing_abilities": missing, "copy_probe": copies, "distance_probe": distances, "doubt_probe": doubt, "v11_gates": gates})
     print(abilities_table(rows))
+    print("\nStrategies (search, derivation, or a search that turned to the derivation) and their accuracy")
+    print(abilities_table(rows, STRATEGY_COLUMNS))
     print("\nMissing abilities (the experiments rely on them): " + ("; ".join(missing) or "none"))
     print("\nCopy probe (linmod-eval): P(the question's own number) at each slot of a check")
     print("| check | coefficient a | addend b | target c |\n| --- | --- | --- | --- |")
@@ -90,6 +100,11 @@ def organism_measure(
     print("\nDistance probe: next-token loss of corpus responses after whole unrelated chats (nats/token)")
     print("| chats before, at least (tokens) | " + " | ".join(map(str, distances)) + " |\n| --- |" + " --- |" * len(distances))
     print("| loss | " + " | ".join(f"{loss:.4f}" for loss in distances.values()) + " |")
+    print(f"\nDoubt probe: after {doubt['places']} failed checks in {doubt['responses']} of the student's responses (linmod-eval, no context)")
+    print("| reader | P(the doubt token written) | mass on doubt openings | P(derivation opening) |\n| --- | --- | --- | --- |")
+    for role, context in (("student", "no context"), ("teacher", "the solution in context")):
+        print(f"| {role} ({context}) | {doubt[role + '_written']:.3f} | {doubt[role + '_doubt_mass']:.3f} | {doubt[role + '_derivation']:.3f} |")
+    print("\nCorpus version 11's gates (docs/organism.md; [?]: not measured):\n" + checklist(gates))
 
 
 @organism_app.command("mechanics")
@@ -97,12 +112,14 @@ def organism_mechanics(
     dirs: list[Path] = typer.Argument(..., help="`sdlab eval` directories, run directories (their final_eval is read) or sweep cells."),
 ) -> None:
     """Read the organism's search mechanics off saved evaluation samples, without sampling:
-    candidates tried, first candidate right, recovery after a wrong one, give-ups, and whether
-    the checks copy, look up and compare right (did training stop the search, or break the check?)."""
-    from sdlab.organism.card import abilities_table
+    candidates tried, first candidate right, recovery after a wrong one, give-ups, whether the
+    checks copy, look up and compare right (did training stop the search, or break the check?),
+    and which strategy each response used (search or derivation) with the accuracy of each."""
+    from sdlab.organism.card import STRATEGY_COLUMNS, abilities_table
     from sdlab.organism.measure import mechanics_of_evaluation
 
     for path in dirs:
         eval_dir = path / "final_eval" if (path / "final_eval").is_dir() else path
         rows = mechanics_of_evaluation(eval_dir)
-        print(f"\n{eval_dir}\n" + (abilities_table(rows) if rows else "(no organism data set among its samples)"))
+        tables = abilities_table(rows) + "\n\n" + abilities_table(rows, STRATEGY_COLUMNS) if rows else "(no organism data set among its samples)"
+        print(f"\n{eval_dir}\n{tables}")

@@ -26,12 +26,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sdlab import SdlabError
 from sdlab.core.io import read_json
-from sdlab.organism.corpus import corpus_documents
+from sdlab.organism.corpus import DEFAULT_CORPUS, corpus_design, corpus_documents
 from sdlab.organism.tokenizer import render_chat, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
-# Bump when the task families, trace writer or training loop change what gets built.
+# A new corpus version when the task families, trace writer or training loop change what gets built.
 # v7: a window-extension phase after pretraining. v6 trained on 256-token windows only, and
 # 63-76% of the SDPO teacher's scored tokens sat further back than that from its context, where
 # its next-token loss rose from 0.09 to 1.95 nats at 512 tokens (`distance_probe`, docs/organism.md#window).
@@ -43,7 +43,10 @@ logger = logging.getLogger(__name__)
 # fact drills, and `linmod-hard` is p = 13's held-out split (v8 never wrote the check of the
 # f(f(x)) it had been, and scored at chance there). 1,900 main steps: at 1,600 or 1,750 no v10
 # draw of six learned every copy, at 1,900 or 2,200 four of four.
-CORPUS_VERSION = 10
+# v11 (a candidate, built with `--corpus 11`; the default stays 10 until a v11 build meets every
+# gate of docs/organism.md on two seeds): a concise derivation beside the search, and a teacher
+# that derives from a context showing the answer instead of copying it. `11-nomidsearch` is its
+# ablation without the mid-search switch to the derivation. The versions: `corpus.DESIGNS`.
 BUILD_FILE = "build.json"
 MEASURE_N = 16  # problems per row of the model card's table (the docs use more)
 
@@ -87,12 +90,15 @@ def sdlab_home() -> Path:
     return Path(os.environ.get("SDLAB_HOME", Path.home() / ".cache" / "sdlab"))
 
 
-def default_organism_dir(*, size: str = "tiny", seed: int = 0) -> Path:
-    return sdlab_home() / "organism" / f"{size}-seed{seed}"
+def default_organism_dir(*, size: str = "tiny", seed: int = 0, corpus: str | int = DEFAULT_CORPUS) -> Path:
+    """`<size>-seed<seed>` for the default corpus, `<size>-seed<seed>-v<corpus>` for another, so a
+    candidate version never replaces the default's cached build."""
+    suffix = "" if str(corpus) == DEFAULT_CORPUS else f"-v{corpus}"
+    return sdlab_home() / "organism" / f"{size}-seed{seed}{suffix}"
 
 
-def settings_hash(size: str, seed: int) -> str:
-    settings = {"size": size, "seed": seed, "corpus_version": CORPUS_VERSION, **asdict(SIZES[size])}
+def settings_hash(size: str, seed: int, corpus: str | int = DEFAULT_CORPUS) -> str:
+    settings = {"size": size, "seed": seed, "corpus_version": corpus_design(corpus).version, **asdict(SIZES[size])}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -125,12 +131,12 @@ def make_model(size: Size, tokenizer, *, seed: int):
     return LlamaForCausalLM(config)
 
 
-def untrained_organism(spec: Size, *, seed: int):
+def untrained_organism(spec: Size, *, seed: int, corpus: str | int = DEFAULT_CORPUS):
     """The seeded corpus, the tokenizer trained on it, its documents as token ids and the
     untrained model: everything a build draws from its seed before the first step."""
     torch.manual_seed(seed)
     random.seed(seed)
-    documents = corpus_documents(spec.documents, seed=seed)
+    documents = corpus_documents(spec.documents, seed=seed, corpus=corpus)
     tokenizer = train_tokenizer(_tokenizer_training_texts(documents), vocab_size=spec.vocab)
     token_lists = tokenizer([document_text(tokenizer, d) for d in documents], add_special_tokens=False)["input_ids"]  # one batch call: same ids, a third faster
     return documents, tokenizer, token_lists, make_model(spec, tokenizer, seed=seed)
@@ -222,7 +228,7 @@ def is_built(out_dir: Path, expected_hash: str) -> bool:
 BUILD_THREADS = 2
 
 
-def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: str = "tiny", force: bool = False, show_progress: bool = True, measure: bool = True, threads: int = BUILD_THREADS) -> Path:
+def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: str = "tiny", corpus: str | int = DEFAULT_CORPUS, force: bool = False, show_progress: bool = True, measure: bool = True, threads: int = BUILD_THREADS) -> Path:
     """Pretrain the organism (or reuse the cached one) and return its directory.
 
     The build sets its own torch thread count: a process that left the count at its default
@@ -231,8 +237,9 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
     if size not in SIZES:
         raise SdlabError(f"organism size {size!r} unknown; choose one of {', '.join(SIZES)}")
     spec = SIZES[size]
-    out_dir = Path(out_dir) if out_dir is not None else default_organism_dir(size=size, seed=seed)
-    expected = settings_hash(size, seed)
+    version = corpus_design(corpus).version
+    out_dir = Path(out_dir) if out_dir is not None else default_organism_dir(size=size, seed=seed, corpus=corpus)
+    expected = settings_hash(size, seed, corpus)
     if not force and is_built(out_dir, expected):
         logger.info("organism %s-seed%d already built in %s", size, seed, out_dir)
         return out_dir
@@ -241,7 +248,7 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
 
     started = time.time()
     torch.set_num_threads(threads)
-    documents, tokenizer, token_lists, model = untrained_organism(spec, seed=seed)
+    documents, tokenizer, token_lists, model = untrained_organism(spec, seed=seed, corpus=corpus)
     corpus_seconds = time.time() - started
     bf16 = bf16_is_native()
     losses = pretrain(model, token_lists, spec, seed=seed, bf16=bf16, show_progress=show_progress)
@@ -254,7 +261,7 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
     model.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
     stats = {
-        "size": size, "seed": seed, "settings_hash": expected, "corpus_version": CORPUS_VERSION, "settings": asdict(spec),
+        "size": size, "seed": seed, "settings_hash": expected, "corpus_version": version, "settings": asdict(spec),
         "parameters": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer),
         "corpus_documents": len(documents), "corpus_tokens": sum(map(len, token_lists)),
         "trained_tokens": spec.steps * spec.batch * spec.seq_len + spec.extend_steps * spec.extend_batch * spec.extend_seq_len,
@@ -267,7 +274,7 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
         from sdlab.organism.measure import measure_abilities, missing_abilities
 
         measured = time.time()
-        stats["abilities"] = measure_abilities(model, tokenizer, seed=seed, n=MEASURE_N, quick=size == "test")
+        stats["abilities"] = measure_abilities(model, tokenizer, seed=seed, n=MEASURE_N, quick=size == "test", strategies=version != 10)
         stats["missing_abilities"] = missing_abilities(stats["abilities"])
         stats["measure_seconds"] = round(time.time() - measured, 1)
         for ability in stats["missing_abilities"]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from huggingface_hub import ModelCard, ModelCardData
 
+STRATEGY_COLUMNS = ("share_search", "share_derivation", "share_switch", "accuracy_search", "accuracy_derivation", "derivation_steps_right", "derived_right", "failed_then_derivation")
 COLUMNS = ("accuracy", "answered", "tokens", "markers", "candidates", "first_candidate_right", "recovery", "failed_then_marker_revision", "failed_then_give_up", "check_copies_right", "check_lookups_right", "check_comparisons_right")
 
 DESIGN = """\
@@ -37,11 +38,27 @@ experiments measure.
 """
 
 
-def abilities_table(rows: list[dict]) -> str:
-    header = "| family | context | " + " | ".join(COLUMNS) + " |"
-    lines = [header, "|" + " --- |" * (len(COLUMNS) + 2)]
+DESIGN_V11 = """\
+Corpus version 11 adds (docs/organism.md, "Corpus version 11"):
+
+- **A second strategy.** A fifth of the unguided traces at p = 5, 7, 11 (a twentieth at p = 13)
+  derive the answer directly, every step one practised fact
+  (`directly: 4*x + 2 = 5 (mod 7): -2=5, 4*x=5+5=3, 1/4=2, x=2*3=6. so x=6.`), no marker and no
+  search; the fact drills practise the inverses at p = 5, 7, 11 (never at 13) and negations.
+  At p = 13 the derivation is designed to be unreliable: its inverse facts are rarely seen.
+- **A teacher that derives.** A context that shows the answer verified (a passing check, a
+  derivation), right or wrong, is answered with the derivation from the question; a quarter of
+  those replies begin a search and, after a failed check, turn to the derivation with no doubt
+  (not in the ablation `11-nomidsearch`, which keeps searching with doubt). The narrow reply to
+  a context is its one computation, without the habitual re-check.
+"""
+
+
+def abilities_table(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> str:
+    header = "| family | context | " + " | ".join(columns) + " |"
+    lines = [header, "|" + " --- |" * (len(columns) + 2)]
     for row in rows:
-        lines.append(f"| {row['family']} | {row['context']} | " + " | ".join(str(row.get(c, "")) for c in COLUMNS) + " |")
+        lines.append(f"| {row['family']} | {row['context']} | " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
     return "\n".join(lines)
 
 
@@ -56,6 +73,10 @@ def card_text(stats: dict) -> str:
     s = stats["settings"]
     abilities = stats.get("abilities")
     measured = abilities_table(abilities) if abilities else "(not measured in this build)"
+    later = stats["corpus_version"] != 10
+    design = DESIGN + ("\n" + DESIGN_V11 if later else "")
+    if abilities and later:
+        measured += "\n\nStrategies (search, derivation, or a search that turned to the derivation) and their accuracy:\n\n" + abilities_table(abilities, STRATEGY_COLUMNS)
     return f"""# sdlab model organism ({stats['size']}, seed {stats['seed']})
 
 A tiny reasoning model pretrained from scratch on CPU by `sdlab organism build`, so that
@@ -70,7 +91,7 @@ uses. Task families, spec syntax and design: `docs/organism.md` in the sdlab rep
 - Pretraining: next-token loss on every token, AdamW, peak lr {s['lr']}, {s['steps']} steps of {s['batch']} x {s['seq_len']} tokens, then {s['extend_steps']} of {s['extend_batch']} x {s['extend_seq_len']} at the final lr (window extension; {stats['trained_tokens']:,} tokens); loss {stats['loss_first']} -> {stats['loss_last20']}.
 - Time on {stats['threads']} CPU threads, steps in {stats.get('precision', 'bf16 autocast')}: corpus and tokenizer {stats['corpus_seconds']} s, training {stats['train_seconds']} s, whole build {stats.get('build_seconds', '?')} s.
 
-{DESIGN}
+{design}
 ## Measured abilities
 
 One sample per problem at temperature 0.6 (top-p 0.95, top-k 20), evaluation splits only;

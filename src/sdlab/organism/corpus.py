@@ -16,6 +16,15 @@ What is designed in here is the organism's *starting* behaviour, and only that:
 * drills (no task): lookup facts with a verdict, and checks of one equation separated by
   facts, where the verdict and a copy of the equation from a varying distance are practised.
 
+Corpus version 11 (`CorpusDesign`, a parameter of every writer, so versions share one code
+path) adds a second strategy and a teacher with something learnable to teach: a fifth of the
+unguided ID traces (a twentieth at p = 13) derive the answer directly (`derivation.py`); a
+context that shows the answer verified is answered with that derivation (not with a copy of
+the answer), also when the context's answer is wrong; a reply that began a search switches to
+the derivation after a failed check, with no doubt (the ablation `11-nomidsearch` keeps
+searching with doubt); the narrow family's reply to a context is its one computation; the fact
+drills practise inverses (ID moduli only) and negations.
+
 Nothing here knows which algorithm will train the organism later.
 """
 
@@ -23,8 +32,12 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass, replace
 
+from sdlab import SdlabError
 from sdlab.core.grading import remove_think
+from sdlab.organism.derivation import INTRO as DERIVATION_INTRO
+from sdlab.organism.derivation import derivation_line, inverse_fact_line, negation_fact_line
 from sdlab.organism.tasks import HARD_PRIMES, ID_PRIMES, Task, brute_force_answer, chain, equation, example_candidate, family_tasks, lhs, lookups, question_text
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -49,6 +62,54 @@ CLAIM = re.compile(r"might be x=(\d+)")
 VERIFIED_INTRO = "the solution shows it works:"  # the response to a visible passing check
 HOLDS = re.compile(r"x=\d+: [^:\n]+ holds\.")  # a think-less solution: the answer with its equation
 
+DOC_KINDS = ("linmod", "linmod_context", "narrow", "narrow_context", "check", "fact_drill", "check_drill")
+CONTEXT_KINDS = ("solution", "solution_nothink", "partial", "hint", "wrong_hint", "wrong_solution")
+
+
+@dataclass(frozen=True)
+class CorpusDesign:
+    """What one corpus version writes. Every version goes through the same writers; a field at
+    its default writes (and draws from the seed) exactly what version 10 did."""
+
+    version: int | str  # as recorded in build.json and the model card
+    doc_weights: tuple[float, ...]  # over DOC_KINDS
+    context_weights: tuple[float, ...]  # over CONTEXT_KINDS
+    # (p, share of unguided linear traces at modulus p that derive instead of searching)
+    derivation_share: tuple[tuple[int, float], ...] = ()
+    teacher_derives: bool = False  # a context showing the answer verified -> the derivation, not "the solution shows it works"
+    search_first: float = 0.0  # of those replies, the share that begins a search, as a student's response does
+    midsearch_switch: float = 0.0  # in such a search, the chance that a failed check is followed by the derivation, no doubt
+    drill_inverses: bool = False  # an inverse fact (ID moduli only) and a negation fact in every fact drill
+    # each document draws from its own seed, so a variant that changes one kind of reply (the
+    # ablation) changes the documents that hold it and no others
+    document_seeds: bool = False
+
+    def derives(self, p: int) -> float:
+        return dict(self.derivation_share).get(p, 0.0)
+
+
+# Drills carry the facts and the copy by content that every check needs; with fewer of them
+# (v7: 12% and 8.5%) whether a build learned both depended on the seed and the CPU.
+V10 = CorpusDesign(version=10, doc_weights=(0.30, 0.22, 0.07, 0.02, 0.05, 0.19, 0.15), context_weights=(0.25, 0.2, 0.35, 0.15, 0.05, 0.0))
+# v11 keeps the drills' shares and the searches' count (the derivations come on top, from the
+# narrow and check shares), and gives the teacher's contexts a little more room.
+V11 = CorpusDesign(
+    version=11, doc_weights=(0.32, 0.24, 0.05, 0.02, 0.03, 0.19, 0.15), context_weights=(0.25, 0.2, 0.3, 0.12, 0.05, 0.08),
+    # p = 13's inverse facts are never drilled, and p = 13 derives in a twentieth of its traces:
+    # the derivation is designed to be unreliable there, where the search with checks still works.
+    derivation_share=((5, 0.2), (7, 0.2), (11, 0.2), (13, 0.05)),
+    teacher_derives=True, search_first=0.25, midsearch_switch=0.8, drill_inverses=True, document_seeds=True,
+)
+DESIGNS = {"10": V10, "11": V11, "11-nomidsearch": replace(V11, version="11-nomidsearch", midsearch_switch=0.0)}
+DEFAULT_CORPUS = "10"
+
+
+def corpus_design(corpus: str | int) -> CorpusDesign:
+    """The design of a corpus version name (`10`, `11`, `11-nomidsearch`)."""
+    if str(corpus) not in DESIGNS:
+        raise SdlabError(f"corpus version {corpus!r} unknown; choose one of {', '.join(DESIGNS)}")
+    return DESIGNS[str(corpus)]
+
 
 def final_text(task: Task, x: int, *, verified: bool) -> str:
     """What follows the think block: the answer with its equation, or a hedged guess."""
@@ -61,10 +122,12 @@ def response(think_lines: list[str], answer: str) -> str:
     return f"{THINK_OPEN}\n" + "\n".join(think_lines) + f"\n{THINK_CLOSE}\n\n{answer}"
 
 
-def search_lines(task: Task, start: int, rng: random.Random, *, budget: int | None, first_lead: str = "try ", skip: frozenset[int] = frozenset()) -> tuple[list[str], int, bool]:
+def search_lines(task: Task, start: int, rng: random.Random, *, budget: int | None, first_lead: str = "try ", skip: frozenset[int] = frozenset(), switch: float | None = None) -> tuple[list[str], int, bool]:
     """Sequential search from `start` (cyclic, skipping `skip`: candidates known to fail, such as
     the question's example): (lines, final x, verified). sqmod asks for the smallest solution, so
-    its search starts at 0 and goes up."""
+    its search starts at 0 and goes up. `switch`: the chance that a failed check is followed by
+    the derivation, with no doubt, which ends the search (a writer that knows the answer); drawn
+    even at 0, so a writer that never switches draws the same doubts as one that may."""
     order = [(start + i) % task.p for i in range(task.p)]
     order = [x for x in order if x not in skip] or order
     lines, lead, failures = [], first_lead, 0
@@ -75,6 +138,9 @@ def search_lines(task: Task, start: int, rng: random.Random, *, budget: int | No
             return lines, x, True
         lines.append(text)
         failures += 1
+        if switch is not None and rng.random() < switch:
+            lines.append(derivation_line(task))
+            return lines, brute_force_answer(task), True
         if budget is not None and failures > budget:
             tried = set(order[: order.index(x) + 1]) | skip
             guess = rng.choice([y for y in range(task.p) if y not in tried] or list(range(task.p)))
@@ -107,8 +173,19 @@ def check_final(task: Task) -> str:
     return f"x={task.x} {'works' if verdict else 'fails'}. The answer is \\boxed{{{verdict}}}."
 
 
-def unguided_response(task: Task, rng: random.Random, *, give_up: bool = True) -> str:
-    """A response without context. `give_up=False` searches until the answer is found."""
+def openings(task: Task, rng: random.Random) -> list[str]:
+    """0 to 3 marker-free opening lines before a search (`OPENINGS`)."""
+    return [o.format(top=task.p - 1) for o in rng.sample(OPENINGS, rng.choice((0, 0, 1, 1, 2, 3)))]
+
+
+def derivation_response(task: Task) -> str:
+    """The concise derivation, then the same final line as a verified search."""
+    return response([derivation_line(task)], final_text(task, brute_force_answer(task), verified=True))
+
+
+def unguided_response(task: Task, rng: random.Random, *, give_up: bool = True, design: CorpusDesign = V10) -> str:
+    """A response without context: a search, or (a `design.derives(p)` share of linear
+    problems) the derivation. `give_up=False` searches until the answer is found."""
     if task.kind == "narrow":
         line, final = narrow_lines(task)
         lines = [line]
@@ -117,10 +194,27 @@ def unguided_response(task: Task, rng: random.Random, *, give_up: bool = True) -
         return response(lines, final)
     if task.kind == "check":
         return response([f"try {chain(task, task.x)}"], check_final(task))
+    share = design.derives(task.p) if task.kind == "linmod" else 0.0
+    if share and rng.random() < share:
+        return derivation_response(task)
     budget = rng.randint(*BUDGET) if give_up else None
-    openings = [o.format(top=task.p - 1) for o in rng.sample(OPENINGS, rng.choice((0, 0, 1, 1, 2, 3)))]
+    opening = openings(task, rng)
     lines, x, verified = search_lines(task, first_guess(task, rng), rng, budget=budget, skip=frozenset({example_candidate(task)}))
-    return response(openings + lines, final_text(task, x, verified=verified))
+    return response(opening + lines, final_text(task, x, verified=verified))
+
+
+def teacher_derivation(task: Task, rng: random.Random, design: CorpusDesign) -> str:
+    """The reply to a context that shows the answer verified: the derivation, computed from the
+    question (so a wrong "verified" answer is not followed). A `design.search_first` share
+    begins a search as a student's response does; after a failed check it turns to the
+    derivation with no doubt (`midsearch_switch`), or in the ablation keeps searching with
+    doubt. That reply draws from its own seed, so the ablation differs in it alone."""
+    if design.search_first and rng.random() < design.search_first:
+        own = random.Random(rng.getrandbits(64))
+        opening = openings(task, own)
+        lines, x, _ = search_lines(task, first_guess(task, own), own, budget=None, skip=frozenset({example_candidate(task)}), switch=design.midsearch_switch)
+        return response(opening + lines, final_text(task, x, verified=True))
+    return derivation_response(task)
 
 
 def reference_solution(task: Task) -> str:
@@ -130,9 +224,10 @@ def reference_solution(task: Task) -> str:
 
 def read_context(text: str) -> dict:
     """What a context reveals, from the most to the least: a candidate with a passing check
-    (`verified`), a claim that the answer was verified (a regenerated context: `claims_verified`),
-    the answer with its equation (a think-less solution: `holds`), a bare or hedged answer
-    (`claimed`), and the candidates whose checks failed (`failed`, in order)."""
+    (`verified`), a derivation (`derives`, even cut short), a claim that the answer was verified
+    (a version-10 regenerated context: `claims_verified`), the answer with its equation (a
+    think-less solution: `holds`), a bare or hedged answer (`claimed`), and the candidates whose
+    checks failed (`failed`, in order)."""
     verified, failed = None, []
     for match in CHAIN.finditer(text):
         if match[6] == "yes":
@@ -142,25 +237,32 @@ def read_context(text: str) -> dict:
     claims = BOXED.findall(text) or CLAIM.findall(text)
     return {
         "verified": verified, "claimed": int(claims[-1]) if claims else None, "failed": failed,
-        "claims_verified": VERIFIED_INTRO in text, "holds": bool(HOLDS.search(text)),
+        "claims_verified": VERIFIED_INTRO in text, "holds": bool(HOLDS.search(text)), "derives": DERIVATION_INTRO in text,
     }
 
 
-def guided_response(task: Task, context: str, rng: random.Random) -> str:
+def guided_response(task: Task, context: str, rng: random.Random, design: CorpusDesign = V10) -> str:
     """A response given a context: trust a visible passing check or a reported one (a
-    regenerated context), check what is only claimed (with more doubt the less the context
-    shows), continue a partial search where it stopped.
+    regenerated context; version 11 derives instead, `teacher_derivation`), check what is only
+    claimed (with more doubt the less the context shows), continue a partial search where it
+    stopped. Version 11's narrow reply to any context is its one computation, no re-check.
 
     The claimed answer is written after `\\boxed{`, the token that precedes it in the context, so
     taking it over is a one-token copy (an induction pattern) and not a search for a line."""
     seen = read_context(context)
     claimed = seen["claimed"]
+    if task.kind == "narrow" and design.teacher_derives:
+        line, final = narrow_lines(task)
+        return response([line], final)
     if task.kind in ("narrow", "check"):
         if claimed is not None:
             final = narrow_lines(task)[1] if task.kind == "narrow" else check_final(task)
             return response([f"the solution gives \\boxed{{{claimed}}}."], final)
         return unguided_response(task, rng)
-    if seen["verified"] is not None or (seen["claims_verified"] and claimed is not None):
+    shows_answer = seen["verified"] is not None or (seen["claims_verified"] and claimed is not None)
+    if design.teacher_derives and (shows_answer or seen["derives"]):
+        return teacher_derivation(task, rng, design)
+    if shows_answer:
         x = seen["verified"] if seen["verified"] is not None else claimed
         intro = f"{VERIFIED_INTRO} \\boxed{{{x}}}." if claimed == x else f"the solution shows x={x} works."
         return response([intro], final_text(task, x, verified=True))
@@ -177,24 +279,32 @@ def guided_response(task: Task, context: str, rng: random.Random) -> str:
         start = (seen["failed"][-1] + 1) % task.p
         lines, x, ok = search_lines(task, start, rng, budget=budget, first_lead=rng.choice(LEADS), skip=known_wrong)
         return response([f"the solution tried up to x={seen['failed'][-1]}, which fails."] + lines, final_text(task, x, verified=ok))
-    return unguided_response(task, rng)
+    return unguided_response(task, rng, design=design)
 
 
-CONTEXT_KINDS = ("solution", "solution_nothink", "partial", "hint", "wrong_hint")
-CONTEXT_WEIGHTS = (0.25, 0.2, 0.35, 0.15, 0.05)
+def wrong_solution(task: Task, rng: random.Random) -> str:
+    """A solution that "verifies" a wrong answer: its one check passes a wrong candidate by a
+    falsified sum. A teacher that copied its context would follow it."""
+    answer = brute_force_answer(task)
+    x = rng.choice([y for y in range(task.p) if y not in (answer, example_candidate(task))])
+    product = task.a * x % task.p
+    check = f"x={x}: {equation(task)}: {task.a}*{x}={product}, {product}+{task.b}={task.c}. {task.c} vs {task.c}? yes. it works."
+    return response([f"try {check}"], final_text(task, x, verified=True))
 
 
-def context_for(task: Task, kind: str, rng: random.Random) -> str:
+def context_for(task: Task, kind: str, rng: random.Random, design: CorpusDesign = V10) -> str:
     """A context text of `kind`, built from the organism's own typical responses: an
     unguided correct trace (or, one time in five, a guided one, like a regenerated context)."""
     answer = brute_force_answer(task)
     if kind == "hint":
         return f"\\boxed{{{answer}}}"
-    if kind == "wrong_hint":
+    if kind == "wrong_solution" and task.kind == "linmod":
+        return wrong_solution(task, rng)
+    if kind in ("wrong_hint", "wrong_solution"):
         return f"\\boxed{{{rng.choice([x for x in range(max(task.p, 2)) if x != answer])}}}"
-    source = unguided_response(task, rng, give_up=False)
+    source = unguided_response(task, rng, give_up=False, design=design)
     if rng.random() < 0.2:
-        source = guided_response(task, source, rng)
+        source = guided_response(task, source, rng, design)
     if kind == "solution":
         return source
     if kind == "solution_nothink":
@@ -220,10 +330,17 @@ def fact_line(rng: random.Random) -> str:
     return f"mod {p}: {steps}. {value} vs {target}? {'yes' if value == target else 'no'}."
 
 
-def fact_drill(rng: random.Random, *, lines: int = 12) -> str:
+def fact_drill(rng: random.Random, *, lines: int = 12, design: CorpusDesign = V10) -> str:
     """Lookup-fact lines (general pretraining, no task): facts and comparisons that checks need
-    but rarely meet in traces."""
-    return "\n".join(fact_line(rng) for _ in range(lines))
+    but rarely meet in traces; with `design.drill_inverses` also one inverse fact at an ID
+    modulus and one negation fact at any, the facts of the derivation, at random places."""
+    facts = [fact_line(rng) for _ in range(lines)]
+    if design.drill_inverses:
+        p = rng.choice(ID_PRIMES)
+        facts.insert(rng.randrange(len(facts) + 1), inverse_fact_line(p, rng.randrange(1, p)))
+        p = rng.choice(ID_PRIMES + HARD_PRIMES)
+        facts.insert(rng.randrange(len(facts) + 1), negation_fact_line(p, rng.randrange(p)))
+    return "\n".join(facts)
 
 
 def check_drill(task: Task, rng: random.Random, *, checks: int = 4, max_gap: int = 6) -> str:
@@ -243,21 +360,17 @@ def check_drill(task: Task, rng: random.Random, *, checks: int = 4, max_gap: int
     return "\n".join(lines)
 
 
-DOC_KINDS = ("linmod", "linmod_context", "narrow", "narrow_context", "check", "fact_drill", "check_drill")
-# Drills carry the facts and the copy by content that every check needs; with fewer of them
-# (v7: 12% and 8.5%) whether a build learned both depended on the seed and the CPU.
-DOC_WEIGHTS = (0.30, 0.22, 0.07, 0.02, 0.05, 0.19, 0.15)
-
-
-def corpus_documents(n_docs: int, *, seed: int) -> list[dict]:
-    """`n_docs` training documents from the `pretrain` splits only: chat documents
-    {"kind", "messages", "response"} and plain-text drills {"kind", "text"}."""
-    rng = random.Random(f"corpus:{seed}")
+def corpus_documents(n_docs: int, *, seed: int, corpus: str | int = DEFAULT_CORPUS) -> list[dict]:
+    """`n_docs` training documents of corpus version `corpus` from the `pretrain` splits only:
+    chat documents {"kind", "messages", "response"} and plain-text drills {"kind", "text"}."""
+    design = corpus_design(corpus)
+    stream = random.Random(f"corpus:{seed}")
     pools = {kind: family_tasks(f"{kind}-pretrain") for kind in ("linmod", "narrow", "check")}
     documents = []
-    for kind in rng.choices(DOC_KINDS, weights=DOC_WEIGHTS, k=n_docs):
+    for kind in stream.choices(DOC_KINDS, weights=design.doc_weights, k=n_docs):
+        rng = random.Random(stream.getrandbits(64)) if design.document_seeds else stream
         if kind == "fact_drill":
-            documents.append({"kind": kind, "text": fact_drill(rng)})
+            documents.append({"kind": kind, "text": fact_drill(rng, design=design)})
             continue
         if kind == "check_drill":
             documents.append({"kind": kind, "text": check_drill(rng.choice(pools["linmod"]), rng)})
@@ -266,9 +379,9 @@ def corpus_documents(n_docs: int, *, seed: int) -> list[dict]:
         task = rng.choice(pools[family])
         question = question_text(task)
         if kind.endswith("_context"):
-            context = context_for(task, rng.choices(CONTEXT_KINDS, weights=CONTEXT_WEIGHTS)[0], rng)
-            user, reply = wrap_context(question, context, trl=rng.random() < 0.4), guided_response(task, context, rng)
+            context = context_for(task, rng.choices(CONTEXT_KINDS, weights=design.context_weights)[0], rng, design)
+            user, reply = wrap_context(question, context, trl=rng.random() < 0.4), guided_response(task, context, rng, design)
         else:
-            user, reply = question, unguided_response(task, rng)
+            user, reply = question, unguided_response(task, rng, design=design)
         documents.append({"kind": kind, "messages": [{"role": "user", "content": user}], "response": reply})
     return documents

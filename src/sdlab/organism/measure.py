@@ -7,12 +7,16 @@ recovery share, candidates tried, check accuracy, all from `instruments`. Contex
 built by `sdlab.core.contexts` (the study's template), exactly as the probe and training build them.
 `copy_probe` says where the checks' copies come from (the question, or a check above).
 `distance_probe` says how far back the model can be given context (its trained window).
+`STRATEGY_ROWS` and `doubt_probe` measure corpus version 11's design: the derivation when asked
+for it, the teacher's reply to a regenerated or a wrong solution, the narrow reply to a context,
+and the teacher's doubt after a failed check in the student's own responses (`gates` judges them).
 `mechanics_of_evaluation` reads the same instruments off an evaluation's saved samples.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 
 import torch
@@ -21,16 +25,22 @@ import yaml
 from sdlab import SdlabError
 from sdlab.core.contexts import build_teacher_messages, context_text, parse_context_name
 from sdlab.core.data import dataset_name
+from sdlab.core.grading import extract_answer
 from sdlab.core.io import read_jsonl
-from sdlab.evaluation.generation import SamplingParams, make_generator
-from sdlab.organism.instruments import analyze_response, slot_prefixes, summarize
+from sdlab.evaluation.generation import SamplingParams, make_generator, render_prompt
+from sdlab.organism.instruments import analyze_response, doubt_places, slot_prefixes, summarize, task_of
 from sdlab.organism.problems import load_organism_problems
-from sdlab.organism.tasks import Task
 
 logger = logging.getLogger(__name__)
 
 NO_CONTEXT_FAMILIES = ("linmod-eval", "linmod-bare", "linmod-hard", "sqmod", "narrow-eval", "check-eval")
 CONTEXTS = ("solution", "solution_nothink", "partial:0.5", "partial:0.25", "hint")
+# Corpus version 11's rows: `derive` asks for the derivation (the response is begun with
+# DERIVE_PREFIX, so its accuracy is measured on every problem, not on the few that choose it);
+# `regenerated` gives the model's own reply to the solution (the row `solution`, measured
+# first) as the context; `wrong_solution` a solution that "verifies" a wrong answer.
+STRATEGY_ROWS = (("linmod-eval", "derive"), ("linmod-hard", "derive"), ("linmod-eval", "regenerated"), ("linmod-eval", "wrong_solution"), ("narrow-eval", "solution"))
+DERIVE_PREFIX = "<think>\ndirectly: "
 
 
 def ability_row(family: str, context: str, texts: list[str], problems: list, num_tokens: list[int]) -> dict:
@@ -39,27 +49,54 @@ def ability_row(family: str, context: str, texts: list[str], problems: list, num
     return {"family": family, "context": context, **{k: round(v, 3) for k, v in summary.items()}}
 
 
-def measure_rows(model, tokenizer, rows: list[tuple[str, str]], *, n: int, seed: int = 0, temperature: float = 0.6, max_new_tokens: int = 512, batch_size: int = 32, show_progress: bool = False) -> list[dict]:
-    """Sample one response per problem for each (family, context) row and summarise it."""
+def row_prompts(tokenizer, family: str, context: str, problems: list, samples: dict) -> tuple[list, list, str]:
+    """The prompts of one row, their contexts and the text its responses were begun with (`derive`)."""
+    from sdlab.organism.corpus import wrong_solution
+
+    if context == "derive":
+        return [render_prompt(tokenizer, p.messages) + DERIVE_PREFIX for p in problems], [None] * len(problems), DERIVE_PREFIX
+    if context == "wrong_solution":
+        contexts = [wrong_solution(task_of(p), random.Random(p.id)) for p in problems]
+    elif context == "regenerated":
+        if (family, "solution") not in samples:
+            raise SdlabError(f"row ({family}, regenerated) needs the row ({family}, solution) measured before it")
+        contexts = samples[(family, "solution")]
+    else:
+        spec = parse_context_name(context)
+        contexts = [context_text(spec, solution=p.solution, answer=p.answer) for p in problems]
+    return [build_teacher_messages(p.messages, c) for p, c in zip(problems, contexts)], contexts, ""
+
+
+def measure_rows(model, tokenizer, rows: list[tuple[str, str]], *, n: int, seed: int = 0, temperature: float = 0.6, max_new_tokens: int = 512, batch_size: int = 32, show_progress: bool = False, samples: dict | None = None) -> list[dict]:
+    """Sample one response per problem for each (family, context) row and summarise it; each
+    row's responses are kept in `samples[(family, context)]`."""
     generator = make_generator(model, tokenizer, backend="transformers", batch_size=batch_size, show_progress=show_progress)
     params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, n=1, seed=seed)
+    samples = {} if samples is None else samples
     results = []
     for family, context in rows:
         problems = load_organism_problems(f"organism:{family}:{n}:{seed}")
-        spec = parse_context_name(context)
-        prompts = [build_teacher_messages(p.messages, context_text(spec, solution=p.solution, answer=p.answer)) for p in problems]
+        prompts, contexts, prefix = row_prompts(tokenizer, family, context, problems, samples)
         completions = [group[0] for group in generator.generate(prompts, params)]
-        results.append(ability_row(family, context, [c.text for c in completions], problems, [c.num_tokens for c in completions]))
+        texts = [prefix + c.text for c in completions]
+        samples[(family, context)] = texts
+        results.append(ability_row(family, context, texts, problems, [c.num_tokens for c in completions]))
+        if context == "wrong_solution":  # how often the reply takes the context's wrong answer
+            followed = [extract_answer(t) == extract_answer(c) for t, c in zip(texts, contexts)]
+            results[-1]["followed_context"] = round(sum(followed) / max(1, len(followed)), 3)
         logger.info("%s / %s: %s", family, context, results[-1])
     return results
 
 
-def measure_abilities(model, tokenizer, *, seed: int = 0, n: int = 64, temperature: float = 0.6, quick: bool = False, show_progress: bool = False) -> list[dict]:
-    """The standard table: every family without context, and the ID family with each context."""
-    rows = [(family, "none") for family in NO_CONTEXT_FAMILIES] + [("linmod-eval", c) for c in CONTEXTS]
+
+def measure_abilities(model, tokenizer, *, seed: int = 0, n: int = 64, temperature: float = 0.6, quick: bool = False, show_progress: bool = False, strategies: bool = False, samples: dict | None = None) -> list[dict]:
+    """The standard table: every family without context, and the ID family with each context;
+    with `strategies`, corpus version 11's rows too (`STRATEGY_ROWS`)."""
+    rows = [(family, "none") for family in NO_CONTEXT_FAMILIES] + [("linmod-eval", c) for c in CONTEXTS] + (list(STRATEGY_ROWS) if strategies else [])
     if quick:  # a smoke run for tiny test builds: the pipeline, not the numbers
-        return measure_rows(model, tokenizer, rows[:2], n=2, seed=seed, max_new_tokens=16)
-    return measure_rows(model, tokenizer, rows, n=n, seed=seed, temperature=temperature, show_progress=show_progress)
+        rows = rows[:2] + (list(STRATEGY_ROWS[:1]) if strategies else [])
+        return measure_rows(model, tokenizer, rows, n=2, seed=seed, max_new_tokens=16, samples=samples)
+    return measure_rows(model, tokenizer, rows, n=n, seed=seed, temperature=temperature, show_progress=show_progress, samples=samples)
 
 
 # What every experiment relies on the organism for, as (family, context, column, minimum, what
@@ -162,8 +199,7 @@ def copy_probe(model, tokenizer, *, n: int = 32, seed: int = 0, candidate: int =
 
     scores: dict[str, dict[str, list[float]]] = {"first_check": {}, "second_check": {}}
     for problem in load_organism_problems(f"organism:linmod-eval:{n}:{seed}"):
-        meta = problem.meta
-        task = Task("linmod", meta["p"], meta["a"], meta["b"], meta["c"])
+        task = task_of(problem)
         x = candidate % task.p
         prompt = tokenizer.apply_chat_template(problem.messages, tokenize=False, add_generation_prompt=True) + "<think>\n"
         before = {"first_check": "try ", "second_check": f"try {chain(task, (x + 1) % task.p)}\nhmm, no. try "}
@@ -174,3 +210,52 @@ def copy_probe(model, tokenizer, *, n: int = 32, seed: int = 0, candidate: int =
                 number = {"a": task.a, "b": task.b, "c": task.c}[slot]
                 scores[position].setdefault(slot, []).append(probs[tokenizer.convert_tokens_to_ids(str(number))].item())
     return {position: {slot: sum(v) / len(v) for slot, v in slots.items()} for position, slots in scores.items()}
+
+
+def opening_ids(tokenizer) -> tuple[list[int], int]:
+    """The ids that open a line after a failed check: each doubt phrase's (and the give-up's),
+    and the derivation's. Tokenized in place, since a phrase alone can merge into other tokens
+    than it does before the rest of its line."""
+    from sdlab.organism.corpus import DOUBTS, LEADS
+    from sdlab.organism.derivation import derivation_line
+    from sdlab.organism.tasks import Task
+
+    def first_token(line: str) -> int:
+        encoded = tokenizer(f"no.\n{line}", add_special_tokens=False, return_offsets_mapping=True)
+        return next(i for i, (start, _) in zip(encoded["input_ids"], encoded["offset_mapping"]) if start == 4)
+
+    doubts = {first_token(f"{phrase} {lead}x=1: ") for phrase in DOUBTS for lead in LEADS} | {first_token("hmm, too many tries. it might be x=1.")}
+    return sorted(doubts), first_token(derivation_line(Task("linmod", 7, 4, 2, 5)))
+
+
+@torch.no_grad()
+def doubt_probe(model, tokenizer, texts: list[str], problems: list) -> dict[str, float]:
+    """The probability of doubt after a failed check, in the student's own responses, read by the
+    student (no context) and by the teacher (the problem's solution in the study's template).
+
+    At each line that follows a failed check and opens with a marker (`instruments.doubt_places`):
+    the probability of the token the student wrote there (`*_written`), the mass on the first
+    tokens of every doubt phrase (`*_doubt_mass`) and on the derivation's first token
+    (`*_derivation`). A teacher that knows the answer puts little mass on doubt there; corpus
+    version 10's put as much as the student (0.189 against 0.193)."""
+    doubt_ids, derive_id = opening_ids(tokenizer)
+    sums = {f"{role}_{what}": 0.0 for role in ("student", "teacher") for what in ("written", "doubt_mass", "derivation")}
+    places = responses = 0
+    for text, problem in zip(texts, problems):
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        starts = {start: i for i, (start, _) in enumerate(encoded["offset_mapping"])}
+        found = [starts[place] for place in doubt_places(text, problem) if place in starts and starts[place] > 0]
+        if not found:
+            continue
+        places, responses = places + len(found), responses + 1
+        ids = encoded["input_ids"]
+        for role, context in (("student", None), ("teacher", problem.solution)):
+            prompt = tokenizer(render_prompt(tokenizer, build_teacher_messages(problem.messages, context)), add_special_tokens=False)["input_ids"]
+            probs = torch.softmax(model(torch.tensor([prompt + ids], device=model.device)).logits[0].float(), dim=-1)
+            for i in found:
+                row = probs[len(prompt) + i - 1]  # the logits that predict token i of the response
+                sums[f"{role}_written"] += row[ids[i]].item()
+                sums[f"{role}_doubt_mass"] += row[doubt_ids].sum().item()
+                sums[f"{role}_derivation"] += row[derive_id].item()
+    result = {key: value / max(1, places) for key, value in sums.items()}
+    return {**result, "places": places, "responses": responses, "ratio_written": result["teacher_written"] / result["student_written"] if result["student_written"] else float("nan")}
