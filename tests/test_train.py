@@ -185,7 +185,8 @@ def test_shipped_gpu_recipe_runs_on_cuda_without_vllm(tiny_model_dir, problems_f
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only path")
 def test_gpu_recipe_on_a_cpu_machine_names_the_overrides_before_any_work(tiny_model_dir, problems_file, tmp_path):
     out = tmp_path / "run"
-    overrides = [f"model={tiny_model_dir}", f"output_dir={out}", f"data.train={problems_file}"]
+    # Its evaluation sets are the study's files beside the checkout; this test is about the device check.
+    overrides = [f"model={tiny_model_dir}", f"output_dir={out}", f"data.train={problems_file}", "eval.sources=[]"]
     with pytest.raises(SdlabError, match="no CUDA device.*runtime.use_cpu=true runtime.bf16=false runtime.vllm.enabled=false"):
         run(GPU_RECIPE, overrides)
     with pytest.raises(SdlabError, match="needs vLLM"):
