@@ -263,6 +263,20 @@ def test_last_third_mean_and_the_rate_rule():
     assert choose_level({1e-5: None, 1e-4: 0.0}) == 1e-4 and choose_level({1e-5: None}) is None
 
 
+def test_a_rate_is_chosen_only_from_finished_cells_and_once_all_have_finished():
+    from sdlab.experiments.results import select_levels
+
+    rows = [
+        {"method": "sdpo", "lr": 1e-5, "status": "done", "score": 0.28},
+        {"method": "sdpo", "lr": 1e-4, "status": "done", "score": 0.11},
+        {"method": "grpo", "lr": 1e-5, "status": "pending"},
+        {"method": "grpo", "lr": 1e-4, "status": "partial", "score": 0.75},  # steps so far: not the rule's score
+    ]
+    sdpo, grpo = select_levels(rows, axis="lr", per=["method"], metric="score")
+    assert sdpo["lr"] == 1e-5 and sdpo["finished"] == "2/2"
+    assert grpo["lr"] is None and grpo["finished"] == "0/2" and grpo["scores"] == {1e-5: None, 1e-4: None}
+
+
 def test_a_selection_must_name_grid_axes(tmp_path, problems_file):
     data = grid_sweep(tmp_path, problems_file, select={"axis": "lr", "per": ["method"]})
     with pytest.raises(SdlabError, match="select: 'lr' is not a grid axis"):

@@ -48,7 +48,7 @@ def print_selection(results: dict) -> None:
         select = results["select"]
         group = ", ".join(f"{key}={choice[key]}" for key in select["per"])
         scores = ", ".join(f"{level:g}: {'-' if score is None else f'{score:.3f}'}" for level, score in choice["scores"].items())
-        chosen = "none (no cell finished)" if choice[select["axis"]] is None else f"{choice[select['axis']]:g}"
+        chosen = f"none yet ({choice['finished']} cells finished)" if choice[select["axis"]] is None else f"{choice[select['axis']]:g}"
         print(f"{group}: chosen {select['axis']} = {chosen} (highest {choice['metric']}, ties to the smaller; {scores})")
 
 

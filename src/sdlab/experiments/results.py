@@ -84,17 +84,27 @@ def choose_level(scores: dict[float, float | None]) -> float | None:
 
 def select_levels(rows: list[dict[str, Any]], *, axis: str, per: list[str], metric: str) -> list[dict[str, Any]]:
     """For each group of `per` levels (e.g. each method), the `axis` level chosen by `choose_level`
-    on `metric` averaged over the group's cells at that level (seeds), with every level's score."""
+    on `metric` averaged over the group's cells at that level (seeds), with every level's score.
+
+    Only finished cells score (a partial run's "last third" is not the rule's), and a group
+    chooses nothing until all its cells have finished: a rule applied to some of its levels
+    would pick among those alone. `finished` says how far the group is."""
     groups: dict[tuple, dict[float, list[float]]] = {}
+    counts: dict[tuple, list[int]] = {}
     for row in rows:
-        by_level = groups.setdefault(tuple(row.get(key) for key in per), {})
-        values = by_level.setdefault(float(row[axis]), [])
-        if is_number(row.get(metric)):
+        key = tuple(row.get(name) for name in per)
+        values = groups.setdefault(key, {}).setdefault(float(row[axis]), [])
+        done = row.get("status", "done") == "done"
+        counts.setdefault(key, [0, 0])[0] += done
+        counts[key][1] += 1
+        if done and is_number(row.get(metric)):
             values.append(row[metric])
     out = []
     for key, by_level in groups.items():
         scores = {level: fmean(values) if values else None for level, values in sorted(by_level.items())}
-        out.append({**dict(zip(per, key)), "metric": metric, "scores": scores, axis: choose_level(scores)})
+        finished, total = counts[key]
+        chosen = choose_level(scores) if finished == total else None
+        out.append({**dict(zip(per, key)), "metric": metric, "scores": scores, "finished": f"{finished}/{total}", axis: chosen})
     return out
 
 

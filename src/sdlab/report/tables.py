@@ -144,7 +144,7 @@ def selection_markdown(results: dict[str, Any]) -> str:
     select = results["select"]
     levels = sorted({level for choice in results["selection"] for level in choice["scores"]})
     rows = [[", ".join(str(choice[key]) for key in select["per"]), *(fmt(choice["scores"].get(level)) for level in levels),
-             "none" if choice[select["axis"]] is None else f"{choice[select['axis']]:g}"] for choice in results["selection"]]
+             f"none yet ({choice['finished']} cells finished)" if choice[select["axis"]] is None else f"{choice[select['axis']]:g}"] for choice in results["selection"]]
     return (f"Sweep `{results['name']}`: {select['axis']} chosen per {', '.join(select['per'])} by the rule fixed before the runs: "
             f"highest `{select['metric']}` (mean over seeds), ties to the smaller {select['axis']}.\n\n"
             + markdown_table([", ".join(select["per"]), *(f"{select['axis']} {level:g}" for level in levels), "chosen"], rows))
