@@ -44,12 +44,13 @@ def sweep(
 
 def print_selection(results: dict) -> None:
     """The sweep's fixed selection rule applied: each group's chosen level and every level's score."""
+    from sdlab.report.tables import chosen_label
+
     for choice in results.get("selection") or []:
         select = results["select"]
         group = ", ".join(f"{key}={choice[key]}" for key in select["per"])
         scores = ", ".join(f"{level:g}: {'-' if score is None else f'{score:.3f}'}" for level, score in choice["scores"].items())
-        chosen = f"none yet ({choice['finished']} cells finished)" if choice[select["axis"]] is None else f"{choice[select['axis']]:g}"
-        print(f"{group}: chosen {select['axis']} = {chosen} (highest {choice['metric']}, ties to the smaller; {scores})")
+        print(f"{group}: chosen {select['axis']} = {chosen_label(choice, select['axis'])} (highest {choice['metric']}, ties to the smaller; {scores})")
 
 
 def print_aggregate(results: dict) -> None:

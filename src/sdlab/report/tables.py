@@ -139,12 +139,17 @@ def band(row: dict[str, Any], column: str) -> tuple[Any, Any, Any]:
     return tuple(row.get(f"{column}_{part}") for part in ("mean", "ci_low", "ci_high"))
 
 
+def chosen_label(choice: dict[str, Any], axis: str) -> str:
+    """How a selection's outcome reads in the console and in Markdown: the level, or why none yet."""
+    return f"none yet ({choice['finished']} cells finished)" if choice[axis] is None else f"{choice[axis]:g}"
+
+
 def selection_markdown(results: dict[str, Any]) -> str:
     """The sweep's selection rule, every level's score and the level it chose, per group."""
     select = results["select"]
     levels = sorted({level for choice in results["selection"] for level in choice["scores"]})
     rows = [[", ".join(str(choice[key]) for key in select["per"]), *(fmt(choice["scores"].get(level)) for level in levels),
-             f"none yet ({choice['finished']} cells finished)" if choice[select["axis"]] is None else f"{choice[select['axis']]:g}"] for choice in results["selection"]]
+             chosen_label(choice, select["axis"])] for choice in results["selection"]]
     return (f"Sweep `{results['name']}`: {select['axis']} chosen per {', '.join(select['per'])} by the rule fixed before the runs: "
             f"highest `{select['metric']}` (mean over seeds), ties to the smaller {select['axis']}.\n\n"
             + markdown_table([", ".join(select["per"]), *(f"{select['axis']} {level:g}" for level in levels), "chosen"], rows))
