@@ -12,7 +12,7 @@ from sdlab.config.schema import EvalConfig
 DEFAULTS = {name: field.default for name, field in EvalConfig.model_fields.items()}  # the schema's, shown in --help
 
 def eval_command(
-    model: str = typer.Option(..., "--model", help="Model directory or hub id (loaded without remote code)."),
+    model: str = typer.Option(..., "--model", help="Model directory, hub id (loaded without remote code) or `organism` (the shipped model organism)."),
     data: list[str] = typer.Option(..., "--data", help="Problem file (verl parquet, JSONL) or data set spec; repeat for several."),
     k: int = typer.Option(DEFAULTS["k"], "--k", min=1, help="Samples per problem: avg@k and pass@k."),
     out: Path = typer.Option(..., "--out", help="Run directory for config.yaml, metrics.json and samples_<dataset>.jsonl."),
@@ -34,7 +34,9 @@ def eval_command(
 
     from sdlab.config import build_config
     from sdlab.evaluation.evaluate import run_eval
+    from sdlab.providers import resolve_model
 
+    model = resolve_model(model)
     config = build_config(EvalConfig, dict(
         model=model, data=data, k=k, out=str(out), max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
         enable_thinking=thinking, backend=backend.value, limit=limit, batch_size=batch_size, seed=seed,

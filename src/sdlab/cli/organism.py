@@ -28,10 +28,26 @@ def organism_build(
     force: bool = typer.Option(False, "--force", help="Rebuild even when a build with the same settings is cached."),
     threads: int = typer.Option(2, "--threads", help="CPU threads for torch (another count trains to other weights)."),
 ) -> None:
-    """Pretrain the organism (or reuse the cached build) and print its directory."""
-    from sdlab.organism.build import build_organism
+    """Pretrain the organism (or reuse the cached build), print its directory and whether it
+    reproduces the weights shipped with sdlab (the same sha256 needs the shipped build's CPU
+    class, thread count and precision, named in its build.json)."""
+    from sdlab.cli.common import console
+    from sdlab.core.io import read_json
+    from sdlab.organism.build import BUILD_FILE, build_organism, cpu_class, shipped_organism_dir, weights_sha256
 
-    print(build_organism(out, seed=seed, size=size.value, corpus=corpus, force=force, threads=threads))
+    built = build_organism(out, seed=seed, size=size.value, corpus=corpus, force=force, threads=threads)
+    print(built)
+    shipped = shipped_organism_dir(size=size.value, seed=seed, corpus=corpus)
+    if shipped is not None:
+        record = read_json(shipped / BUILD_FILE)
+        if weights_sha256(built) == record["weights_sha256"]:
+            console.print(f"reproduces the shipped weights (sha256 {record['weights_sha256'][:12]}...)")
+        else:
+            console.print(
+                f"[yellow]other weights than the shipped ones[/] (sha256 {record['weights_sha256'][:12]}..., built on {record['cpu']}, "
+                f"{record['threads']} thread(s), {record['precision']}; this CPU: {cpu_class()}, {threads} thread(s)). "
+                "Runs use the shipped organism unless given this directory as their model."
+            )
 
 
 @organism_app.command("data")
@@ -57,7 +73,7 @@ def organism_data(
 
 @organism_app.command("measure")
 def organism_measure(
-    model: Path = typer.Argument(..., help="A built organism directory."),
+    model: str = typer.Argument(..., help="A built organism directory, or `organism` for the default one."),
     n: int = typer.Option(64, "--n", help="Problems per (family, context) row."),
     seed: int = typer.Option(0, "--seed", help="Problem choice and sampling seed."),
     temperature: float = typer.Option(0.6, "--temperature"),
@@ -77,9 +93,11 @@ def organism_measure(
     from sdlab.organism.gates import checklist, v11_gates
     from sdlab.organism.measure import copy_probe, distance_probe, doubt_probe, measure_abilities, missing_abilities
     from sdlab.organism.problems import load_organism_problems
+    from sdlab.providers import resolve_model
 
     torch.set_num_threads(threads)
-    loaded, tokenizer = load_model_and_tokenizer(str(model))
+    model = resolve_model(model)
+    loaded, tokenizer = load_model_and_tokenizer(model)
     samples: dict = {}
     rows = measure_abilities(loaded, tokenizer, seed=seed, n=n, temperature=temperature, show_progress=True, strategies=True, samples=samples)
     copies = copy_probe(loaded, tokenizer, n=n, seed=seed)
@@ -88,7 +106,7 @@ def organism_measure(
     missing = missing_abilities(rows)
     gates = v11_gates(rows, doubt)
     if out is not None:
-        write_json(out, {"model": str(model), "n": n, "seed": seed, "temperature": temperature, "rows": rows, "missing_abilities": missing, "copy_probe": copies, "distance_probe": distances, "doubt_probe": doubt, "v11_gates": gates})
+        write_json(out, {"model": model, "n": n, "seed": seed, "temperature": temperature, "rows": rows, "missing_abilities": missing, "copy_probe": copies, "distance_probe": distances, "doubt_probe": doubt, "v11_gates": gates})
     print(abilities_table(rows))
     print("\nStrategies (search, derivation, or a search that turned to the derivation) and their accuracy")
     print(abilities_table(rows, STRATEGY_COLUMNS))

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import platform
 import random
 import shutil
 import time
@@ -48,6 +49,7 @@ logger = logging.getLogger(__name__)
 # that derives from a context showing the answer instead of copying it. `11-nomidsearch` is its
 # ablation without the mid-search switch to the derivation. The versions: `corpus.DESIGNS`.
 BUILD_FILE = "build.json"
+SHIPPED_DIR = Path(__file__).parent / "shipped"  # package data: the default organism's files
 MEASURE_N = 16  # problems per row of the model card's table (the docs use more)
 
 
@@ -95,6 +97,36 @@ def default_organism_dir(*, size: str = "tiny", seed: int = 0, corpus: str | int
     candidate version never replaces the default's cached build."""
     suffix = "" if str(corpus) == DEFAULT_CORPUS else f"-v{corpus}"
     return sdlab_home() / "organism" / f"{size}-seed{seed}{suffix}"
+
+
+def shipped_organism_dir(*, size: str = "tiny", seed: int = 0, corpus: str | int = DEFAULT_CORPUS) -> Path | None:
+    """The build shipped inside the package for these settings, or None.
+
+    Shipped weights make every user and every CPU use the same instrument without building:
+    the same recipe trains to other weights on another CPU's arithmetic (docs/organism.md)."""
+    shipped = SHIPPED_DIR / f"{size}-seed{seed}-v{corpus_design(corpus).version}"
+    return shipped if is_built(shipped, settings_hash(size, seed, corpus)) else None
+
+
+def organism_dir(*, size: str = "tiny", seed: int = 0, corpus: str | int = DEFAULT_CORPUS, **build_options) -> Path:
+    """The organism a run uses: the shipped build when there is one, else the cached or a new build."""
+    return shipped_organism_dir(size=size, seed=seed, corpus=corpus) or build_organism(size=size, seed=seed, corpus=corpus, **build_options)
+
+
+def weights_sha256(model_dir: str | Path) -> str:
+    return hashlib.sha256((Path(model_dir) / "model.safetensors").read_bytes()).hexdigest()
+
+
+def cpu_class() -> str:
+    """The CPU's model name and its bf16 instructions: what decides which weights a build trains to."""
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        lines = cpuinfo.read_text().splitlines()
+        name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), name)
+        flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+        name += " (" + (", ".join(sorted(flags & {"avx2", "avx512_bf16", "amx_bf16"})) or "no AVX2") + ")"
+    return name
 
 
 def settings_hash(size: str, seed: int, corpus: str | int = DEFAULT_CORPUS) -> str:
@@ -265,6 +297,7 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
         "parameters": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer),
         "corpus_documents": len(documents), "corpus_tokens": sum(map(len, token_lists)),
         "trained_tokens": spec.steps * spec.batch * spec.seq_len + spec.extend_steps * spec.extend_batch * spec.extend_seq_len,
+        "weights_sha256": weights_sha256(staging), "cpu": cpu_class(),
         "corpus_seconds": round(corpus_seconds, 1), "train_seconds": round(train_seconds, 1), "threads": torch.get_num_threads(),
         "precision": "bf16 autocast" if bf16 else "fp32",  # the same seed trains to other weights in each
         **loss_summary(losses, main_steps=spec.steps),

@@ -1,5 +1,5 @@
 """The organism as a provider (`sdlab.providers`): `organism:FAMILY:N[:SEED]` problem specs,
-the `organism` model (built on demand, then cached) and what its builds record."""
+the `organism` model (shipped in the package, or built on demand and cached) and what its builds record."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ class OrganismProvider:
         organism_tasks(spec)
 
     def model_dir(self, **options: Any) -> Path:
-        from sdlab.organism.build import build_organism
+        from sdlab.organism.build import organism_dir
 
-        return build_organism(**options)
+        return organism_dir(**options)
 
     def _record(self, model_dir: str | Path) -> dict[str, Any]:
         from sdlab.organism.build import BUILD_FILE
