@@ -92,6 +92,16 @@ class DataConfig(StrictModel):
     limit: PositiveInt | None = None
 
 
+class ContextScheduleConfig(StrictModel):
+    """The richness schedule: each rollout's teacher sees `start` or `sdpo.context` (the end); the
+    share given the end goes linearly from 0 at step 0 to 1 at step `steps`, or is `share` throughout
+    (a fixed mix). Which rollouts is drawn from the seed and step, so a run resumes the same."""
+
+    start: Literal["solution", "solution_nothink"]
+    steps: int = Field(0, ge=0)  # generation batches of the ramp (0: the end context from the start)
+    share: float | None = Field(None, ge=0, le=1)  # a constant share of the end context instead of the ramp
+
+
 class SdpoConfig(StrictModel):
     """Self-distillation: the student on x, the same model as teacher on x + context c."""
 
@@ -116,11 +126,23 @@ class SdpoConfig(StrictModel):
     # organism's corpus teaches; `trl`, TRL's own templates.
     template: Literal["training", "probe", "trl"] = "training"
     show_teacher: int = Field(2, ge=0)  # teacher inputs of the first batch written to teacher_audit.txt
+    # Remedies (docs/remedies.md), each off by default. marker_weight: weight of the divergence on
+    # every piece of an epistemic-marker occurrence (0 masks it); divergence_clip: cap on each
+    # token's divergence (OPSD's); context_schedule: the teacher's context per rollout, from
+    # `start` towards `context`; distill_rows: agreeing = only rollouts that succeed themselves
+    # (their answer agrees with the context's). grpo_blend is 1 - lambda of lambda*SDPO + (1-lambda)*GRPO.
+    marker_weight: float = Field(1.0, ge=0)
+    divergence_clip: float | None = Field(None, gt=0)
+    context_schedule: ContextScheduleConfig | None = None
+    distill_rows: Literal["all", "agreeing"] = "all"
 
     @model_validator(mode="after")
     def _sampled_needs_reverse_kl(self) -> "SdpoConfig":
         if self.distillation == "sampled" and self.alpha != 1.0:
             raise ValueError("distillation=sampled only supports alpha=1.0 (reverse KL on the sampled token); set sdpo.alpha=1.0 or pick full/topk")
+        if self.context_schedule is not None and {self.context, self.context_schedule.start} != {"solution", "solution_nothink"}:
+            raise ValueError(f"sdpo.context_schedule runs from start={self.context_schedule.start} to sdpo.context={self.context}: "
+                             "it needs solution and solution_nothink, one at each end")
         return self
 
 
@@ -331,6 +353,27 @@ class SelectConfig(StrictModel):
     metric: str = "train_reward_last_third"  # mean training reward over the last third of the steps
 
 
+class RemediesConfig(StrictModel):
+    """How the report judges a remedies sweep (docs/remedies.md), fixed before any result: the
+    `axis` levels that are the controls, each remedy's knob levels (one chosen per remedy: the
+    highest mean over seeds of the mean of the `choose_by` columns, ties to the earlier listed;
+    training reward and ID curves only, never OOD), and the goal's share `keep`."""
+
+    axis: str = "remedy"
+    sdpo: str = "sdpo"
+    grpo: str = "grpo"
+    knobs: dict[str, list[str]] = Field(min_length=1)  # remedy -> its levels of `axis`
+    choose_by: list[str] = Field(default_factory=lambda: ["train_reward_last_third", "id_curve_mean"], min_length=1)
+    keep: float = Field(0.8, gt=0, le=1)  # the share of SDPO's length reduction (and ID gain) a remedy must keep
+
+    @field_validator("choose_by")
+    @classmethod
+    def _never_ood(cls, columns: list[str]) -> list[str]:
+        if any("ood" in column for column in columns):
+            raise ValueError(f"choose_by {columns}: a knob is chosen on training reward and ID curves only, never on an OOD column")
+        return columns
+
+
 class SweepConfig(StrictModel):
     name: str = "sweep"
     description: str = ""
@@ -343,6 +386,7 @@ class SweepConfig(StrictModel):
     # sweeps); otherwise such cells only get a warning
     require_full_coverage: bool = False
     select: SelectConfig | None = None  # e.g. choose each method's learning rate (recipes/sweeps/lr.yaml)
+    remedies: RemediesConfig | None = None  # controls, knobs and goal of a remedies sweep (recipes/sweeps/remedies.yaml)
     final_eval: FinalEvalConfig | None = None
 
     @field_validator("grid")
@@ -366,6 +410,14 @@ class SweepConfig(StrictModel):
                     raise ValueError(f"select: {axis!r} is not a grid axis (axes: {', '.join(self.grid)})")
             if not isinstance(self.grid[self.select.axis], list):
                 raise ValueError(f"select.axis {self.select.axis!r} must be a list of numbers (e.g. lr: [1.0e-5, 1.0e-4])")
+        if self.remedies is not None:
+            levels = self.grid.get(self.remedies.axis)
+            if not isinstance(levels, dict):
+                raise ValueError(f"remedies: the grid needs a named-levels axis {self.remedies.axis!r} (e.g. {self.remedies.axis}: {{sdpo: {{}}, grpo: {{method: grpo}}}})")
+            named = [self.remedies.sdpo, self.remedies.grpo, *(label for labels in self.remedies.knobs.values() for label in labels)]
+            unknown = [str(label) for label in named if label not in levels]
+            if unknown or len(set(named)) != len(named):
+                raise ValueError(f"remedies: {', '.join(unknown) or 'a level named twice'}: each control and knob must be one distinct level of grid.{self.remedies.axis} ({', '.join(map(str, levels))})")
         return self
 
 

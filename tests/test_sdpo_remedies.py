@@ -1,0 +1,115 @@
+"""The remedies in sdlab's SDPO trainer on a tiny random Qwen2: every option on at once trains and
+logs its metrics, and the options reach the loss as the pure functions say (tests/test_remedies.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sdlab import SdlabError
+from sdlab.config.schema import SdpoConfig
+from sdlab.core.contexts import end_context_rows
+from sdlab.core.epistemic import token_marker_occurrences
+from sdlab.core.io import read_jsonl
+from sdlab.core.losses import Reduction, agg_loss, weight_marker_tokens
+from sdlab.training.callbacks import EpistemicMonitor
+from sdlab.training.sdpo import SdlabSDPOConfig, build_sdpo_trainer
+from tests.test_sdpo import TINY_ARGS, dataset
+
+REMEDY_METRICS = ("sdlab/marker_token_fraction", "sdlab/clipped_token_fraction", "sdlab/end_context_share", "sdlab/end_context_fraction", "sdlab/distilled_row_fraction")
+
+
+def first_two_of_each_group(prompts, completions, completion_ids=None, **kwargs):
+    """Rollouts 0 and 1 of each group of 4 succeed: every row has a successful sibling, half agree."""
+    return [float(row % 4 < 2) for row in range(len(completions))]
+
+
+@pytest.fixture(scope="module")
+def remedies_run(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("remedies_run")
+    trainer = build_sdpo_trainer(
+        model=tiny_model_dir, dataset=dataset(), args={**TINY_ARGS, "output_dir": str(out)}, reward_funcs=first_two_of_each_group,
+        callbacks=[EpistemicMonitor(out)], grpo_blend=0.5, marker_weight=0.5, divergence_clip=1e-5, distill_rows="agreeing",
+        context_schedule={"start": "solution_nothink", "steps": 1},
+    )
+    trainer.train()
+    return trainer, out
+
+
+def test_every_remedy_at_once_trains_and_logs_its_metrics(remedies_run):
+    trainer, out = remedies_run
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [row["step"] for row in rows] == [1, 2]
+    for row in rows:
+        assert all(row.get(name) is not None for name in REMEDY_METRICS), [name for name in REMEDY_METRICS if row.get(name) is None]
+        assert row["sdlab/distilled_row_fraction"] == 0.5  # of 4 rows with a context, the 2 that succeed themselves
+        assert row["sdlab/clipped_token_fraction"] > 0 and row["self_distillation/policy_loss"] is not None
+    # the schedule over 1 step: no rollout given the end context (solution) at step 0, all of them from step 1
+    assert [(row["sdlab/end_context_share"], row["sdlab/end_context_fraction"]) for row in rows] == [(0.0, 0.0), (1.0, 1.0)]
+    assert trainer.args.distillation_weight == 0.5
+
+
+def test_the_trainers_marker_weight_is_the_pure_functions_on_the_markers_pieces(remedies_run):
+    trainer, _ = remedies_run
+    tokenizer = trainer.processing_class
+    ids = tokenizer("so wait, hmm 3 is it", add_special_tokens=False)["input_ids"]
+    markers = torch.tensor([[occurrence >= 0 for occurrence in token_marker_occurrences(ids, tokenizer)]] * 2)
+    assert markers.any() and not markers.all()
+    torch.manual_seed(0)
+    vocab, width = trainer.model.config.vocab_size, len(ids)
+    completion_mask = torch.ones(2, width, dtype=torch.long)
+    prompt_ids = torch.randint(5, vocab, (2, 4))
+    teacher_ids = torch.randint(5, vocab, (2, 6))
+    completion_ids = torch.tensor([ids, ids])
+    batch = {"prompt_ids": prompt_ids, "prompt_mask": torch.ones_like(prompt_ids), "completion_ids": completion_ids, "completion_mask": completion_mask,
+             "teacher_input_ids": torch.cat([teacher_ids, completion_ids], 1), "teacher_attention_mask": torch.cat([torch.ones_like(teacher_ids), completion_mask], 1),
+             "self_distillation_mask": torch.tensor([1.0, 0.0])}
+    saved = trainer.args.marker_weight, trainer.args.divergence_clip
+    try:
+        trainer.args.divergence_clip = None
+        with torch.no_grad():
+            logits = trainer._compute_teacher_student_logits(trainer.model, trainer.teacher_model, batch)
+            terms, _ = trainer._per_token_distillation(logits)
+            for weight in (0.0, 0.5, 1.0):
+                trainer.args.marker_weight = weight
+                loss = trainer._compute_self_distillation_loss(trainer.model, batch, logits)
+                by_hand = agg_loss(weight_marker_tokens(terms, markers, weight=weight), logits.loss_mask, mode=Reduction.ALL_SEQUENCE_MEAN)
+                assert loss.item() == by_hand.item()
+    finally:
+        trainer.args.marker_weight, trainer.args.divergence_clip = saved
+
+
+def test_remedy_settings_are_checked_with_the_field_named(tmp_path):
+    with pytest.raises(SdlabError, match="marker_weight"):
+        SdlabSDPOConfig(output_dir=str(tmp_path), marker_weight=-1.0, use_cpu=True)
+    with pytest.raises(SdlabError, match="distill_rows"):
+        SdlabSDPOConfig(output_dir=str(tmp_path), distill_rows="some", use_cpu=True)
+    with pytest.raises(SdlabError, match="solution and solution_nothink"):
+        SdlabSDPOConfig(output_dir=str(tmp_path), context="regenerated", context_schedule_start="solution", use_cpu=True)
+    with pytest.raises(ValueError, match="solution and solution_nothink"):
+        SdpoConfig(context="solution", context_schedule={"start": "solution"})
+    with pytest.raises(ValueError, match="divergence_clip"):
+        SdpoConfig(divergence_clip=0.0)
+    assert SdpoConfig(context_schedule={"start": "solution_nothink", "share": 0.5}).context_schedule.share == 0.5
+
+
+def test_the_schedule_gives_each_chosen_rollout_the_end_context_and_the_others_the_start(remedies_run):
+    trainer, _ = remedies_run
+    tokenizer, args = trainer.processing_class, trainer.args
+    solution = "<think>\nhmm, 2 + 3\n</think>\n\nThe answer is \\boxed{5}."
+    ids = tokenizer(solution, add_special_tokens=False)["input_ids"]
+    completion_ids = torch.tensor([ids] * 4)
+    output = {"completion_ids": completion_ids, "completion_mask": torch.ones_like(completion_ids)}
+    prompts = [[{"role": "user", "content": "What is 2 plus 3?"}]] * 4
+    saved = args.context_schedule_share
+    args.context_schedule_share = 0.5
+    try:
+        built = trainer.teacher_context_builder.build(output, prompts, torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    finally:
+        args.context_schedule_share = saved
+    teacher_prompts = [tokenizer.decode(row[: -len(ids)], skip_special_tokens=True) for row in built["teacher_input_ids"]]
+    step = trainer.state.global_step // args.steps_per_generation
+    expected = end_context_rows(4, share=0.5, seed=args.seed, step=step)  # True: the end context, solution with its think block
+    assert [("<think>" in text) for text in teacher_prompts] == expected and sum(expected) == 2
+    assert all("\\boxed{5}" in text for text in teacher_prompts)
+    assert trainer.teacher_context_builder.last_metrics["sdlab/end_context_fraction"] == 0.5
