@@ -162,3 +162,19 @@ def test_a_knob_is_chosen_on_its_rule_once_every_cell_has_finished():
     rows[-1]["status"] = "partial"
     assert choose_knobs(rows, axis="remedy", knobs={"blend": ["blend-0.5", "blend-0.75"]}, choose_by=["id_curve_mean"])["blend"]["chosen"] is None
     assert not math.isnan(choices["marker"]["scores"]["marker-0.5"])
+
+
+def test_a_remedies_rule_must_name_levels_of_its_axis_and_never_choose_on_ood():
+    from pydantic import ValidationError
+
+    from sdlab.config.schema import SweepConfig
+
+    sweep = {"output_dir": "runs/x", "grid": {"remedy": {"sdpo": {}, "grpo": {"method": "grpo"}, "marker-0": {"sdpo.marker_weight": 0.0}}, "seed": [0]},
+             "remedies": {"knobs": {"marker": ["marker-0"]}}}
+    assert SweepConfig.model_validate(sweep).remedies.choose_by == ["train_reward_last_third", "id_curve_mean"]
+    with pytest.raises(ValidationError, match="marker-1: each control and knob must be one distinct level of grid.remedy"):
+        SweepConfig.model_validate({**sweep, "remedies": {"knobs": {"marker": ["marker-1"]}}})
+    with pytest.raises(ValidationError, match="never on an OOD column"):
+        SweepConfig.model_validate({**sweep, "remedies": {"knobs": {"marker": ["marker-0"]}, "choose_by": ["ood_avg@k"]}})
+    with pytest.raises(ValidationError, match="named-levels axis 'remedy'"):
+        SweepConfig.model_validate({**sweep, "grid": {"seed": [0]}})

@@ -113,3 +113,10 @@ def test_the_schedule_gives_each_chosen_rollout_the_end_context_and_the_others_t
     assert [("<think>" in text) for text in teacher_prompts] == expected and sum(expected) == 2
     assert all("\\boxed{5}" in text for text in teacher_prompts)
     assert trainer.teacher_context_builder.last_metrics["sdlab/end_context_fraction"] == 0.5
+
+
+def test_every_key_of_a_recipes_sdpo_section_is_a_trainer_keyword():
+    """`sdlab train` hands the `sdpo:` section to build_sdpo_trainer key for key (sdlab.training.run)."""
+    import inspect
+
+    assert set(SdpoConfig.model_fields) - {"show_teacher"} <= set(inspect.signature(build_sdpo_trainer).parameters)
