@@ -26,7 +26,7 @@ from sdlab.core.io import atomic_write_text
 from sdlab.experiments.results import write_csv
 from sdlab.providers import missing_abilities
 from sdlab.report.inputs import Inputs, detect_inputs, load_sweep_data, pool_sweeps, starting_models
-from sdlab.report.sections import Filled, Part, coverage_section, pass_at_k_section, probe_section, results_section, sft_section, training_section
+from sdlab.report.sections import Filled, Part, coverage_section, pass_at_k_section, probe_section, remedies_section, results_section, sft_section, training_section
 from sdlab.report.tables import markdown_summary
 
 logger = logging.getLogger(__name__)
@@ -78,6 +78,9 @@ def build_report(paths: list[str | Path], out: str | Path, *, markdown: str | Pa
         section("passk", "pass@k curves", pass_at_k_section(inputs, sweeps, save)),
         section("sft", "Off-policy SFT: base, D_ug, D_sg", sft_section(sweeps, save)),
     ]
+    remedies = remedies_section(sweeps, save)
+    if remedies is not None:  # an optional experiment: no "not in this report" line without it
+        sections.append(section("remedies", "Remedies: goal met or not", remedies))
     # A section with nothing to show is not drawn empty: it moves to one closing list that
     # says which input would fill it, so every drawn section is filled from the inputs.
     page = render_page(
