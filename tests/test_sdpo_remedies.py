@@ -11,7 +11,7 @@ from sdlab.config.schema import SdpoConfig
 from sdlab.core.contexts import end_context_rows
 from sdlab.core.epistemic import token_marker_occurrences
 from sdlab.core.io import read_jsonl
-from sdlab.core.losses import Reduction, agg_loss, weight_marker_tokens
+from sdlab.core.losses import Reduction, agg_loss, clip_divergence, weight_marker_tokens
 from sdlab.training.callbacks import EpistemicMonitor
 from sdlab.training.sdpo import SdlabSDPOConfig, build_sdpo_trainer
 from tests.test_sdpo import TINY_ARGS, dataset
@@ -49,34 +49,42 @@ def test_every_remedy_at_once_trains_and_logs_its_metrics(remedies_run):
     assert trainer.args.distillation_weight == 0.5
 
 
-def test_the_trainers_marker_weight_is_the_pure_functions_on_the_markers_pieces(remedies_run):
+@pytest.mark.parametrize("mode", ["topk_logits", "full_logits", "sampled_token"])
+def test_the_trainers_marker_weight_and_clip_are_the_pure_functions_in_every_mode_and_reduction(remedies_run, mode):
+    """The loss with `marker_weight` and `divergence_clip` equals the pure functions applied to the
+    plain per-token divergence, for every reduction; the markers are every piece of an occurrence."""
     trainer, _ = remedies_run
-    tokenizer = trainer.processing_class
+    tokenizer, args = trainer.processing_class, trainer.args
     ids = tokenizer("so wait, hmm 3 is it", add_special_tokens=False)["input_ids"]
     markers = torch.tensor([[occurrence >= 0 for occurrence in token_marker_occurrences(ids, tokenizer)]] * 2)
     assert markers.any() and not markers.all()
     torch.manual_seed(0)
     vocab, width = trainer.model.config.vocab_size, len(ids)
     completion_mask = torch.ones(2, width, dtype=torch.long)
-    prompt_ids = torch.randint(5, vocab, (2, 4))
-    teacher_ids = torch.randint(5, vocab, (2, 6))
-    completion_ids = torch.tensor([ids, ids])
+    prompt_ids, teacher_ids, completion_ids = torch.randint(5, vocab, (2, 4)), torch.randint(5, vocab, (2, 6)), torch.tensor([ids, ids])
     batch = {"prompt_ids": prompt_ids, "prompt_mask": torch.ones_like(prompt_ids), "completion_ids": completion_ids, "completion_mask": completion_mask,
              "teacher_input_ids": torch.cat([teacher_ids, completion_ids], 1), "teacher_attention_mask": torch.cat([torch.ones_like(teacher_ids), completion_mask], 1),
              "self_distillation_mask": torch.tensor([1.0, 0.0])}
-    saved = trainer.args.marker_weight, trainer.args.divergence_clip
+    saved = args.marker_weight, args.divergence_clip, args.distillation_mode, args.distillation_reduction
     try:
-        trainer.args.divergence_clip = None
+        args.distillation_mode, args.divergence_clip = mode, None
         with torch.no_grad():
             logits = trainer._compute_teacher_student_logits(trainer.model, trainer.teacher_model, batch)
-            terms, _ = trainer._per_token_distillation(logits)
-            for weight in (0.0, 0.5, 1.0):
-                trainer.args.marker_weight = weight
-                loss = trainer._compute_self_distillation_loss(trainer.model, batch, logits)
-                by_hand = agg_loss(weight_marker_tokens(terms, markers, weight=weight), logits.loss_mask, mode=Reduction.ALL_SEQUENCE_MEAN)
-                assert loss.item() == by_hand.item()
+            plain, divergence = trainer._per_token_distillation(logits)
+            clip = float(divergence[0].median())  # about half the tokens past the cap
+            args.divergence_clip = clip
+            clipped, _ = trainer._per_token_distillation(logits)
+            for reduction in Reduction:
+                args.distillation_reduction = reduction.value
+                for weight in (0.0, 0.5, 1.0):
+                    args.marker_weight = weight
+                    loss = trainer._compute_self_distillation_loss(trainer.model, batch, logits)
+                    terms = clipped if mode == "sampled_token" else clip_divergence(plain, clip=clip)  # sampled: the cap is inside the surrogate
+                    by_hand = agg_loss(weight_marker_tokens(terms, markers, weight=weight), logits.loss_mask, mode=reduction)
+                    assert loss.item() == by_hand.item()
+            assert not torch.equal(clipped, plain)
     finally:
-        trainer.args.marker_weight, trainer.args.divergence_clip = saved
+        args.marker_weight, args.divergence_clip, args.distillation_mode, args.distillation_reduction = saved
 
 
 def test_remedy_settings_are_checked_with_the_field_named(tmp_path):

@@ -6,6 +6,7 @@ intervals over seeds.
                        model's step-0 evaluation, distinct training problems (in the data,
                        and drawn as prompts at least once), and the
                        periodic evaluation as `step<N>_id_avg@k` / `step<N>_ood_avg@k`
+                       (and `id_curve_mean`, its ID mean after step 0)
     results_steps.csv  one row per cell, evaluation step and data set (periodic evaluation)
     aggregate.csv      one row per group of cells that differ only in `aggregate_over`
                        (seeds): n, then mean / ci_low / ci_high of every numeric column
