@@ -7,6 +7,8 @@
     TrainConfig         `sdlab train` recipes (GRPO, SDPO, SFT) and its sections
     ProbeConfig         `sdlab probe`
     SweepConfig         `sdlab sweep` files
+    (ContextScheduleConfig and RemediesConfig, the remedies' sections of a recipe and a sweep
+    file, are in `sdlab.config.remedies` and used here)
     DemoConfig          `sdlab demo` (recipes/demo.yaml)
 
 Every model forbids unknown keys (`StrictModel`); `sdlab.config.load_config` reads a recipe,
@@ -27,6 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from sdlab.config import StrictModel
+from sdlab.config.remedies import ContextScheduleConfig, RemediesConfig
 from sdlab.config.sources import expand_data_dir
 from sdlab.core.contexts import DEFAULT_TEMPLATE, parse_context_names, validate_template
 from sdlab.providers import DEFAULT_MODEL
@@ -92,16 +95,6 @@ class DataConfig(StrictModel):
     limit: PositiveInt | None = None
 
 
-class ContextScheduleConfig(StrictModel):
-    """The richness schedule: each rollout's teacher sees `start` or `sdpo.context` (the end); the
-    share given the end goes linearly from 0 at step 0 to 1 at step `steps`, or is `share` throughout
-    (a fixed mix). Which rollouts is drawn from the seed and step, so a run resumes the same."""
-
-    start: Literal["solution", "solution_nothink"]
-    steps: int = Field(0, ge=0)  # generation batches of the ramp (0: the end context from the start)
-    share: float | None = Field(None, ge=0, le=1)  # a constant share of the end context instead of the ramp
-
-
 class SdpoConfig(StrictModel):
     """Self-distillation: the student on x, the same model as teacher on x + context c."""
 
@@ -116,7 +109,7 @@ class SdpoConfig(StrictModel):
     tail: bool = True  # top-k + one bucket for the remaining mass (the study's "top-100 + tail")
     alpha: float = Field(0.5, ge=0, le=1)  # generalised JSD interpolation; 1.0 = reverse KL
     success_threshold: float = 0.5
-    grpo_blend: float = Field(0.0, ge=0, le=1)  # weight of the policy-gradient term
+    grpo_blend: float = Field(0.0, ge=0, le=1)  # weight of the policy-gradient term: 1 - lambda in lambda*SDPO + (1-lambda)*GRPO
     # all_sequence_mean: the study's (per-sequence mean over ALL rows of an update, a row without a
     # successful sibling counting 0; independent of runtime.micro_batch). The others are deviations.
     reduction: Literal["all_sequence_mean", "active_sequence_mean", "token_mean"] = "all_sequence_mean"
@@ -126,18 +119,14 @@ class SdpoConfig(StrictModel):
     # organism's corpus teaches; `trl`, TRL's own templates.
     template: Literal["training", "probe", "trl"] = "training"
     show_teacher: int = Field(2, ge=0)  # teacher inputs of the first batch written to teacher_audit.txt
-    # Remedies (docs/remedies.md), each off by default. marker_weight: weight of the divergence on
-    # every piece of an epistemic-marker occurrence (0 masks it); divergence_clip: cap on each
-    # token's divergence (OPSD's); context_schedule: the teacher's context per rollout, from
-    # `start` towards `context`; distill_rows: agreeing = only rollouts that succeed themselves
-    # (their answer agrees with the context's). grpo_blend is 1 - lambda of lambda*SDPO + (1-lambda)*GRPO.
-    marker_weight: float = Field(1.0, ge=0)
-    divergence_clip: float | None = Field(None, gt=0)
-    context_schedule: ContextScheduleConfig | None = None
-    distill_rows: Literal["all", "agreeing"] = "all"
+    # Remedies (docs/remedies.md), each off by default:
+    marker_weight: float = Field(1.0, ge=0)  # divergence weight on every piece of an epistemic marker (0 masks)
+    divergence_clip: float | None = Field(None, gt=0)  # cap on each token's divergence (OPSD's)
+    context_schedule: ContextScheduleConfig | None = None  # each rollout's context, from `start` towards `context`
+    distill_rows: Literal["all", "agreeing"] = "all"  # agreeing: only rollouts whose answer agrees with the context's
 
     @model_validator(mode="after")
-    def _sampled_needs_reverse_kl(self) -> "SdpoConfig":
+    def _check_combinations(self) -> "SdpoConfig":
         if self.distillation == "sampled" and self.alpha != 1.0:
             raise ValueError("distillation=sampled only supports alpha=1.0 (reverse KL on the sampled token); set sdpo.alpha=1.0 or pick full/topk")
         if self.context_schedule is not None and {self.context, self.context_schedule.start} != {"solution", "solution_nothink"}:
@@ -353,27 +342,6 @@ class SelectConfig(StrictModel):
     metric: str = "train_reward_last_third"  # mean training reward over the last third of the steps
 
 
-class RemediesConfig(StrictModel):
-    """How the report judges a remedies sweep (docs/remedies.md), fixed before any result: the
-    `axis` levels that are the controls, each remedy's knob levels (one chosen per remedy: the
-    highest mean over seeds of the mean of the `choose_by` columns, ties to the earlier listed;
-    training reward and ID curves only, never OOD), and the goal's share `keep`."""
-
-    axis: str = "remedy"
-    sdpo: str = "sdpo"
-    grpo: str = "grpo"
-    knobs: dict[str, list[str]] = Field(min_length=1)  # remedy -> its levels of `axis`
-    choose_by: list[str] = Field(default_factory=lambda: ["train_reward_last_third", "id_curve_mean"], min_length=1)
-    keep: float = Field(0.8, gt=0, le=1)  # the share of SDPO's length reduction (and ID gain) a remedy must keep
-
-    @field_validator("choose_by")
-    @classmethod
-    def _never_ood(cls, columns: list[str]) -> list[str]:
-        if any("ood" in column for column in columns):
-            raise ValueError(f"choose_by {columns}: a knob is chosen on training reward and ID curves only, never on an OOD column")
-        return columns
-
-
 class SweepConfig(StrictModel):
     name: str = "sweep"
     description: str = ""
@@ -411,13 +379,7 @@ class SweepConfig(StrictModel):
             if not isinstance(self.grid[self.select.axis], list):
                 raise ValueError(f"select.axis {self.select.axis!r} must be a list of numbers (e.g. lr: [1.0e-5, 1.0e-4])")
         if self.remedies is not None:
-            levels = self.grid.get(self.remedies.axis)
-            if not isinstance(levels, dict):
-                raise ValueError(f"remedies: the grid needs a named-levels axis {self.remedies.axis!r} (e.g. {self.remedies.axis}: {{sdpo: {{}}, grpo: {{method: grpo}}}})")
-            named = [self.remedies.sdpo, self.remedies.grpo, *(label for labels in self.remedies.knobs.values() for label in labels)]
-            unknown = [str(label) for label in named if label not in levels]
-            if unknown or len(set(named)) != len(named):
-                raise ValueError(f"remedies: {', '.join(unknown) or 'a level named twice'}: each control and knob must be one distinct level of grid.{self.remedies.axis} ({', '.join(map(str, levels))})")
+            self.remedies.check_levels(self.grid)
         return self
 
 
