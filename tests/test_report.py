@@ -293,7 +293,7 @@ def test_a_remedies_sweep_gets_its_own_section_with_each_remedy_judged(demo_dir,
         "grid": {"remedy": {"grpo": {"method": "grpo"}, "sdpo": {"method": "sdpo"}, "marker-0": {"method": "sdpo", "sdpo.marker_weight": 0.0}}, "seed": [0, 1]},
     }, sort_keys=False))
     results = run_sweep(load_sweep(remedies), reward_funcs=distinct_characters)
-    page = build_report([tmp_path / "remedies"], tmp_path / "report.html").read_text()
+    page = build_report([tmp_path / "remedies"], tmp_path / "report.html", markdown=tmp_path / "results.md").read_text()
     assert '<h2 id="remedies">Remedies: goal met or not</h2>' in page and "<td>marker-0</td><td>chosen</td>" in page
     [judged] = read_csv(tmp_path / "report_data" / f"remedies_{slug(tmp_path / 'remedies')}.csv")
     rows = {(r["remedy"], r["seed"]): r for r in results["rows"]}
@@ -301,4 +301,5 @@ def test_a_remedies_sweep_gets_its_own_section_with_each_remedy_judged(demo_dir,
                for seed in ("0", "1") for r in [rows["sdpo", seed]]]
     assert judged["seeds"] == "2" and float(judged["length_margin_mean"]) == pytest.approx(sum(margins) / 2)
     assert judged["met"] in ("True", "False") and f"<td>{'met' if judged['met'] == 'True' else 'not met'}" in page
+    assert "| marker | marker-0 | chosen |" in (tmp_path / "results.md").read_text()  # the Markdown summary has the same table
     assert "Remedies" not in build_report([demo_dir / "coverage"], tmp_path / "other.html").read_text()  # no remedies sweep: no section

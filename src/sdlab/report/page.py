@@ -7,7 +7,8 @@ Inputs are recognised by the files they hold: a sweep (`sweep.yaml`), a training
 (`config.yaml` + `metrics.jsonl` or `summary.json`), a probe (`probe.json`), an evaluation
 (`metrics.json`, from `sdlab eval`); any other directory is searched (three levels deep) for
 those, so a demo directory holding several of them works as one input. Sections whose inputs
-are absent say which input they need. Numbers go to `report_data/*.csv` beside the HTML.
+are absent say which input they need (the Remedies section, for an optional experiment, is
+left out instead). Numbers go to `report_data/*.csv` beside the HTML.
 Sweep directories that hold one experiment run in parts (a seed added later, in its own
 directory) are pooled into one table, so its intervals are over all the seeds.
 """

@@ -112,3 +112,4 @@ def judge_sweep(rows: list[dict[str, Any]], rule: dict[str, Any]) -> list[dict[s
             out.append({"remedy": remedy, "level": level, "chosen": choices[remedy]["chosen"] == level,
                         "rule_score": choices[remedy]["scores"].get(level), "rule_finished": choices[remedy]["finished"], **verdict})
     return out
+

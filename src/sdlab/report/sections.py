@@ -13,7 +13,7 @@ from typing import Any
 from sdlab.core.io import read_jsonl
 from sdlab.experiments.results import aggregate
 from sdlab.report.inputs import Inputs, SweepData, evaluations, mean_by_step, slug
-from sdlab.report.tables import METHOD_COLUMNS, band, fmt, fmt_ci, fmt_id_score, method_rows, method_summary, ood_set_header, ood_sets, score_columns, scored_sets
+from sdlab.report.tables import METHOD_COLUMNS, REMEDY_COLUMNS, band, fmt, fmt_ci, fmt_id_score, method_rows, method_summary, ood_set_header, ood_sets, remedies_table, score_columns, scored_sets
 
 TRAINING_PANELS = {"score (reward)": "reward_mean", "response tokens": "response_tokens_mean", "epistemic markers per response": "markers_per_response", "loss": "loss"}
 ACCURACY_AXIS = (0.0, 1.02)  # y range of accuracy plots: scores are fractions
@@ -204,35 +204,8 @@ def sft_section(sweeps: list[SweepData], save: CsvSink) -> Filled:
 def remedies_section(sweeps: list[SweepData], save: CsvSink) -> Filled | None:
     """Each remedies sweep's remedies judged against the goal (`sdlab.report.remedies`); None
     when no sweep among the inputs has a `remedies` rule (the section is then left out)."""
-    from sdlab.report.remedies import judge_sweep
-
     parts = []
     for sweep in (s for s in sweeps if s.results.get("remedies")):
-        rule = sweep.results["remedies"]
-        judged = judge_sweep(sweep.results["rows"], rule)
-        margins = ("length_margin", "id_margin", "ood_margin")
-        csv = save(f"remedies_{slug(sweep.path)}", [{**{k: v for k, v in row.items() if k not in margins},
-                                                     **{f"{name}_{part}": value for name in margins for part, value in zip(("mean", "ci_low", "ci_high"), row.get(name) or (None,) * 3)}}
-                                                    for row in judged])
-
-        def margin(row: dict, name: str, digits: int = 3) -> str:
-            return fmt_ci({f"{name}_{part}": value for part, value in zip(("mean", "ci_low", "ci_high"), row.get(name) or (None,) * 3)}, name, digits)
-
-        def verdict(row: dict) -> str:
-            if row["met"] is None:
-                return "n/a (no seed with every arm finished)"
-            return ("met" + (" (every interval at or above 0)" if row["clearly"] else "")) if row["met"] else "not met"
-
-        body = [[row["remedy"], row["level"], "chosen" if row["chosen"] else "", fmt(row["rule_score"]), fmt(row["variant"]), fmt(row["seeds"]),
-                 fmt(row.get("length_kept"), 2), fmt(row.get("id_gain_kept"), 2), margin(row, "length_margin", 1), margin(row, "id_margin"), margin(row, "ood_margin"), verdict(row)]
-                for row in judged]
-        keep = f"{rule['keep']:.0%}"
-        parts.append(Part(title=f"sweep {sweep.results['name']}", data=csv, table=Table(
-            ["remedy", "level", "rule", "rule score", "goal", "seeds", "length cut kept", "ID gain kept", "length margin (tokens)", "ID margin", "OOD - GRPO", "verdict"], body),
-            note=f"Goal, fixed before the runs: keep at least {keep} of SDPO's ({rule['sdpo']}) length reduction and of its ID gain over the base "
-                 f"(step-0 evaluation), with OOD avg@k at least GRPO's ({rule['grpo']}); if SDPO's ID gain is not positive, keep {keep} of its length "
-                 "reduction with ID and OOD avg@k both at least GRPO's. Margins are per seed, then mean [95% interval] over seeds; a remedy meets the "
-                 f"goal when every margin's mean is at least 0. Each remedy's verdict is its chosen level's: the highest mean over seeds of the mean of "
-                 f"{', '.join(rule['choose_by'])} (ties to the level listed first; never an OOD set); the other levels are shown for completeness."))
+        note, records, rows = remedies_table(sweep.results)
+        parts.append(Part(title=f"sweep {sweep.results['name']}", note=note, data=save(f"remedies_{slug(sweep.path)}", records), table=Table(REMEDY_COLUMNS, rows)))
     return parts or None
-
