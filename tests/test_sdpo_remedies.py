@@ -11,7 +11,7 @@ from sdlab.config.schema import SdpoConfig
 from sdlab.core.contexts import end_context_rows
 from sdlab.core.epistemic import token_marker_occurrences
 from sdlab.core.io import read_jsonl
-from sdlab.core.losses import Reduction, agg_loss, clip_divergence, weight_marker_tokens
+from sdlab.core.losses import Reduction, agg_loss, clip_divergence, scatter_rows, topk_tail_divergence, weight_marker_tokens
 from sdlab.training.callbacks import EpistemicMonitor
 from sdlab.training.sdpo import SdlabSDPOConfig, build_sdpo_trainer
 from tests.test_sdpo import TINY_ARGS, dataset
@@ -85,6 +85,29 @@ def test_the_trainers_marker_weight_and_clip_are_the_pure_functions_in_every_mod
             assert not torch.equal(clipped, plain)
     finally:
         args.marker_weight, args.divergence_clip, args.distillation_mode, args.distillation_reduction = saved
+
+
+def test_the_defaults_leave_the_loss_bit_for_bit_as_before(remedies_run):
+    """marker_weight 1 and no clip: the loss is exactly the reduction of the plain top-k + tail
+    divergence, as computed before the remedies existed (no reweighting, no clamp in between)."""
+    trainer, _ = remedies_run
+    args = trainer.args
+    for name, default in (("marker_weight", 1.0), ("divergence_clip", None), ("distill_rows", "all"), ("context_schedule_start", None)):
+        assert SdlabSDPOConfig.__dataclass_fields__[name].default == default
+    batch = {key: value[:2] for key, value in trainer._buffered_inputs[0].items()}
+    saved = args.marker_weight, args.divergence_clip
+    try:
+        args.marker_weight, args.divergence_clip = 1.0, None
+        with torch.no_grad():
+            logits = trainer._compute_teacher_student_logits(trainer.model, trainer.teacher_model, batch)
+            loss = trainer._compute_self_distillation_loss(trainer.model, batch, logits)
+            rows = logits.teacher_rows
+            student = logits.student_logits if rows is None else logits.student_logits[rows]
+            plain = topk_tail_divergence(student, logits.teacher_logits, k=args.distillation_topk, alpha=args.distillation_alpha, add_tail=args.distillation_add_tail)
+            before = agg_loss(scatter_rows(plain, rows, len(logits.student_logits)), logits.loss_mask, mode=args.distillation_reduction)
+    finally:
+        args.marker_weight, args.divergence_clip = saved
+    assert args.distillation_mode == "topk_logits" and loss.item() == before.item() and loss.item() > 0
 
 
 def test_remedy_settings_are_checked_with_the_field_named(tmp_path):
