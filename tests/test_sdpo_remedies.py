@@ -139,7 +139,7 @@ def test_the_schedule_gives_each_chosen_rollout_the_end_context_and_the_others_t
     finally:
         args.context_schedule_share = saved
     teacher_prompts = [tokenizer.decode(row[: -len(ids)], skip_special_tokens=True) for row in built["teacher_input_ids"]]
-    step = trainer.state.global_step // args.steps_per_generation
+    step = trainer.state.global_step  # one update per generation batch here
     expected = end_context_rows(4, share=0.5, seed=args.seed, step=step)  # True: the end context, solution with its think block
     assert [("<think>" in text) for text in teacher_prompts] == expected and sum(expected) == 2
     assert all("\\boxed{5}" in text for text in teacher_prompts)
@@ -151,3 +151,13 @@ def test_every_key_of_a_recipes_sdpo_section_is_a_trainer_keyword():
     import inspect
 
     assert set(SdpoConfig.model_fields) - {"show_teacher"} <= set(inspect.signature(build_sdpo_trainer).parameters)
+
+
+def test_the_schedule_counts_generation_batches_under_gradient_accumulation(tiny_model_dir, tmp_path):
+    """Two micro-batches per update, one update per generation batch: the ramp over 1 step still
+    reaches the end context at the second generation batch (global_step counts updates, not micro-steps)."""
+    args = {**TINY_ARGS, "output_dir": str(tmp_path), "per_device_train_batch_size": 2, "gradient_accumulation_steps": 2, "steps_per_generation": 2}
+    trainer = build_sdpo_trainer(model=tiny_model_dir, dataset=dataset(), args=args, reward_funcs=first_two_of_each_group, show_teacher=0,
+                                 context_schedule={"start": "solution_nothink", "steps": 1})
+    trainer.train()
+    assert [row["sdlab/end_context_share"] for row in trainer.state.log_history if "sdlab/end_context_share" in row] == [0.0, 1.0]

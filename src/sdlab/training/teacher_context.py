@@ -67,7 +67,9 @@ class QuestionSafeContextBuilder(SuccessfulRolloutTeacherContextBuilder):
         group = trainer.num_generations if trainer.model.training else trainer.num_generations_eval
         all_rewards = trainer.accelerator.gather(rewards).tolist()
         first = trainer.accelerator.process_index * count
-        step = trainer.state.global_step // (args.steps_per_generation * trainer.num_iterations)  # generation batches so far
+        # generation batches so far: TRL generates every steps_per_generation x num_iterations micro-steps,
+        # and global_step counts optimizer updates (gradient_accumulation_steps micro-steps each)
+        step = trainer.state.global_step * args.gradient_accumulation_steps // (args.steps_per_generation * trainer.num_iterations)
         share = end_context_share(step, steps=args.context_schedule_steps, share=args.context_schedule_share)
         ends = end_context_rows(len(all_rewards), share=share, seed=args.seed, step=step)
         self._share = share
