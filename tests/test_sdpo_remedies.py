@@ -115,6 +115,10 @@ def test_remedy_settings_are_checked_with_the_field_named(tmp_path):
         SdlabSDPOConfig(output_dir=str(tmp_path), marker_weight=-1.0, use_cpu=True)
     with pytest.raises(SdlabError, match="distill_rows"):
         SdlabSDPOConfig(output_dir=str(tmp_path), distill_rows="some", use_cpu=True)
+    with pytest.raises(SdlabError, match="context=feedback has none"):
+        SdlabSDPOConfig(output_dir=str(tmp_path), distill_rows="agreeing", context="feedback", use_cpu=True)
+    with pytest.raises(ValueError, match="context=feedback has none"):
+        SdpoConfig(distill_rows="agreeing", context="feedback")
     with pytest.raises(SdlabError, match="solution and solution_nothink"):
         SdlabSDPOConfig(output_dir=str(tmp_path), context="regenerated", context_schedule_start="solution", use_cpu=True)
     with pytest.raises(ValueError, match="solution and solution_nothink"):

@@ -10,6 +10,32 @@ from pydantic import Field, field_validator
 
 from sdlab.config import StrictModel
 
+DISTILL_ROWS = ("all", "agreeing")
+SCHEDULED = ("solution", "solution_nothink")  # the contexts a richness schedule runs between
+
+
+def remedy_problem(*, context: str, marker_weight: float, divergence_clip: float | None, distill_rows: str,
+                   schedule_start: str | None, schedule_steps: int, schedule_share: float | None) -> str | None:
+    """What is wrong with a set of remedy settings (None: nothing), in one line naming the field.
+    Shared by the recipe schema and the trainer's config, so the two refuse the same things."""
+    if marker_weight < 0:
+        return f"marker_weight={marker_weight}: must be >= 0 (1 leaves the loss unchanged, 0 masks the markers)"
+    if divergence_clip is not None and divergence_clip <= 0:
+        return f"divergence_clip={divergence_clip}: must be > 0, or unset for no clip"
+    if distill_rows not in DISTILL_ROWS:
+        return f"distill_rows={distill_rows!r}: allowed {', '.join(DISTILL_ROWS)}"
+    if distill_rows == "agreeing" and context == "feedback":
+        return "distill_rows=agreeing compares a rollout with the context's answer; context=feedback has none: use a solution context or distill_rows=all"
+    if schedule_start is None:
+        return None
+    if {context, schedule_start} != set(SCHEDULED):
+        return f"context schedule from {schedule_start!r} to context={context!r}: it runs between solution and solution_nothink, one at each end"
+    if schedule_steps < 0:
+        return f"context schedule steps={schedule_steps}: must be >= 0"
+    if schedule_share is not None and not 0.0 <= schedule_share <= 1.0:
+        return f"context schedule share={schedule_share}: must be in [0, 1]"
+    return None
+
 
 class ContextScheduleConfig(StrictModel):
     """The richness schedule: each rollout's teacher sees `start` or `sdpo.context` (the end); the

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from sdlab.config import StrictModel
-from sdlab.config.remedies import ContextScheduleConfig, RemediesConfig
+from sdlab.config.remedies import ContextScheduleConfig, RemediesConfig, remedy_problem
 from sdlab.config.sources import expand_data_dir
 from sdlab.core.contexts import DEFAULT_TEMPLATE, parse_context_names, validate_template
 from sdlab.providers import DEFAULT_MODEL
@@ -129,9 +129,11 @@ class SdpoConfig(StrictModel):
     def _check_combinations(self) -> "SdpoConfig":
         if self.distillation == "sampled" and self.alpha != 1.0:
             raise ValueError("distillation=sampled only supports alpha=1.0 (reverse KL on the sampled token); set sdpo.alpha=1.0 or pick full/topk")
-        if self.context_schedule is not None and {self.context, self.context_schedule.start} != {"solution", "solution_nothink"}:
-            raise ValueError(f"sdpo.context_schedule runs from start={self.context_schedule.start} to sdpo.context={self.context}: "
-                             "it needs solution and solution_nothink, one at each end")
+        schedule = self.context_schedule
+        problem = remedy_problem(context=self.context, marker_weight=self.marker_weight, divergence_clip=self.divergence_clip, distill_rows=self.distill_rows,
+                                 schedule_start=schedule and schedule.start, schedule_steps=schedule.steps if schedule else 0, schedule_share=schedule and schedule.share)
+        if problem:
+            raise ValueError(problem)
         return self
 
 

@@ -41,6 +41,7 @@ from trl.experimental.sdpo import SDPOConfig, SDPOTrainer
 from trl.experimental.sdpo.sdpo_trainer import DistillationLogits, _extract_last_user_text
 
 from sdlab import SdlabError
+from sdlab.config.remedies import remedy_problem
 from sdlab.core.contexts import TEMPLATES, TRAINING_TEMPLATE, validate_template
 from sdlab.core.io import append_jsonl
 from sdlab.core.losses import (
@@ -71,7 +72,6 @@ __all__ = ["SdlabSDPOConfig", "SdlabSDPOTrainer", "build_sdpo_trainer", "build_g
 logger = logging.getLogger(__name__)
 
 CONTEXTS = ("solution", "solution_nothink", "regenerated", "feedback")
-DISTILL_ROWS = ("all", "agreeing")
 ALIASES = {"fixed": "base", "full": "full_logits", "topk": "topk_logits", "sampled": "sampled_token"}
 
 
@@ -119,7 +119,10 @@ class SdlabSDPOConfig(SDPOConfig):
             raise SdlabError(f"teacher_model_kind={self.teacher_model_kind!r}: allowed fixed (= base), ema, live")
         if self.distillation_mode == "topk_logits" and not self.distillation_topk:
             raise SdlabError("distillation_mode=topk needs distillation_topk (the study: 100)")
-        self._check_remedies()
+        problem = remedy_problem(context=self.context, marker_weight=self.marker_weight, divergence_clip=self.divergence_clip, distill_rows=self.distill_rows,
+                                 schedule_start=self.context_schedule_start, schedule_steps=self.context_schedule_steps, schedule_share=self.context_schedule_share)
+        if problem:
+            raise SdlabError(problem)
         try:
             Reduction(self.distillation_reduction)
         except ValueError:
@@ -133,23 +136,6 @@ class SdlabSDPOConfig(SDPOConfig):
         self.remove_thinking_from_demonstration = False
         self.solution_template, self.feedback_template = "{successful_previous_attempt}", "{feedback_raw}"
         super().__post_init__()
-
-    def _check_remedies(self) -> None:
-        if self.marker_weight < 0:
-            raise SdlabError(f"marker_weight={self.marker_weight}: must be >= 0 (1 leaves the loss unchanged, 0 masks the markers)")
-        if self.divergence_clip is not None and self.divergence_clip <= 0:
-            raise SdlabError(f"divergence_clip={self.divergence_clip}: must be > 0, or None for no clip")
-        if self.distill_rows not in DISTILL_ROWS:
-            raise SdlabError(f"distill_rows={self.distill_rows!r}: allowed {', '.join(DISTILL_ROWS)}")
-        if self.context_schedule_start is None:
-            return
-        scheduled = ("solution", "solution_nothink")
-        if self.context not in scheduled or self.context_schedule_start not in scheduled or self.context_schedule_start == self.context:
-            raise SdlabError(f"context schedule from {self.context_schedule_start!r} to context={self.context!r}: it runs between solution and solution_nothink, one at each end")
-        if self.context_schedule_share is None and self.context_schedule_steps < 0:
-            raise SdlabError(f"context_schedule_steps={self.context_schedule_steps}: must be >= 0")
-        if self.context_schedule_share is not None and not 0.0 <= self.context_schedule_share <= 1.0:
-            raise SdlabError(f"context_schedule_share={self.context_schedule_share}: must be in [0, 1]")
 
 
 @dataclass
