@@ -26,7 +26,8 @@ def data_available(recipe: Path) -> bool:
 
 def test_the_expected_recipes_are_shipped():
     names = {str(p.relative_to(REPO / "recipes")) for p in TRAIN_RECIPES}
-    for method in ("grpo", "sdpo_solution", "sdpo_solution_nothink", "sdpo_regenerated", "sdpo_ema", "sft_unguided", "sft_guided"):
+    for method in ("grpo", "sdpo_solution", "sdpo_solution_nothink", "sdpo_regenerated", "sdpo_ema", "sft_unguided", "sft_guided",
+                   *(f"sdpo_remedy_{name}" for name in ("marker", "clip", "blend", "schedule", "agreeing"))):
         assert f"organism/{method}.yaml" in names
     for model in ("qwen3-8b", "deepseek-r1-distill-qwen-7b", "olmo3-7b-instruct"):
         assert {f"models/{model}/grpo.yaml", f"models/{model}/sdpo.yaml"} <= names

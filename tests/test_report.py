@@ -277,3 +277,29 @@ def test_a_training_panel_without_data_is_left_out():
     loss = {"loss": {"d_ug": [(1, 0.3), (2, 0.2)]}}
     empty = {"score (reward)": {"d_ug": [(1, None), (2, None)]}, "response tokens": {"d_ug": []}}
     assert width({**empty, **loss}) == width(loss) < width({"score (reward)": {"d_ug": [(1, 0.5)]}, **loss})
+
+
+def test_a_remedies_sweep_gets_its_own_section_with_each_remedy_judged(demo_dir, tmp_path):
+    """A real (tiny) remedies sweep: SDPO, GRPO and one remedy over two seeds; the section shows
+    the remedy's goal margins as computed from the sweep's own result rows."""
+    from sdlab.experiments.grid import load_sweep
+    from sdlab.experiments.sweep import run_sweep
+
+    coverage = yaml.safe_load((demo_dir.parent / "coverage.yaml").read_text())
+    remedies = tmp_path / "remedies.yaml"
+    remedies.write_text(yaml.safe_dump({
+        "name": "remedies", "output_dir": str(tmp_path / "remedies"), "base": {**coverage["base"], "steps": 1}, "final_eval": coverage["final_eval"],
+        "remedies": {"knobs": {"marker": ["marker-0"]}},
+        "grid": {"remedy": {"grpo": {"method": "grpo"}, "sdpo": {"method": "sdpo"}, "marker-0": {"method": "sdpo", "sdpo.marker_weight": 0.0}}, "seed": [0, 1]},
+    }, sort_keys=False))
+    results = run_sweep(load_sweep(remedies), reward_funcs=distinct_characters)
+    page = build_report([tmp_path / "remedies"], tmp_path / "report.html", markdown=tmp_path / "results.md").read_text()
+    assert '<h2 id="remedies">Remedies: goal met or not</h2>' in page and "<td>marker-0</td><td>chosen</td>" in page
+    [judged] = read_csv(tmp_path / "report_data" / f"remedies_{slug(tmp_path / 'remedies')}.csv")
+    rows = {(r["remedy"], r["seed"]): r for r in results["rows"]}
+    margins = [(r["base_id_tokens"] - rows["marker-0", seed]["id_tokens"]) - 0.8 * (r["base_id_tokens"] - rows["sdpo", seed]["id_tokens"])
+               for seed in ("0", "1") for r in [rows["sdpo", seed]]]
+    assert judged["seeds"] == "2" and float(judged["length_margin_mean"]) == pytest.approx(sum(margins) / 2)
+    assert judged["met"] in ("True", "False") and f"<td>{'met' if judged['met'] == 'True' else 'not met'}" in page
+    assert "| marker | marker-0 | chosen |" in (tmp_path / "results.md").read_text()  # the Markdown summary has the same table
+    assert "Remedies" not in build_report([demo_dir / "coverage"], tmp_path / "other.html").read_text()  # no remedies sweep: no section

@@ -7,6 +7,8 @@
     TrainConfig         `sdlab train` recipes (GRPO, SDPO, SFT) and its sections
     ProbeConfig         `sdlab probe`
     SweepConfig         `sdlab sweep` files
+    (ContextScheduleConfig and RemediesConfig, the remedies' sections of a recipe and a sweep
+    file, are in `sdlab.config.remedies` and used here)
     DemoConfig          `sdlab demo` (recipes/demo.yaml)
 
 Every model forbids unknown keys (`StrictModel`); `sdlab.config.load_config` reads a recipe,
@@ -27,6 +29,7 @@ from typing import Any, Literal
 from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from sdlab.config import StrictModel
+from sdlab.config.remedies import ContextScheduleConfig, RemediesConfig, remedy_problem
 from sdlab.config.sources import expand_data_dir
 from sdlab.core.contexts import DEFAULT_TEMPLATE, parse_context_names, validate_template
 from sdlab.providers import DEFAULT_MODEL
@@ -106,7 +109,7 @@ class SdpoConfig(StrictModel):
     tail: bool = True  # top-k + one bucket for the remaining mass (the study's "top-100 + tail")
     alpha: float = Field(0.5, ge=0, le=1)  # generalised JSD interpolation; 1.0 = reverse KL
     success_threshold: float = 0.5
-    grpo_blend: float = Field(0.0, ge=0, le=1)  # weight of the policy-gradient term
+    grpo_blend: float = Field(0.0, ge=0, le=1)  # weight of the policy-gradient term: 1 - lambda in lambda*SDPO + (1-lambda)*GRPO
     # all_sequence_mean: the study's (per-sequence mean over ALL rows of an update, a row without a
     # successful sibling counting 0; independent of runtime.micro_batch). The others are deviations.
     reduction: Literal["all_sequence_mean", "active_sequence_mean", "token_mean"] = "all_sequence_mean"
@@ -116,11 +119,21 @@ class SdpoConfig(StrictModel):
     # organism's corpus teaches; `trl`, TRL's own templates.
     template: Literal["training", "probe", "trl"] = "training"
     show_teacher: int = Field(2, ge=0)  # teacher inputs of the first batch written to teacher_audit.txt
+    # Remedies (docs/remedies.md), each off by default:
+    marker_weight: float = Field(1.0, ge=0)  # divergence weight on every piece of an epistemic marker (0 masks)
+    divergence_clip: float | None = Field(None, gt=0)  # cap on each token's divergence (OPSD's)
+    context_schedule: ContextScheduleConfig | None = None  # each rollout's context, from `start` towards `context`
+    distill_rows: Literal["all", "agreeing"] = "all"  # agreeing: only rollouts whose answer agrees with the context's
 
     @model_validator(mode="after")
-    def _sampled_needs_reverse_kl(self) -> "SdpoConfig":
+    def _check_combinations(self) -> "SdpoConfig":
         if self.distillation == "sampled" and self.alpha != 1.0:
             raise ValueError("distillation=sampled only supports alpha=1.0 (reverse KL on the sampled token); set sdpo.alpha=1.0 or pick full/topk")
+        schedule = self.context_schedule
+        problem = remedy_problem(context=self.context, marker_weight=self.marker_weight, divergence_clip=self.divergence_clip, distill_rows=self.distill_rows,
+                                 schedule_start=schedule and schedule.start, schedule_steps=schedule.steps if schedule else 0, schedule_share=schedule and schedule.share)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -343,6 +356,7 @@ class SweepConfig(StrictModel):
     # sweeps); otherwise such cells only get a warning
     require_full_coverage: bool = False
     select: SelectConfig | None = None  # e.g. choose each method's learning rate (recipes/sweeps/lr.yaml)
+    remedies: RemediesConfig | None = None  # controls, knobs and goal of a remedies sweep (recipes/sweeps/remedies.yaml)
     final_eval: FinalEvalConfig | None = None
 
     @field_validator("grid")
@@ -366,6 +380,8 @@ class SweepConfig(StrictModel):
                     raise ValueError(f"select: {axis!r} is not a grid axis (axes: {', '.join(self.grid)})")
             if not isinstance(self.grid[self.select.axis], list):
                 raise ValueError(f"select.axis {self.select.axis!r} must be a list of numbers (e.g. lr: [1.0e-5, 1.0e-4])")
+        if self.remedies is not None:
+            self.remedies.check_levels(self.grid)
         return self
 
 

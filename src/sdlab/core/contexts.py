@@ -18,6 +18,7 @@ models with different tokenizers; a richness continuum between `none` and `solut
 
 from __future__ import annotations
 
+import random
 import string
 from dataclasses import dataclass
 
@@ -129,3 +130,23 @@ def cut_middle(context_ids: list[int], keep: int, tokenizer) -> str:
     if keep <= 0:
         raise SdlabError("teacher prompt: the question and template leave no room for the context; raise the teacher prompt limit")
     return tokenizer.decode(context_ids[: keep - keep // 2]) + CUT_MARK + tokenizer.decode(context_ids[len(context_ids) - keep // 2 :])
+
+
+# ---------------------------------------------------------------- richness schedule (training)
+
+
+def end_context_share(step: int, *, steps: int, share: float | None = None) -> float:
+    """The share of a generation batch's rollouts whose teacher sees the schedule's end context
+    at generation batch `step` (0, 1, ...): `share` when fixed (a constant mix), else a linear
+    ramp from 0 at step 0 to 1 at step `steps` (1 from then on; `steps` 0: 1 from the start)."""
+    if share is not None:
+        return share
+    return 1.0 if step >= steps else step / steps
+
+
+def end_context_rows(count: int, *, share: float, seed: int, step: int) -> list[bool]:
+    """Which of a generation batch's `count` rollouts get the end context: round(share * count)
+    of them, picked by a permutation drawn from (seed, step) alone, so a run and its resume
+    choose the same rows and the share is exact, not a coin flip's."""
+    chosen = set(random.Random(f"{seed}:{step}").sample(range(count), round(share * count)))
+    return [row in chosen for row in range(count)]

@@ -167,21 +167,55 @@ def sampled_token_log_ratio(student_logits: torch.Tensor, teacher_logits: torch.
     return token_log_probs(student_logits, token_ids) - token_log_probs(teacher_logits, token_ids)
 
 
-def sampled_token_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+def sampled_token_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, token_ids: torch.Tensor, *, clip: float | None = None) -> torch.Tensor:
     """[B, T] surrogate whose gradient is the REINFORCE gradient of the reverse KL on the sampled tokens.
 
     TRL's `sampled_token` mode: detach(log ratio) * log p_student(y_t). Its value is not a
-    divergence; monitor `sampled_token_log_ratio` instead.
+    divergence; monitor `sampled_token_log_ratio` instead. `clip` caps the log ratio (this mode's
+    per-token divergence estimate) as `clip_divergence` caps the others.
     """
     student = token_log_probs(student_logits, token_ids)
     teacher = token_log_probs(teacher_logits, token_ids)
-    return (student - teacher).detach() * student
+    return clip_divergence((student - teacher).detach(), clip=clip) * student
+
+
+def clip_divergence(values: torch.Tensor, *, clip: float | None) -> torch.Tensor:
+    """[B, T] per-token divergence capped at `clip` (OPSD's per-token clip; None: unchanged).
+
+    A token past the cap adds `clip` to the loss and no gradient, so the few tokens where the
+    teacher disagrees most (epistemic markers carry 2 to 8x the others' divergence) cannot
+    dominate the update.
+    """
+    return values if clip is None else values.clamp(max=clip)
+
+
+def weight_marker_tokens(values: torch.Tensor, marker_mask: torch.Tensor, *, weight: float) -> torch.Tensor:
+    """[B, T] per-token loss with the tokens of epistemic-marker occurrences scaled by `weight`.
+
+    `marker_mask` [B, T] is true on every piece of a marker occurrence
+    (`sdlab.core.epistemic.token_marker_occurrences`), so a marker split into several BPE pieces
+    is weighted whole. 0 masks the markers' divergence out of the numerator; the reduction still
+    counts their positions, so the loss is the same per-token mean with those terms scaled.
+    """
+    return torch.where(marker_mask.bool(), values * weight, values)
 
 
 def clipped_importance_weight(current_log_probs: torch.Tensor, rollout_log_probs: torch.Tensor, *, clip: float) -> torch.Tensor:
     """[B, T] min(pi_now / pi_rollout, clip), detached: corrects the distillation loss for stale rollouts (TRL's rule)."""
     log_ratio = (current_log_probs - rollout_log_probs).detach().clamp(-20.0, 20.0)
     return log_ratio.exp().clamp(max=clip)
+
+
+def agreeing_rows(distill_mask: torch.Tensor, rewards: torch.Tensor, *, threshold: float) -> torch.Tensor:
+    """[B] distillation row mask kept only where the rollout succeeds itself (reward >= threshold).
+
+    A row's context is a successful sibling, so under a 0/1 answer reward a successful rollout is
+    one whose final answer agrees with the context's. On a disagreeing row the teacher's signal
+    is to jump to the context's answer, which the student cannot learn without the context; on
+    an agreeing row the teacher can only sharpen what the student already did. Dropped rows
+    count 0 under the all-rows reduction, like rows without a successful sibling.
+    """
+    return distill_mask * (rewards >= threshold).to(distill_mask.dtype)
 
 
 def entropy_from_logits(logits: torch.Tensor, *, chunk_tokens: int = 1024) -> torch.Tensor:

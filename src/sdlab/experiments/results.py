@@ -6,6 +6,7 @@ intervals over seeds.
                        model's step-0 evaluation, distinct training problems (in the data,
                        and drawn as prompts at least once), and the
                        periodic evaluation as `step<N>_id_avg@k` / `step<N>_ood_avg@k`
+                       (and `id_curve_mean`, its ID mean after step 0)
     results_steps.csv  one row per cell, evaluation step and data set (periodic evaluation)
     aggregate.csv      one row per group of cells that differ only in `aggregate_over`
                        (seeds): n, then mean / ci_low / ci_high of every numeric column
@@ -75,6 +76,14 @@ def last_third_mean(values: list[float | None]) -> float | None:
     return fmean(tail) if tail else None
 
 
+def id_curve_mean(steps: dict[int, dict[str, dict[str, Any]]], id_dataset: str | None) -> float | None:
+    """Mean ID avg@k over the periodic evaluations after step 0: how high and how early the ID
+    curve rises, one number a knob-selection rule can use (docs/remedies.md)."""
+    scores = [role_scores(by_dataset, id_dataset)["id"] for step, by_dataset in steps.items() if step > 0]
+    scores = [score for score in scores if is_number(score)]
+    return fmean(scores) if scores else None
+
+
 def choose_level(scores: dict[float, float | None]) -> float | None:
     """The level (e.g. a learning rate) with the highest score; ties go to the smaller level;
     levels without a score take no part. None when no level has one."""
@@ -136,6 +145,7 @@ def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, An
         "early_warning_step": summary.get("early_warning_step"),
         **{f"train_{name}": train_final.get(name) for name in TRAIN_FIELDS},
         "train_reward_last_third": last_third_mean([r.get("reward_mean") for r in read_jsonl(cell_dir / "metrics.jsonl")]),
+        "id_curve_mean": id_curve_mean(steps, id_dataset),
         "id_dataset": id_dataset,
     }
     for prefix, metrics in (("", final), ("base_", base)):
@@ -260,6 +270,7 @@ def collect_results(sweep_dir: str | Path) -> dict[str, Any]:
         "rows": rows,
         "aggregate": aggregate(rows, group_by=group_by, over=config.aggregate_over),
         "select": config.select.model_dump() if config.select else None,
+        "remedies": config.remedies.model_dump() if config.remedies else None,
         "selection": select_levels(rows, **config.select.model_dump()) if config.select else None,
     }
 

@@ -7,7 +7,8 @@ Inputs are recognised by the files they hold: a sweep (`sweep.yaml`), a training
 (`config.yaml` + `metrics.jsonl` or `summary.json`), a probe (`probe.json`), an evaluation
 (`metrics.json`, from `sdlab eval`); any other directory is searched (three levels deep) for
 those, so a demo directory holding several of them works as one input. Sections whose inputs
-are absent say which input they need. Numbers go to `report_data/*.csv` beside the HTML.
+are absent say which input they need (the Remedies section, for an optional experiment, is
+left out instead). Numbers go to `report_data/*.csv` beside the HTML.
 Sweep directories that hold one experiment run in parts (a seed added later, in its own
 directory) are pooled into one table, so its intervals are over all the seeds.
 """
@@ -26,7 +27,7 @@ from sdlab.core.io import atomic_write_text
 from sdlab.experiments.results import write_csv
 from sdlab.providers import missing_abilities
 from sdlab.report.inputs import Inputs, detect_inputs, load_sweep_data, pool_sweeps, starting_models
-from sdlab.report.sections import Filled, Part, coverage_section, pass_at_k_section, probe_section, results_section, sft_section, training_section
+from sdlab.report.sections import Filled, Part, coverage_section, pass_at_k_section, probe_section, remedies_section, results_section, sft_section, training_section
 from sdlab.report.tables import markdown_summary
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,9 @@ def build_report(paths: list[str | Path], out: str | Path, *, markdown: str | Pa
         section("passk", "pass@k curves", pass_at_k_section(inputs, sweeps, save)),
         section("sft", "Off-policy SFT: base, D_ug, D_sg", sft_section(sweeps, save)),
     ]
+    remedies = remedies_section(sweeps, save)
+    if remedies is not None:  # an optional experiment: no "not in this report" line without it
+        sections.append(section("remedies", "Remedies: goal met or not", remedies))
     # A section with nothing to show is not drawn empty: it moves to one closing list that
     # says which input would fill it, so every drawn section is filled from the inputs.
     page = render_page(

@@ -13,7 +13,7 @@ from typing import Any
 from sdlab.core.io import read_jsonl
 from sdlab.experiments.results import aggregate
 from sdlab.report.inputs import Inputs, SweepData, evaluations, mean_by_step, slug
-from sdlab.report.tables import METHOD_COLUMNS, band, fmt, fmt_ci, fmt_id_score, method_rows, method_summary, ood_set_header, ood_sets, score_columns, scored_sets
+from sdlab.report.tables import METHOD_COLUMNS, REMEDY_COLUMNS, band, fmt, fmt_ci, fmt_id_score, method_rows, method_summary, ood_set_header, ood_sets, remedies_table, score_columns, scored_sets
 
 TRAINING_PANELS = {"score (reward)": "reward_mean", "response tokens": "response_tokens_mean", "epistemic markers per response": "markers_per_response", "loss": "loss"}
 ACCURACY_AXIS = (0.0, 1.02)  # y range of accuracy plots: scores are fractions
@@ -201,3 +201,11 @@ def sft_section(sweeps: list[SweepData], save: CsvSink) -> Filled:
     return parts or "No SFT sweep among the inputs: give the output of `sdlab sweep recipes/sweeps/offpolicy.yaml`."
 
 
+def remedies_section(sweeps: list[SweepData], save: CsvSink) -> Filled | None:
+    """Each remedies sweep's remedies judged against the goal (`sdlab.report.remedies`); None
+    when no sweep among the inputs has a `remedies` rule (the section is then left out)."""
+    parts = []
+    for sweep in (s for s in sweeps if s.results.get("remedies")):
+        note, records, rows = remedies_table(sweep.results)
+        parts.append(Part(title=f"sweep {sweep.results['name']}", note=note, data=save(f"remedies_{slug(sweep.path)}", records), table=Table(REMEDY_COLUMNS, rows)))
+    return parts or None

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sdlab.report.inputs import Inputs, SweepData
+from sdlab.report.remedies import judge_sweep
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -157,8 +158,8 @@ def selection_markdown(results: dict[str, Any]) -> str:
 
 def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
     """The numbers a README quotes, as Markdown: each probe's tables (as in its probe.md), each
-    sweep's final ID/OOD accuracy, length and markers (mean [95% interval] over seeds), and the
-    by-method summary over all sweeps."""
+    sweep's final ID/OOD accuracy, length and markers (mean [95% interval] over seeds), a remedies
+    sweep's verdicts, and the by-method summary over all sweeps."""
     from sdlab.probe.tables import format_tables
 
     parts = [f"Probe `{probe}`: mean ± standard error over problems.\n\n" + format_tables(json.loads((probe / "probe.json").read_text())) for probe in inputs.probes]
@@ -173,6 +174,9 @@ def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
                      + markdown_table(["group", "cells done", "ID avg@k", "ID pass@k", "OOD avg@k", *map(ood_set_header, per_set), "ID tokens", "ID markers", "OOD tokens", "early-warning step"], rows))
         if sweep.results.get("selection"):
             parts.append(selection_markdown(sweep.results))
+        if sweep.results.get("remedies"):
+            note, _, rows = remedies_table(sweep.results)
+            parts.append(f"Sweep `{sweep.results['name']}`: the remedies against their goal. {note}\n\n" + markdown_table(REMEDY_COLUMNS, rows))
         steps = periodic_steps(sweep.results["aggregate"])
         if len(steps) > 1:
             parts.append(f"Sweep `{sweep.results['name']}` at matched steps: the periodic evaluation (its own k and problems, fewer samples than the final one), mean over seeds.\n\n"
@@ -182,3 +186,33 @@ def markdown_summary(inputs: Inputs, sweeps: list[SweepData]) -> str:
         parts.append("By method, over every sweep above (every finished run with the same ID set; conditions pooled, so not a matched comparison):\n\n"
                      + markdown_table(METHOD_COLUMNS, method_rows(summary)))
     return "\n\n".join(parts) + "\n"
+
+
+REMEDY_MARGINS = ("length_margin", "id_margin", "ood_margin")
+REMEDY_COLUMNS = ["remedy", "level", "rule", "rule score", "goal", "seeds", "length cut kept", "ID gain kept", "length margin (tokens)", "ID margin", "OOD - GRPO", "verdict"]
+
+
+def remedy_verdict(row: dict[str, Any]) -> str:
+    if row["met"] is None:
+        return "n/a (no seed with every arm finished)"
+    return ("met" + (" (every interval at or above 0)" if row["clearly"] else "")) if row["met"] else "not met"
+
+
+def remedies_table(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]], list[list[str]]]:
+    """A remedies sweep's results (`collect_results`) as the report shows them: (the note stating
+    the goal and the rule, one CSV record per knob level, the table's rows under `REMEDY_COLUMNS`)."""
+    rule = results["remedies"]
+    judged = judge_sweep(results["rows"], rule)
+    flat = [{**{k: v for k, v in row.items() if k not in REMEDY_MARGINS},
+             **{f"{name}_{part}": value for name in REMEDY_MARGINS for part, value in zip(("mean", "ci_low", "ci_high"), row.get(name) or (None,) * 3)}} for row in judged]
+    rows = [[row["remedy"], row["level"], "chosen" if row["chosen"] else "", fmt(row["rule_score"]), fmt(row["variant"]), fmt(row["seeds"]),
+             fmt(row.get("length_kept"), 2), fmt(row.get("id_gain_kept"), 2), fmt_ci(record, "length_margin", 1), fmt_ci(record, "id_margin"),
+             fmt_ci(record, "ood_margin"), remedy_verdict(row)] for row, record in zip(judged, flat)]
+    keep = f"{rule['keep']:.0%}"
+    note = (f"Goal, fixed before the runs: keep at least {keep} of SDPO's ({rule['sdpo']}) length reduction and of its ID gain over the base "
+            f"(step-0 evaluation), with OOD avg@k at least GRPO's ({rule['grpo']}); if SDPO's ID gain is not positive, keep {keep} of its length "
+            "reduction with ID and OOD avg@k both at least GRPO's. Margins are per seed, then mean [95% interval] over seeds; a remedy meets the "
+            "goal when every margin's mean is at least 0. Each remedy's verdict is its chosen level's: the highest mean over seeds of the mean of "
+            f"{', '.join(rule['choose_by'])} (ties to the level listed first; never an OOD set); the other levels are shown for completeness.")
+    return note, flat, rows
+

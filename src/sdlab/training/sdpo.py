@@ -19,7 +19,10 @@ What differs from plain TRL (trl==1.16.0; each in docs/decisions.md with the tes
 - `beta` (unused by TRL's SDPO) must be 0; the fixed/EMA teacher is checked to equal the student;
 - full-vocabulary distillation is computed in checkpointed chunks (same values, bounded memory);
 - the teacher reads only rows with a distillation loss, and each distinct teacher prompt once (same loss);
-- rollouts, per-token divergences/entropies and a teacher-input audit are reported.
+- rollouts, per-token divergences/entropies and a teacher-input audit are reported;
+- the remedies (docs/remedies.md), each off by default: `marker_weight` on epistemic-marker tokens,
+  `divergence_clip` per token, a richness schedule between `solution_nothink` and `solution`
+  chosen per rollout, and `distill_rows: agreeing` (only rollouts that succeed themselves).
 The GRPO baseline is TRL's GRPOTrainer (`sdlab.training.grpo`), not this class with distillation weight 0:
 the two normalise the `dapo` loss differently.
 """
@@ -38,12 +41,15 @@ from trl.experimental.sdpo import SDPOConfig, SDPOTrainer
 from trl.experimental.sdpo.sdpo_trainer import DistillationLogits, _extract_last_user_text
 
 from sdlab import SdlabError
+from sdlab.config.remedies import remedy_problem
 from sdlab.core.contexts import TEMPLATES, TRAINING_TEMPLATE, validate_template
 from sdlab.core.io import append_jsonl
 from sdlab.core.losses import (
     Reduction,
     agg_loss,
+    agreeing_rows,
     chunked_full_vocab_divergence,
+    clip_divergence,
     clipped_importance_weight,
     entropy_from_logits,
     masked_mean,
@@ -52,10 +58,11 @@ from sdlab.core.losses import (
     scatter_rows,
     token_log_probs,
     topk_tail_divergence,
+    weight_marker_tokens,
 )
 from sdlab.core.problem import Problem
 from sdlab.training.audit import audit_sample, render_audit
-from sdlab.training.callbacks import dispatch, listens, rollout_payload
+from sdlab.training.callbacks import dispatch, listens, marker_occurrences_for, rollout_payload
 from sdlab.training.grpo import build_grpo_trainer, make_config, math_reward, resolve_dataset  # build_grpo_trainer: re-exported for sdlab.training.run
 from sdlab.training.teacher_context import CUT_MARK, FEEDBACK_TEMPLATE, TRL_TEMPLATES, QuestionSafeContextBuilder, format_teacher_prompt  # noqa: F401 - CUT_MARK, format_teacher_prompt: this module's interface too
 from sdlab.training.teacher_forward import shared_prompt_logits
@@ -87,6 +94,13 @@ class SdlabSDPOConfig(SDPOConfig):
     show_teacher_steps: int = field(default=1, metadata={"help": "How many generation batches are audited."})
     audit_dir: str | None = field(default=None, metadata={"help": "Where teacher_audit.jsonl/.txt go (default: output_dir)."})
     monitor_entropy: bool = field(default=True, metadata={"help": "Compute student/teacher per-token entropy for EpistemicMonitor."})
+    # Remedies (docs/remedies.md); each default leaves the loss as it is.
+    marker_weight: float = field(default=1.0, metadata={"help": "Weight of the divergence on every piece of an epistemic-marker occurrence (0 masks it)."})
+    divergence_clip: float | None = field(default=None, metadata={"help": "Cap on each token's divergence (OPSD's clip); None: off."})
+    context_schedule_start: str | None = field(default=None, metadata={"help": "Richness schedule: the context rollouts start from (solution or solution_nothink); `context` is where it ends. None: off."})
+    context_schedule_steps: int = field(default=0, metadata={"help": "Generation batches over which the share of rollouts given `context` goes linearly from 0 to 1."})
+    context_schedule_share: float | None = field(default=None, metadata={"help": "A fixed share of rollouts given `context` (a constant mix) instead of the ramp."})
+    distill_rows: str = field(default="all", metadata={"help": "all, or agreeing: distil only rollouts that succeed themselves, i.e. agree with the context's answer."})
     teacher_model_kind: str = "base"
     distillation_mode: str = "topk_logits"
     distillation_topk: int | None = 100
@@ -105,6 +119,10 @@ class SdlabSDPOConfig(SDPOConfig):
             raise SdlabError(f"teacher_model_kind={self.teacher_model_kind!r}: allowed fixed (= base), ema, live")
         if self.distillation_mode == "topk_logits" and not self.distillation_topk:
             raise SdlabError("distillation_mode=topk needs distillation_topk (the study: 100)")
+        problem = remedy_problem(context=self.context, marker_weight=self.marker_weight, divergence_clip=self.divergence_clip, distill_rows=self.distill_rows,
+                                 schedule_start=self.context_schedule_start, schedule_steps=self.context_schedule_steps, schedule_share=self.context_schedule_share)
+        if problem:
+            raise SdlabError(problem)
         try:
             Reduction(self.distillation_reduction)
         except ValueError:
@@ -166,6 +184,9 @@ class SdlabSDPOTrainer(SDPOTrainer):
     def _prepare_training_batch(self, inputs):
         self._batch_inputs = inputs
         batch = super()._prepare_training_batch(inputs)
+        if self.args.distill_rows == "agreeing":
+            batch["self_distillation_mask"] = agreeing_rows(batch["self_distillation_mask"], batch["rewards"], threshold=self.args.success_reward_threshold)
+            self._metrics["train" if self.model.training else "eval"]["sdlab/distilled_row_fraction"].append(float(batch["self_distillation_mask"].float().mean()))
         if self.model.training and listens(self, "on_rollouts"):
             ids = self._get_completion_ids_list(batch)
             dispatch(
@@ -273,19 +294,33 @@ class SdlabSDPOTrainer(SDPOTrainer):
         ids = logits.completion_ids if rows is None else logits.completion_ids[rows]
         if args.distillation_mode == "topk_logits":
             terms = topk_tail_divergence(student, teacher, k=args.distillation_topk, alpha=args.distillation_alpha, add_tail=args.distillation_add_tail)
-            divergence = terms.detach()
+            divergence, terms = terms.detach(), clip_divergence(terms, clip=args.divergence_clip)
         elif args.distillation_mode == "full_logits":
             terms = chunked_full_vocab_divergence(student, teacher, alpha=args.distillation_alpha, chunk_tokens=args.distillation_chunk_tokens)
-            divergence = terms.detach()
+            divergence, terms = terms.detach(), clip_divergence(terms, clip=args.divergence_clip)
         else:
-            terms, divergence = sampled_token_loss(student, teacher, ids), sampled_token_log_ratio(student.detach(), teacher, ids)
+            terms = sampled_token_loss(student, teacher, ids, clip=args.divergence_clip)
+            divergence = sampled_token_log_ratio(student.detach(), teacher, ids)
         return scatter_rows(terms, rows, size), scatter_rows(divergence, rows, size)
+
+    def _weigh_markers(self, terms: torch.Tensor, logits: RowSubsetLogits, mode: str) -> torch.Tensor:
+        """`marker_weight` on every piece of each epistemic-marker occurrence of the distilled tokens."""
+        if self.args.marker_weight == 1.0:
+            return terms
+        mask = logits.loss_mask.detach().cpu()
+        markers = (marker_occurrences_for(logits.completion_ids.detach().cpu(), mask, self.processing_class) >= 0).to(terms.device)
+        if mask.any():
+            self._metrics[mode]["sdlab/marker_token_fraction"].append(masked_mean(markers.float(), mask.to(terms.device)))
+        return weight_marker_tokens(terms, markers, weight=self.args.marker_weight)
 
     def _compute_self_distillation_loss(self, model, inputs, distillation_logits):
         """TRL's loss with sdlab's reduction (`distillation_reduction`) and reporting."""
         args, logits = self.args, distillation_logits
         mode = "train" if model.training else "eval"
         terms, divergence = self._per_token_distillation(logits)
+        terms = self._weigh_markers(terms, logits, mode)
+        if args.divergence_clip is not None and logits.loss_mask.any():
+            self._metrics[mode]["sdlab/clipped_token_fraction"].append(masked_mean((divergence > args.divergence_clip).float(), logits.loss_mask))
         old_logps = inputs.get("old_per_token_logps")
         if args.distillation_is_clip is not None and old_logps is not None:
             weight = clipped_importance_weight(token_log_probs(logits.student_logits, logits.completion_ids), old_logps, clip=args.distillation_is_clip)
@@ -335,6 +370,10 @@ def build_sdpo_trainer(
     audit_dir: str | Path | None = None,
     reduction: str | None = None,
     template: str | None = None,
+    marker_weight: float | None = None,
+    divergence_clip: float | None = None,
+    context_schedule: dict[str, Any] | None = None,
+    distill_rows: str | None = None,
 ) -> SdlabSDPOTrainer:
     """Self-distillation from a saved model directory `model` (the fixed/EMA teacher is rebuilt from it).
 
@@ -345,14 +384,18 @@ def build_sdpo_trainer(
     alpha, success_threshold, grpo_blend -> 1 - distillation_weight, is_clip -> distillation_is_clip
     ("default": 2.0; None: off), max_teacher_prompt_length -> max_reprompt_len, show_teacher / audit_dir
     (teacher_audit.jsonl/.txt; default output_dir), reduction -> distillation_reduction,
-    template -> teacher_template ('training' | 'probe' | 'trl' | a format string).
+    template -> teacher_template ('training' | 'probe' | 'trl' | a format string); the remedies
+    (docs/remedies.md): marker_weight, divergence_clip, distill_rows ('all' | 'agreeing') and
+    context_schedule ({start, steps, share} -> context_schedule_start/_steps/_share).
     """
+    schedule = context_schedule or {}
     settings = {
         "context": context, "teacher_model_kind": teacher, "teacher_update_rate": ema_rate, "distillation_mode": distillation,
         "distillation_topk": topk, "distillation_add_tail": tail, "distillation_alpha": alpha, "success_reward_threshold": success_threshold,
         "distillation_weight": None if grpo_blend is None else 1.0 - grpo_blend, "max_reprompt_len": max_teacher_prompt_length,
         "show_teacher": show_teacher, "audit_dir": None if audit_dir is None else str(audit_dir), "distillation_reduction": reduction,
-        "teacher_template": template,
+        "teacher_template": template, "marker_weight": marker_weight, "divergence_clip": divergence_clip, "distill_rows": distill_rows,
+        "context_schedule_start": schedule.get("start"), "context_schedule_steps": schedule.get("steps"), "context_schedule_share": schedule.get("share"),
     }
     settings = {key: value for key, value in settings.items() if value is not None}
     if is_clip != "default":
