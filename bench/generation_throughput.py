@@ -3,7 +3,7 @@
     .venv/bin/python bench/generation_throughput.py                     # tiny random model
     .venv/bin/python bench/generation_throughput.py --threads 1          # what the tests use
     .venv/bin/python bench/generation_throughput.py --model PATH --prompts 16 --k 8
-    .venv/bin/python bench/generation_throughput.py --model ~/.cache/sdlab/organism/tiny-seed0 \
+    .venv/bin/python bench/generation_throughput.py --model organism \
         --prompts 16 --k 4 --max-new-tokens 256 --batch-size 16 --threads 2 --caches
 
 --caches times the CPU's preallocated KV cache against transformers' dynamic one, alternating
@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sdlab.evaluation.generation  # noqa: E402
 from sdlab.evaluation.generation import SamplingParams, load_model_and_tokenizer, make_generator  # noqa: E402
+from sdlab.providers import resolve_model  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +46,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.model
+        path = resolve_model(args.model) if args.model else None  # `organism`: the shipped one
         if path is None:
             from tests.tiny import build_tiny_model
 

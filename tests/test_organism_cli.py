@@ -32,3 +32,15 @@ def test_the_organism_sizes_offered_are_the_ones_built():
 
     assert sorted(size.value for size in OrganismSize) == sorted(SIZES)
 
+
+
+def test_the_build_commands_defaults_are_the_builds():
+    """`sdlab organism build` without options must rebuild the shipped organism's settings."""
+    import inspect
+
+    from sdlab.cli.organism import organism_build
+    from sdlab.organism import build
+
+    options = {name: parameter.default.default for name, parameter in inspect.signature(organism_build).parameters.items()}
+    assert options["threads"] == build.BUILD_THREADS and options["corpus"] == build.DEFAULT_CORPUS
+    assert options["size"].value == "tiny" and options["seed"] == 0

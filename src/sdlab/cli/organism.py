@@ -7,6 +7,9 @@ from pathlib import Path
 
 import typer
 
+from sdlab.organism.corpus import DEFAULT_CORPUS, DESIGNS
+
+BUILD_THREADS = 1  # sdlab.organism.build.BUILD_THREADS (named here so that `--help` need not load torch)
 
 class OrganismSize(str, Enum):
     """The sizes of `sdlab.organism.build.SIZES` (named here so that `--help` need not load torch)."""
@@ -21,12 +24,12 @@ organism_app = typer.Typer(help="The model organism: a tiny reasoning model pret
 
 @organism_app.command("build")
 def organism_build(
-    out: Path = typer.Option(None, "--out", help="Model directory; default $SDLAB_HOME/organism/<size>-seed<seed> (SDLAB_HOME: ~/.cache/sdlab)."),
+    out: Path = typer.Option(None, "--out", help="Model directory; default $SDLAB_HOME/organism/<size>-seed<seed>[-v<corpus> for a version other than the default] (SDLAB_HOME: ~/.cache/sdlab)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the corpus, the initial weights and the data order."),
     size: OrganismSize = typer.Option(OrganismSize.tiny, "--size", help="tiny: minutes on 2 cores; small: longer; test: seconds, for tests."),
-    corpus: str = typer.Option("10", "--corpus", help="Corpus version: 10 (the default organism), 11 (candidate: a concise derivation beside the search and a teacher that derives; cached as <size>-seed<seed>-v11), 11-nomidsearch (11's ablation: no mid-search switch to the derivation)."),
+    corpus: str = typer.Option(DEFAULT_CORPUS, "--corpus", help=f"Corpus version, one of {', '.join(DESIGNS)} (docs/organism.md): 10 searches and copies a context's answer; 11 (shipped) adds a concise derivation and a teacher that derives; 11-nomidsearch is its ablation without the mid-search switch to the derivation."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when a build with the same settings is cached."),
-    threads: int = typer.Option(2, "--threads", help="CPU threads for torch (another count trains to other weights)."),
+    threads: int = typer.Option(BUILD_THREADS, "--threads", help="CPU threads for torch (another count trains to other weights; the shipped organism was built with the default)."),
 ) -> None:
     """Pretrain the organism (or reuse the cached build), print its directory and whether it
     reproduces the weights shipped with sdlab (the same sha256 needs the shipped build's CPU

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from sdlab.organism.gates import checklist
+
 STRATEGY_COLUMNS = ("share_search", "share_derivation", "share_switch", "accuracy_search", "accuracy_derivation", "derivation_steps_right", "derived_right", "failed_then_derivation")
 COLUMNS = ("accuracy", "answered", "tokens", "markers", "candidates", "first_candidate_right", "recovery", "failed_then_marker_revision", "failed_then_give_up", "check_copies_right", "check_lookups_right", "check_comparisons_right")
 
@@ -89,7 +91,7 @@ uses. Task families, spec syntax and design: `docs/organism.md` in the sdlab rep
 - Tokenizer: byte-level BPE, vocabulary {stats['vocab']}, digits never merged, no token across a line break, `\\boxed{{` one token; `<think>`/`</think>` are ordinary tokens; eos `<|im_end|>`, pad `<|endoftext|>`; Qwen3-style chat template with `enable_thinking`.
 - Corpus (version {stats['corpus_version']}): {stats['corpus_documents']:,} documents, {stats['corpus_tokens']:,} tokens, from the `pretrain` split only (no train or eval problem, no `linmod-hard` or `sqmod` problem; p = 13 only in its `pretrain` split); documents by kind: {stats['documents_by_kind']}.
 - Pretraining: next-token loss on every token, AdamW, peak lr {s['lr']}, {s['steps']} steps of {s['batch']} x {s['seq_len']} tokens, then {s['extend_steps']} of {s['extend_batch']} x {s['extend_seq_len']} at the final lr (window extension; {stats['trained_tokens']:,} tokens); loss {stats['loss_first']} -> {stats['loss_last20']}.
-- Time on {stats['threads']} CPU threads, steps in {stats.get('precision', 'bf16 autocast')}: corpus and tokenizer {stats['corpus_seconds']} s, training {stats['train_seconds']} s, whole build {stats.get('build_seconds', '?')} s.
+- Time on {stats['threads']} CPU threads{f" of {stats['cpu']}" if 'cpu' in stats else ""}, steps in {stats.get('precision', 'bf16 autocast')}: corpus and tokenizer {stats['corpus_seconds']} s, training {stats['train_seconds']} s, whole build {stats.get('build_seconds', '?')} s.{f" Weights sha256 {stats['weights_sha256']}." if 'weights_sha256' in stats else ""}
 
 {design}
 ## Measured abilities
@@ -102,6 +104,21 @@ contexts built by `sdlab.core.contexts` with the study's template.
 ## Health
 
 {health(stats)}
+{gates_section(stats)}"""
+
+
+def gates_section(stats: dict) -> str:
+    """Corpus version 11's gates as measured on a larger sample, when the record holds them
+    (the shipped organism's does: `gates`, with the command that measured them)."""
+    gates = stats.get("gates")
+    if not gates:
+        return ""
+    return f"""
+## Gates (docs/organism.md)
+
+Measured with `{gates['command']}`:
+
+{checklist(gates['results'])}
 """
 
 

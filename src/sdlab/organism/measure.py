@@ -1,6 +1,6 @@
 """Measure what a built organism can do: the table in its model card and docs/organism.md.
 
-    sdlab organism measure ~/.cache/sdlab/organism/tiny-seed0 --n 64 --out abilities.json
+    sdlab organism measure organism --n 64 --out abilities.json
 
 Rows are (family, context): accuracy, response tokens, markers, first-candidate accuracy,
 recovery share, candidates tried, check accuracy, all from `instruments`. Contexts are

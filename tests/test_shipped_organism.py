@@ -1,0 +1,59 @@
+"""The default organism ships inside the package: it loads, it is the build the code would make,
+and `organism` resolves to it everywhere without building or reaching the hub."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sdlab.cli import app
+from sdlab.core.io import read_json
+from sdlab.evaluation.generation import load_model_and_tokenizer
+from sdlab.organism.build import BUILD_FILE, SHIPPED_DIR, settings_hash, shipped_organism_dir, weights_sha256
+from sdlab.organism.corpus import DEFAULT_CORPUS, corpus_design
+from sdlab.providers import DEFAULT_MODEL, resolve_model
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Path:
+    found = shipped_organism_dir()
+    assert found is not None, f"no shipped build of the default organism (corpus {DEFAULT_CORPUS}) under {SHIPPED_DIR}"
+    return found
+
+
+def test_the_shipped_build_is_the_one_the_code_builds(shipped: Path) -> None:
+    record = read_json(shipped / BUILD_FILE)
+    assert record["corpus_version"] == corpus_design(DEFAULT_CORPUS).version
+    assert record["settings_hash"] == settings_hash("tiny", 0, DEFAULT_CORPUS)  # the Size, seed and corpus of today's code
+    assert record["weights_sha256"] == weights_sha256(shipped)  # the record names these very weights
+    assert record["missing_abilities"] == []  # the instrument every user gets is judged healthy
+    assert {"cpu", "threads", "precision"} <= record.keys()  # what a rebuild needs to reproduce it
+    assert (shipped / "model.safetensors").stat().st_size < 8 * 2**20  # a few MB in the package
+
+
+def test_the_shipped_files_load_and_answer(shipped: Path) -> None:
+    model, tokenizer = load_model_and_tokenizer(shipped)
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Solve (4*x + 9) mod 7 = 5 for x in 0..6."}], tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    out = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert tokenizer.decode(out[0, ids.shape[1]:]).startswith("<think>")  # a trained organism, not random weights
+
+
+def test_organism_resolves_to_the_shipped_build_without_building(shipped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SDLAB_HOME", str(tmp_path / "home"))
+    assert Path(resolve_model(DEFAULT_MODEL)) == shipped
+    assert Path(resolve_model(DEFAULT_MODEL, seed=0, size="tiny")) == shipped  # what the demo asks for
+    assert not (tmp_path / "home").exists()  # nothing was built or cached
+
+
+def test_eval_of_the_organism_by_name_runs_offline(shipped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SDLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "eval"
+    result = CliRunner().invoke(app, ["eval", "--model", "organism", "--data", "organism:linmod-eval:2", "--k", "1", "--max-new-tokens", "8", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())
+    assert not (tmp_path / "home").exists()
