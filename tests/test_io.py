@@ -95,3 +95,13 @@ def test_a_refused_set_up_removes_the_run_directory_it_created(tmp_path):
         with run_dir_setup(earlier, resume=True):
             raise SdlabError("bad input")
     assert (earlier / "config.yaml").read_text() == "kept\n"  # a directory it did not create stays
+
+
+def test_an_atomic_write_gives_the_file_an_ordinary_files_mode(tmp_path):
+    """A temporary file is created private (0600); the written file must be readable like any other."""
+    import os
+
+    ordinary = tmp_path / "plain.txt"
+    ordinary.write_text("x")
+    atomic_write_text(tmp_path / "config.yaml", "a: 1\n")
+    assert os.stat(tmp_path / "config.yaml").st_mode & 0o777 == os.stat(ordinary).st_mode & 0o777

@@ -96,16 +96,27 @@ def read_json(path: str | Path) -> dict[str, Any]:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write `text` to a temporary file beside `path`, then rename it over `path`: a reader (or
     an interruption) sees the old file or the new one, never half of one. The temporary name
-    is unique, so two processes writing one file never write into each other's."""
+    is unique, so two processes writing one file never write into each other's. The file gets
+    the mode an ordinary `open` would give it (a temporary file is private to its owner)."""
     path = Path(path)
     handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
         with handle:
             handle.write(text)
+        os.chmod(handle.name, 0o666 & ~_UMASK)
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def _read_umask() -> int:
+    current = os.umask(0)  # reading the umask means setting it: done once, at import
+    os.umask(current)
+    return current
+
+
+_UMASK = _read_umask()
 
 
 def write_json(path: str | Path, data: Any) -> None:
