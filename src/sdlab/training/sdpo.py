@@ -281,7 +281,7 @@ class SdlabSDPOTrainer(SDPOTrainer):
         (`sdlab.training.teacher_forward`) where the model takes a KV cache and `logits_to_keep`."""
         keys = self.model_kwarg_keys
         cache_kwarg = "cache" if "cache" in keys else "past_key_values"
-        checkpointing = teacher_model.training and getattr(teacher_model, "is_gradient_checkpointing", False)  # would drop the cache
+        checkpointing = teacher_model.training and getattr(teacher_model, "is_activation_checkpointing", False)  # would drop the cache
         if "logits_to_keep" not in keys or cache_kwarg not in keys or checkpointing:
             return self._forward_logits(teacher_model, input_ids, attention_mask, keep)
         return shared_prompt_logits(teacher_model, input_ids, attention_mask, completion_length=keep, cache_kwarg=cache_kwarg) / self.temperature
