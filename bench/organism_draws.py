@@ -56,12 +56,12 @@ def parse_recipe(text: str) -> tuple[str, dict, bool, str]:
 def draw(recipe: str, seed: int, *, size: str, device: str) -> dict:
     import torch
 
-    from sdlab.organism.build import MEASURE_N, SIZES, loss_summary, pretrain, untrained_organism
+    from sdlab.organism.build import MEASURE_N, loss_summary, pretrain, size_spec, untrained_organism
     from sdlab.organism.gates import v11_gates
     from sdlab.organism.measure import measure_abilities, missing_abilities
 
     _, changes, bf16, corpus = parse_recipe(recipe)
-    spec = replace(SIZES[size], **changes)
+    spec = replace(size_spec(size, corpus), **changes)
     torch.set_num_threads(1)
     started = time.time()
     _, tokenizer, token_lists, model = untrained_organism(spec, seed=seed, corpus=corpus)

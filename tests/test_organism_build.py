@@ -11,7 +11,7 @@ from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sdlab.organism.build import BUILD_FILE, SIZES, bf16_is_native, build_organism, default_organism_dir, make_model, pack_tokens, train_step, trained_window
+from sdlab.organism.build import BUILD_FILE, SIZES, bf16_is_native, build_organism, default_organism_dir, make_model, pack_tokens, size_spec, train_step, trained_window
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,8 @@ def test_default_directory_follows_sdlab_home(monkeypatch: pytest.MonkeyPatch, t
 def test_the_build_ends_with_a_window_extension_phase(built: Path) -> None:
     """Main phase on short windows, then longer ones: the saved settings say how far the model has seen."""
     stats = json.loads((built / BUILD_FILE).read_text())
-    size = SIZES["test"]
+    size = size_spec("test")  # the default corpus's steps (version 11 trains twice the size's)
+    assert stats["settings"]["steps"] == size.steps == 2 * SIZES["test"].steps
     assert stats["trained_tokens"] == size.steps * size.batch * size.seq_len + size.extend_steps * size.extend_batch * size.extend_seq_len
     assert trained_window(stats["settings"]) == size.extend_seq_len > size.seq_len
     assert trained_window({**stats["settings"], "extend_steps": 0}) == size.seq_len

@@ -139,13 +139,15 @@ def test_a_test_size_version_11_build_records_its_version_and_measures_its_strat
 
 
 def test_the_default_directory_and_settings_keep_the_versions_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sdlab.organism.build import default_organism_dir, settings_hash
+    from sdlab.organism.build import default_organism_dir, settings_hash, size_spec
 
     monkeypatch.setenv("SDLAB_HOME", str(tmp_path))
     assert default_organism_dir(seed=0) == tmp_path / "organism" / "tiny-seed0"  # the default version, 11
     assert default_organism_dir(seed=1, corpus="10") == tmp_path / "organism" / "tiny-seed1-v10"
     assert len({settings_hash("tiny", 0, corpus) for corpus in ("10", "11", "11-nomidsearch")}) == 3
     assert settings_hash("tiny", 0) == settings_hash("tiny", 0, 11)
+    assert settings_hash("tiny", 0, 10) == "b66b5eaa922963b1"  # the version-10 Results organism's settings, unchanged
+    assert size_spec("tiny", "11").steps == 2 * size_spec("tiny", "10").steps == 3800
 
 
 def test_the_build_command_names_the_corpus_versions_on_a_wrong_one(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import platform
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -78,9 +78,8 @@ class Size:
 
 SIZES = {
     "test": Size(hidden=32, layers=2, heads=2, intermediate=64, documents=200, steps=20, batch=4, seq_len=128, lr=3e-3, extend_steps=4, extend_batch=2, extend_seq_len=256),
-    # 3,800 main steps since version 11 (1,900 before): at 1,900 its draws missed the copies of
-    # the question's numbers; at 3,800 a draw learned them and every new ability (docs/organism.md).
-    "tiny": Size(hidden=128, layers=4, heads=4, intermediate=384, documents=9000, steps=3800, batch=8, seq_len=256, lr=5e-3, extend_steps=300, extend_batch=2, extend_seq_len=1024),
+    # version 11 trains twice the steps (`CorpusDesign.steps_scale`): 3,800 at this size
+    "tiny": Size(hidden=128, layers=4, heads=4, intermediate=384, documents=9000, steps=1900, batch=8, seq_len=256, lr=5e-3, extend_steps=300, extend_batch=2, extend_seq_len=1024),
     "small": Size(hidden=192, layers=6, heads=6, intermediate=512, documents=20000, steps=1600, batch=8, seq_len=256, lr=2e-3, extend_steps=300, extend_batch=2, extend_seq_len=1024),
 }
 
@@ -99,6 +98,12 @@ def default_organism_dir(*, size: str = "tiny", seed: int = 0, corpus: str | int
     build of another version never replaces the default's cached build."""
     suffix = "" if str(corpus) == DEFAULT_CORPUS else f"-v{corpus}"
     return sdlab_home() / "organism" / f"{size}-seed{seed}{suffix}"
+
+
+def size_spec(size: str, corpus: str | int = DEFAULT_CORPUS) -> Size:
+    """The size's model and budget, its main steps scaled for the corpus version."""
+    spec = SIZES[size]
+    return replace(spec, steps=round(spec.steps * corpus_design(corpus).steps_scale))
 
 
 def shipped_organism_dir(*, size: str = "tiny", seed: int = 0, corpus: str | int = DEFAULT_CORPUS) -> Path | None:
@@ -132,7 +137,7 @@ def cpu_class() -> str:
 
 
 def settings_hash(size: str, seed: int, corpus: str | int = DEFAULT_CORPUS) -> str:
-    settings = {"size": size, "seed": seed, "corpus_version": corpus_design(corpus).version, **asdict(SIZES[size])}
+    settings = {"size": size, "seed": seed, "corpus_version": corpus_design(corpus).version, **asdict(size_spec(size, corpus))}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -273,7 +278,7 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
     `sdlab demo` and `sdlab organism build` disagreed), so every caller gets the same organism."""
     if size not in SIZES:
         raise SdlabError(f"organism size {size!r} unknown; choose one of {', '.join(SIZES)}")
-    spec = SIZES[size]
+    spec = size_spec(size, corpus)
     version = corpus_design(corpus).version
     out_dir = Path(out_dir) if out_dir is not None else default_organism_dir(size=size, seed=seed, corpus=corpus)
     expected = settings_hash(size, seed, corpus)

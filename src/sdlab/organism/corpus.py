@@ -83,6 +83,9 @@ class CorpusDesign:
     # each document draws from its own seed, so a variant that changes one kind of reply (the
     # ablation) changes the documents that hold it and no others
     document_seeds: bool = False
+    # main pretraining steps as a multiple of the size's: version 11's corpus asks for the copies
+    # of the question's numbers in more places, and at version 10's 1,900 steps its draws missed them
+    steps_scale: float = 1.0
 
     def derives(self, p: int) -> float:
         return dict(self.derivation_share).get(p, 0.0)
@@ -98,7 +101,7 @@ V11 = CorpusDesign(
     # p = 13's inverse facts are never drilled, and p = 13 derives in a twentieth of its traces:
     # the derivation is designed to be unreliable there, where the search with checks still works.
     derivation_share=((5, 0.2), (7, 0.2), (11, 0.2), (13, 0.05)),
-    teacher_derives=True, search_first=0.25, midsearch_switch=0.8, drill_inverses=True, document_seeds=True,
+    teacher_derives=True, search_first=0.25, midsearch_switch=0.8, drill_inverses=True, document_seeds=True, steps_scale=2.0,
 )
 DESIGNS = {"10": V10, "11": V11, "11-nomidsearch": replace(V11, version="11-nomidsearch", midsearch_switch=0.0)}
 DEFAULT_CORPUS = "11"  # the shipped organism's (docs/organism.md); version 10's Results are in docs/results.md
