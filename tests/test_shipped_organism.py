@@ -57,3 +57,22 @@ def test_eval_of_the_organism_by_name_runs_offline(shipped: Path, tmp_path: Path
     assert result.exit_code == 0, result.output
     assert json.loads((out / "metrics.json").read_text())
     assert not (tmp_path / "home").exists()
+
+
+def test_the_build_command_says_whether_it_reproduced_the_shipped_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild compares its sha256 with the shipped build's (here a test-size build standing in for it)."""
+    import shutil
+
+    import sdlab.organism.build as build
+
+    shipped_dir = tmp_path / "shipped"
+    reference = build.build_organism(shipped_dir / f"test-seed0-v{DEFAULT_CORPUS}", size="test", seed=0, show_progress=False, measure=False)
+    monkeypatch.setattr(build, "SHIPPED_DIR", shipped_dir)
+    result = CliRunner().invoke(app, ["organism", "build", "--size", "test", "--out", str(tmp_path / "again")])
+    assert result.exit_code == 0, result.output
+    assert "reproduces the shipped weights" in result.output
+    record = read_json(reference / BUILD_FILE)
+    (reference / BUILD_FILE).write_text(json.dumps({**record, "weights_sha256": "0" * 64}))
+    shutil.rmtree(tmp_path / "again")
+    result = CliRunner().invoke(app, ["organism", "build", "--size", "test", "--out", str(tmp_path / "again")])
+    assert result.exit_code == 0 and "other weights than the shipped ones" in result.output and record["cpu"] in result.output
