@@ -7,7 +7,7 @@ anywhere else. sdlab ships one (the model organism); others register through the
 `sdlab.providers` entry-point group, each entry point naming a `Provider` instance.
 
     load_problems("organism:linmod:64")     -> problem_provider(spec).load_problems(spec)
-    resolve_model("organism")               -> the provider's model directory (built on demand)
+    resolve_model("organism")               -> the provider's model directory (shipped, or built on demand)
 """
 
 from __future__ import annotations

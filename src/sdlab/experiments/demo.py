@@ -209,8 +209,9 @@ def run_demo(config: DemoConfig, *, force: bool = False, say: Callable[[str], No
     def stage(text: str) -> None:
         say(f"[{time.perf_counter() - started:5.0f} s] {text}")
 
-    stage("1/3 organism: build or reuse")
+    stage("1/3 organism: the shipped one, or a build of another seed or size")
     model_path = resolve_model(DEFAULT_MODEL, seed=config.seed, size=config.organism_size)
+    stage(f"1/3 organism: {model_path}")
     for ability in missing_abilities(model_path):
         stage(f"1/3 warning: this organism lacks {ability} (its README.md, Health)")
     chains = pending_stages(config, model_path, out, skip=lambda label: stage(f"2/3 {label}: done, skipped"))
