@@ -169,6 +169,11 @@ def test_the_doubt_probe_reads_student_and_teacher_at_the_same_places(built_v11:
     assert result["places"] == places > 0
     assert all(0 < result[f"{role}_{what}"] < 1 for role in ("student", "teacher") for what in ("written", "doubt_mass", "derivation"))
     assert result["student_written"] <= result["student_doubt_mass"] and result["student_written"] != result["teacher_written"]
+    splits = result["by_failed_check"]
+    assert sum(split["places"] for split in splits.values()) == places  # every place in exactly one split
+    for key in ("student_written", "teacher_doubt_mass", "teacher_derivation"):  # the splits average to the whole
+        assert sum(split[key] * split["places"] for split in splits.values()) == pytest.approx(result[key] * places)
+    assert splits["first"]["places"] == sum(min(1, len(doubt_places(t, p))) for t, p in zip(texts, problems))
 
     tokenizer = AutoTokenizer.from_pretrained(built_v11)
     doubt_ids, derive_id = opening_ids(tokenizer)
@@ -177,3 +182,13 @@ def test_the_doubt_probe_reads_student_and_teacher_at_the_same_places(built_v11:
         starts = {start: token for token, (start, _) in zip(encoded["input_ids"], encoded["offset_mapping"])}
         assert all(starts[place] in doubt_ids for place in doubt_places(text, problem))
     assert "directly:".startswith(tokenizer.decode([derive_id])) and derive_id not in doubt_ids
+
+
+def test_the_measure_command_writes_every_instrument_and_the_gates(built_v11: Path, tmp_path: Path) -> None:
+    out = tmp_path / "abilities.json"
+    result = CliRunner().invoke(app, ["organism", "measure", str(built_v11), "--n", "2", "--threads", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    measured = json.loads(out.read_text())
+    assert set(measured["doubt_probe"]["by_failed_check"]) == {"first", "second", "later"}
+    assert {gate["gate"] for gate in measured["v11_gates"]} >= {"mid-search the teacher stops doubting"}
+    assert "by which failed check" in result.output and "Corpus version 11's gates" in result.output

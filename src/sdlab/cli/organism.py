@@ -125,6 +125,10 @@ def organism_measure(
     print("| reader | P(the doubt token written) | mass on doubt openings | P(derivation opening) |\n| --- | --- | --- | --- |")
     for role, context in (("student", "no context"), ("teacher", "the solution in context")):
         print(f"| {role} ({context}) | {doubt[role + '_written']:.3f} | {doubt[role + '_doubt_mass']:.3f} | {doubt[role + '_derivation']:.3f} |")
+    print("\nThe same, by which failed check of its response a place follows (teacher / student)")
+    print("| failed check | places | ratio of P(doubt written) | mass on doubt openings | P(derivation opening) |\n| --- | --- | --- | --- | --- |")
+    for label, split in doubt["by_failed_check"].items():
+        print(f"| {label} | {split['places']} | {split['ratio_written']:.2f} | {split['teacher_doubt_mass']:.3f} / {split['student_doubt_mass']:.3f} | {split['teacher_derivation']:.3f} / {split['student_derivation']:.3f} |")
     print("\nCorpus version 11's gates (docs/organism.md; [?]: not measured):\n" + checklist(gates))
 
 

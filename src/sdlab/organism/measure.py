@@ -237,9 +237,15 @@ def doubt_probe(model, tokenizer, texts: list[str], problems: list) -> dict[str,
     the probability of the token the student wrote there (`*_written`), the mass on the first
     tokens of every doubt phrase (`*_doubt_mass`) and on the derivation's first token
     (`*_derivation`). A teacher that knows the answer puts little mass on doubt there; corpus
-    version 10's put as much as the student (0.189 against 0.193)."""
+    version 10's put as much as the student (0.189 against 0.193).
+
+    `by_failed_check` splits the same numbers by which failed check of its response a place
+    follows (the first, the second, a later one): version 11's teacher stops doubting after the
+    first (0.18 of the student's) and not after the third, where a response that already doubted
+    twice no longer resembles any reply it was trained to write."""
     doubt_ids, derive_id = opening_ids(tokenizer)
     sums = {f"{role}_{what}": 0.0 for role in ("student", "teacher") for what in ("written", "doubt_mass", "derivation")}
+    by_check = {label: {**dict.fromkeys(sums, 0.0), "places": 0} for label in FAILED_CHECK_LABELS}
     places = responses = 0
     for text, problem in zip(texts, problems):
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -252,10 +258,20 @@ def doubt_probe(model, tokenizer, texts: list[str], problems: list) -> dict[str,
         for role, context in (("student", None), ("teacher", problem.solution)):
             prompt = tokenizer(render_prompt(tokenizer, build_teacher_messages(problem.messages, context)), add_special_tokens=False)["input_ids"]
             probs = torch.softmax(model(torch.tensor([prompt + ids], device=model.device)).logits[0].float(), dim=-1)
-            for i in found:
+            for order, i in enumerate(found):
                 row = probs[len(prompt) + i - 1]  # the logits that predict token i of the response
-                sums[f"{role}_written"] += row[ids[i]].item()
-                sums[f"{role}_doubt_mass"] += row[doubt_ids].sum().item()
-                sums[f"{role}_derivation"] += row[derive_id].item()
-    result = {key: value / max(1, places) for key, value in sums.items()}
-    return {**result, "places": places, "responses": responses, "ratio_written": result["teacher_written"] / result["student_written"] if result["student_written"] else float("nan")}
+                split = by_check[FAILED_CHECK_LABELS[min(order, len(FAILED_CHECK_LABELS) - 1)]]
+                split["places"] += role == "student"
+                for what, value in (("written", row[ids[i]]), ("doubt_mass", row[doubt_ids].sum()), ("derivation", row[derive_id])):
+                    sums[f"{role}_{what}"] += value.item()
+                    split[f"{role}_{what}"] += value.item()
+    return {**mean_doubts(sums, places), "responses": responses, "by_failed_check": {label: mean_doubts(split, split.pop("places")) for label, split in by_check.items()}}
+
+
+FAILED_CHECK_LABELS = ("first", "second", "later")
+
+
+def mean_doubts(sums: dict[str, float], places: int) -> dict[str, float]:
+    """Sums over `places` -> means, the place count and the teacher/student ratio of the doubt written."""
+    means = {key: value / max(1, places) for key, value in sums.items()}
+    return {**means, "places": places, "ratio_written": means["teacher_written"] / means["student_written"] if means["student_written"] else float("nan")}
