@@ -228,6 +228,9 @@ def opening_ids(tokenizer) -> tuple[list[int], int]:
     return sorted(doubts), first_token(derivation_line(Task("linmod", 7, 4, 2, 5)))
 
 
+FAILED_CHECK_LABELS = ("first", "second", "later")  # the doubt probe's split: which failed check of its response a place follows
+
+
 @torch.no_grad()
 def doubt_probe(model, tokenizer, texts: list[str], problems: list) -> dict[str, float]:
     """The probability of doubt after a failed check, in the student's own responses, read by the
@@ -244,31 +247,30 @@ def doubt_probe(model, tokenizer, texts: list[str], problems: list) -> dict[str,
     first (0.18 of the student's) and not after the third, where a response that already doubted
     twice no longer resembles any reply it was trained to write."""
     doubt_ids, derive_id = opening_ids(tokenizer)
-    sums = {f"{role}_{what}": 0.0 for role in ("student", "teacher") for what in ("written", "doubt_mass", "derivation")}
-    by_check = {label: {**dict.fromkeys(sums, 0.0), "places": 0} for label in FAILED_CHECK_LABELS}
-    places = responses = 0
+    keys = [f"{role}_{what}" for role in ("student", "teacher") for what in ("written", "doubt_mass", "derivation")]
+    sums = {label: dict.fromkeys(keys, 0.0) for label in FAILED_CHECK_LABELS}
+    places = dict.fromkeys(FAILED_CHECK_LABELS, 0)
+    responses = 0
     for text, problem in zip(texts, problems):
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
         starts = {start: i for i, (start, _) in enumerate(encoded["offset_mapping"])}
         found = [starts[place] for place in doubt_places(text, problem) if place in starts and starts[place] > 0]
         if not found:
             continue
-        places, responses = places + len(found), responses + 1
+        responses += 1
+        labels = [FAILED_CHECK_LABELS[min(order, len(FAILED_CHECK_LABELS) - 1)] for order in range(len(found))]
+        for label in labels:
+            places[label] += 1
         ids = encoded["input_ids"]
         for role, context in (("student", None), ("teacher", problem.solution)):
             prompt = tokenizer(render_prompt(tokenizer, build_teacher_messages(problem.messages, context)), add_special_tokens=False)["input_ids"]
             probs = torch.softmax(model(torch.tensor([prompt + ids], device=model.device)).logits[0].float(), dim=-1)
-            for order, i in enumerate(found):
+            for label, i in zip(labels, found):
                 row = probs[len(prompt) + i - 1]  # the logits that predict token i of the response
-                split = by_check[FAILED_CHECK_LABELS[min(order, len(FAILED_CHECK_LABELS) - 1)]]
-                split["places"] += role == "student"
                 for what, value in (("written", row[ids[i]]), ("doubt_mass", row[doubt_ids].sum()), ("derivation", row[derive_id])):
-                    sums[f"{role}_{what}"] += value.item()
-                    split[f"{role}_{what}"] += value.item()
-    return {**mean_doubts(sums, places), "responses": responses, "by_failed_check": {label: mean_doubts(split, split.pop("places")) for label, split in by_check.items()}}
-
-
-FAILED_CHECK_LABELS = ("first", "second", "later")
+                    sums[label][f"{role}_{what}"] += value.item()
+    total = {key: sum(split[key] for split in sums.values()) for key in keys}
+    return {**mean_doubts(total, sum(places.values())), "responses": responses, "by_failed_check": {label: mean_doubts(sums[label], places[label]) for label in FAILED_CHECK_LABELS}}
 
 
 def mean_doubts(sums: dict[str, float], places: int) -> dict[str, float]:
