@@ -21,7 +21,6 @@ shares measure the recipe's draw-to-draw spread there, not the CPU default build
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import multiprocessing
 import tempfile
@@ -56,7 +55,7 @@ def parse_recipe(text: str) -> tuple[str, dict, bool, str]:
 def draw(recipe: str, seed: int, *, size: str, device: str) -> dict:
     import torch
 
-    from sdlab.organism.build import MEASURE_N, loss_summary, pretrain, size_spec, untrained_organism
+    from sdlab.organism.build import MEASURE_N, loss_summary, pretrain, size_spec, untrained_organism, weights_sha256
     from sdlab.organism.gates import v11_gates
     from sdlab.organism.measure import measure_abilities, missing_abilities
 
@@ -70,7 +69,7 @@ def draw(recipe: str, seed: int, *, size: str, device: str) -> dict:
     model = model.cpu()
     with tempfile.TemporaryDirectory() as saved:  # the build's file, to compare a draw with a build
         model.save_pretrained(saved, safe_serialization=True)
-        weights = hashlib.sha256((Path(saved) / "model.safetensors").read_bytes()).hexdigest()
+        weights = weights_sha256(saved)
     later = corpus != "10"
     rows = measure_abilities(model, tokenizer, seed=seed, n=MEASURE_N, quick=size == "test", strategies=later)
     return {
