@@ -85,6 +85,18 @@ def test_an_override_replaces_one_axis_even_when_its_name_is_a_dotted_recipe_key
         load_sweep(path, ["eval.k=4"])
 
 
+def test_a_list_of_labels_keeps_those_named_levels_and_an_unknown_label_is_named(tmp_path, problems_file):
+    data = grid_sweep(tmp_path, problems_file)
+    data["grid"]["coverage"]["64"] = {"data.limit": 6}
+    path = write_sweep(tmp_path / "s.yaml", data)
+    config = load_sweep(path, ["grid.coverage=[64, small]"])  # YAML reads 64 as a number; the file's label is "64"
+    assert list(config.grid["coverage"]) == ["64", "small"]
+    assert config.grid["coverage"]["small"] == data["grid"]["coverage"]["small"]
+    assert {c.levels["coverage"] for c in expand_grid(config)} == {"64", "small"}
+    with pytest.raises(SdlabError, match="no level huge on that axis; its levels: small, all, 64"):
+        load_sweep(path, ["grid.coverage=[small, huge]"])
+
+
 def test_sweep_dir_placeholder_and_key_owned_by_two_axes(tmp_path, problems_file):
     data = grid_sweep(tmp_path, problems_file)
     data["base"]["sft"] = {"dataset": "{sweep_dir}/sft_data/traces.jsonl", "collect": {"data": str(problems_file)}}

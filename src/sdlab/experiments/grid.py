@@ -135,7 +135,8 @@ def shared_settings(configs: list[TrainConfig]) -> dict[str, Any]:
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
     """Sweep file + overrides. An override whose first key is not a sweep field goes to `base`
     (`steps=2` means `base.steps=2`); `grid.<axis>=[...]` replaces one axis, whose name may be
-    a dotted recipe key (`grid.sdpo.context=[regenerated]`)."""
+    a dotted recipe key (`grid.sdpo.context=[regenerated]`). On an axis of named levels a list
+    of labels keeps those levels (`'grid.coverage=[1x64, 671]'`)."""
     data = read_yaml(path)
     sweep_level, recipe_level = [], []
     for override in overrides or []:
@@ -146,6 +147,8 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
             if not isinstance(data.get("grid"), dict):
                 raise SdlabError(f"override {override!r}: {path} has no grid to set an axis of")
             data["grid"][".".join(path_parts[1:])] = value
+        elif path_parts[0] == "grid" and len(path_parts) == 2 and isinstance(value, list) and isinstance((data.get("grid") or {}).get(path_parts[1]), dict):
+            data["grid"][path_parts[1]] = named_levels(data["grid"][path_parts[1]], value, override, path)
         else:
             apply_overrides(data, [override])
     config = build_config(SweepConfig, data, source=str(path))
@@ -157,6 +160,16 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
             raise SdlabError(f"override {override!r}: {key} is set by the grid, which would win; override the axis instead (e.g. 'grid.{key}=[...]')")
         config.base[key] = value
     return config
+
+
+def named_levels(levels: dict[Any, Any], labels: list[Any], override: str, path: str | Path) -> dict[Any, Any]:
+    """The named levels whose labels are listed, in the listed order (YAML reads `64` as a
+    number, the file's label may be the string "64": both name the same level)."""
+    by_label = {str(label): label for label in levels}
+    unknown = [str(label) for label in labels if str(label) not in by_label]
+    if unknown:
+        raise SdlabError(f"override {override!r}: {path} has no level {', '.join(unknown)} on that axis; its levels: {', '.join(by_label)}")
+    return {by_label[str(label)]: levels[by_label[str(label)]] for label in labels}
 
 
 def validate_sweep(config: SweepConfig) -> list[tuple[Cell, TrainConfig]]:
