@@ -12,7 +12,7 @@ import yaml
 
 from sdlab import SdlabError
 from sdlab.config.checks import load_train_config
-from sdlab.training.args import batch_layout, sft_max_steps
+from sdlab.training.args import batch_layout, sft_max_steps, with_checkpointing_name
 from sdlab.training.checkpoints import truncate_step_logs
 
 
@@ -86,6 +86,17 @@ def test_study_step_accounting(recipe):
 def test_sft_stops_at_steps_or_epochs_whichever_first():
     assert sft_max_steps(steps=100, epochs=1.0, examples=40, batch=8) == 5
     assert sft_max_steps(steps=3, epochs=2.0, examples=40, batch=8) == 3
+
+
+@pytest.mark.parametrize("config_name", ["GRPOConfig", "SFTConfig"])
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_checkpointing_reaches_trls_config_without_the_deprecation_warning(config_name, checkpointing, tmp_path, recwarn):
+    import trl
+
+    config = getattr(trl, config_name)(**with_checkpointing_name({"output_dir": str(tmp_path), "gradient_checkpointing": checkpointing, "use_cpu": True}))
+    assert config.gradient_checkpointing is checkpointing  # the old name mirrors the new one
+    assert not [w for w in recwarn if "gradient_checkpointing" in str(w.message)]
+    assert with_checkpointing_name({"gradient_checkpointing": True, "activation_checkpointing": False}) == {"activation_checkpointing": False}
 
 
 def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path):

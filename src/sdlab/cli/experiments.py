@@ -77,7 +77,7 @@ def demo(
     recipe: Path = typer.Option(None, "--recipe", help="Demo recipe (default: recipes/demo.yaml)."),
     force: bool = typer.Option(False, "--force", help="Start the demo directory over instead of resuming it."),
 ) -> None:
-    """The main job: build the organism, probe contexts, train GRPO and SDPO at equal budget,
+    """The main job on the shipped organism: probe contexts, train GRPO and SDPO at equal budget,
     evaluate in and out of distribution, and write one HTML report. Rerun to resume."""
     from sdlab.experiments.demo import load_demo_config, run_demo
 

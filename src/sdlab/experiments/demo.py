@@ -4,7 +4,7 @@
     sdlab demo steps=10 out=runs/d  # key=value overrides of recipes/demo.yaml
 
 Stages, each skipped when its output is already complete (so an interrupted demo resumes):
-1. build (or reuse) the organism;
+1. resolve the organism (the shipped one; another size or seed is built once and cached);
 2. probe the teacher contexts (Table 1 + information gap); train GRPO and SDPO (c = solution)
    from the organism recipes at an equal budget, with periodic in- and out-of-distribution
    evaluation; evaluate the base organism and both trained models on ID and OOD sets (avg@k,

@@ -104,7 +104,7 @@ V11 = CorpusDesign(
     teacher_derives=True, search_first=0.25, midsearch_switch=0.8, drill_inverses=True, document_seeds=True, steps_scale=2.0,
 )
 DESIGNS = {"10": V10, "11": V11, "11-nomidsearch": replace(V11, version="11-nomidsearch", midsearch_switch=0.0)}
-DEFAULT_CORPUS = "11"  # the shipped organism's (docs/organism.md); version 10's Results are in docs/results.md
+DEFAULT_CORPUS = "11"  # the shipped organism's (docs/organism.md); version 10's Results are in docs/results-v10.md
 
 
 def corpus_design(corpus: str | int) -> CorpusDesign:

@@ -35,6 +35,19 @@ def batch_layout(*, completions_per_update: int, micro_batch: int | None, proces
     return micro, completions_per_update // (micro * processes)
 
 
+def with_checkpointing_name(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`gradient_checkpointing` under the name the installed transformers reads. Version 5
+    renamed it `activation_checkpointing` and warns on every config that leaves the new name
+    unset, as TRL's configs do (their old-name default is True); the new name wins if both are given."""
+    from transformers import TrainingArguments
+
+    if "gradient_checkpointing" not in kwargs or "activation_checkpointing" not in TrainingArguments.__dataclass_fields__:
+        return kwargs
+    renamed = {key: value for key, value in kwargs.items() if key != "gradient_checkpointing"}
+    renamed.setdefault("activation_checkpointing", kwargs["gradient_checkpointing"])
+    return renamed
+
+
 def common_args(config: TrainConfig, *, output_dir: Path, max_steps: int) -> dict[str, Any]:
     """TrainingArguments shared by every method (TRL's GRPO/SDPO/SFT configs all take them)."""
     runtime = config.runtime

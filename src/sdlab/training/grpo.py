@@ -22,6 +22,7 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
 from sdlab.core.problem import Problem
+from sdlab.training.args import with_checkpointing_name
 from sdlab.training.callbacks import dispatch, listens, rollout_payload
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def trainer_defaults() -> dict[str, Any]:
 def make_config(config_cls: type, args: dict[str, Any] | Any) -> Any:
     """A TRL config from a kwargs dict (over `trainer_defaults`), or the config object itself."""
     if isinstance(args, dict):
-        return config_cls(**(trainer_defaults() | args))
+        return config_cls(**with_checkpointing_name(trainer_defaults() | args))
     if not isinstance(args, config_cls):
         raise TypeError(f"args must be a dict or a {config_cls.__name__}, got {type(args).__name__}")
     return args

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from sdlab import SdlabError
 from sdlab.core.io import append_jsonl, read_jsonl, write_json
 from sdlab.core.problem import Problem
+from sdlab.training.args import with_checkpointing_name
 
 logger = logging.getLogger(__name__)
 
@@ -177,5 +178,5 @@ def build_sft_trainer(*, model: str, dataset, args: dict[str, Any], callbacks: l
     """TRL SFTTrainer with the loss on the assistant turn only (prompt tokens masked)."""
     from trl import SFTConfig, SFTTrainer
 
-    sft_args = SFTConfig(**args, completion_only_loss=True, assistant_only_loss=False, packing=False)
+    sft_args = SFTConfig(**with_checkpointing_name(args), completion_only_loss=True, assistant_only_loss=False, packing=False)
     return SFTTrainer(model=model, args=sft_args, train_dataset=dataset, callbacks=callbacks)
