@@ -106,6 +106,7 @@ class ToyProvider:
     """A second provider, as a plug-in would register one: problems `toy:N`, no model."""
 
     name = "toy"
+    model_options = ()
 
     def load_problems(self, spec):
         from sdlab.core.problem import Problem

@@ -76,3 +76,26 @@ def test_the_build_command_says_whether_it_reproduced_the_shipped_weights(tmp_pa
     shutil.rmtree(tmp_path / "again")
     result = CliRunner().invoke(app, ["organism", "build", "--size", "test", "--out", str(tmp_path / "again")])
     assert result.exit_code == 0 and "other weights than the shipped ones" in result.output and record["cpu"] in result.output
+
+
+def test_a_model_name_with_options_names_another_build_and_bad_options_are_named(shipped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from sdlab import SdlabError
+    from sdlab.config import build_config
+    from sdlab.config.checks import check_paths
+    from sdlab.config.schema import TrainConfig
+    from sdlab.organism.build import default_organism_dir
+
+    monkeypatch.setenv("SDLAB_HOME", str(tmp_path / "home"))
+    assert Path(resolve_model("organism:seed=0, size=tiny")) == shipped
+    seed1 = default_organism_dir(seed=1)  # a cached build of seed 1, as `sdlab organism build --seed 1` leaves it
+    shutil.copytree(shipped, seed1)
+    record = read_json(seed1 / BUILD_FILE) | {"seed": 1, "settings_hash": settings_hash("tiny", 1, DEFAULT_CORPUS)}
+    (seed1 / BUILD_FILE).write_text(json.dumps(record))
+    assert Path(resolve_model("organism:seed=1")) == seed1
+    assert Path(resolve_model("organism:seed=1", seed=0)) == seed1  # the name's option wins over a caller's default
+    for model, message in [("organism:sed=1", "unknown option 'sed'; organism takes seed, size, corpus"), ("organism:seed", "options are key=value")]:
+        config = build_config(TrainConfig, {"method": "grpo", "model": model, "output_dir": str(tmp_path / "run"), "data": {"train": "organism:linmod:4"}})
+        with pytest.raises(SdlabError, match=f"model: model '{model}': {message}"):
+            check_paths(config)

@@ -8,6 +8,7 @@ anywhere else. sdlab ships one (the model organism); others register through the
 
     load_problems("organism:linmod:64")     -> problem_provider(spec).load_problems(spec)
     resolve_model("organism")               -> the provider's model directory (shipped, or built on demand)
+    resolve_model("organism:seed=1")        -> the same with build options (another build, by name)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Provider(Protocol):
     """Problems by spec and a model by name, plus what a built model records about itself."""
 
     name: str  # the model name (`model: NAME`) and the problem-spec prefix (`NAME:...`)
+    model_options: tuple[str, ...]  # the build options a model name may carry (`NAME:seed=1`)
 
     def load_problems(self, spec: str) -> list[Problem]:
         """Problems of a `NAME:...` spec; SdlabError naming the spec when it is invalid."""
@@ -69,15 +71,39 @@ def problem_provider(spec: str) -> Provider | None:
     return providers().get(prefix) if colon else None
 
 
-def model_provider(name: str) -> Provider | None:
-    """The provider of a model name such as `organism`, or None for paths and hub ids."""
-    return providers().get(name)
+def model_provider(spec: str) -> Provider | None:
+    """The provider of a model name such as `organism` or `organism:seed=1`, or None for paths and hub ids."""
+    return providers().get(spec.partition(":")[0])
+
+
+def model_options(spec: str) -> dict[str, Any]:
+    """`organism:seed=1,size=small` -> {"seed": 1, "size": "small"}: build options carried by a
+    provider's model name, so a recipe or sweep names another build without a machine's path.
+    SdlabError names a malformed or unknown option."""
+    import yaml
+
+    from sdlab import SdlabError
+
+    provider = model_provider(spec)
+    _, colon, text = spec.partition(":")
+    if provider is None or not colon:
+        return {}
+    options = {}
+    for item in text.split(","):
+        key, equals, value = (part.strip() for part in item.partition("="))
+        if not equals or not key or not value:
+            raise SdlabError(f"model {spec!r}: options are key=value separated by commas (e.g. {provider.name}:seed=1)")
+        if key not in provider.model_options:
+            raise SdlabError(f"model {spec!r}: unknown option {key!r}; {provider.name} takes {', '.join(provider.model_options)}")
+        options[key] = yaml.safe_load(value)
+    return options
 
 
 def resolve_model(spec: str, **options: Any) -> str:
-    """A provider's model name -> its directory (built once, then cached); anything else as given."""
+    """A provider's model name -> its directory (built once, then cached); anything else as given.
+    Options in the name (`organism:seed=1`) win over the caller's defaults."""
     provider = model_provider(spec)
-    return str(provider.model_dir(**options)) if provider is not None else spec
+    return str(provider.model_dir(**(options | model_options(spec)))) if provider is not None else spec
 
 
 def build_record(model_dir: str | Path) -> dict[str, Any]:

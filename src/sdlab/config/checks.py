@@ -12,7 +12,7 @@ from sdlab import SdlabError
 from sdlab.config import load_config
 from sdlab.config.schema import TrainConfig
 from sdlab.config.sources import source_kind
-from sdlab.providers import problem_provider
+from sdlab.providers import model_options, problem_provider
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
@@ -28,11 +28,15 @@ def check_source(spec: str, key: str, source: str, *, model: bool = False) -> No
     kind = source_kind(spec, model=model)
     if kind == "missing":
         raise SdlabError(f"{source}: {key}: {spec!r} not found (paths are relative to the directory you run sdlab from: {Path.cwd()})")
-    if kind == "provider" and not model:
-        try:
+    if kind != "provider":
+        return
+    try:
+        if model:
+            model_options(spec)
+        else:
             problem_provider(spec).check_spec(spec)
-        except SdlabError as err:
-            raise SdlabError(f"{source}: {key}: {err}") from None
+    except SdlabError as err:
+        raise SdlabError(f"{source}: {key}: {err}") from None
 
 
 def check_paths(config: TrainConfig, *, source: str = "config") -> None:

@@ -209,7 +209,7 @@ class LoggingConfig(StrictModel):
 class TrainConfig(StrictModel):
     method: Literal["grpo", "sdpo", "sft"]
     data_dir: str | None = None  # what `{data_dir}` in data paths stands for (docs/training.md#data)
-    model: str = DEFAULT_MODEL  # a local dir, a hub id, or a provider's model name (`organism`: the shipped organism)
+    model: str = DEFAULT_MODEL  # a local dir, a hub id, or a provider's model name (`organism`: the shipped organism; `organism:seed=1`: another build, made once and cached)
     output_dir: str
     seed: int = 0
     steps: PositiveInt = 50  # generation batches (SFT: optimizer steps; epochs bound it too)

@@ -12,6 +12,7 @@ from sdlab.core.problem import Problem
 
 class OrganismProvider:
     name = "organism"
+    model_options = ("seed", "size", "corpus")  # `organism:seed=1`: the build `sdlab organism build --seed 1` makes
 
     def load_problems(self, spec: str) -> list[Problem]:
         from sdlab.organism.problems import load_organism_problems
