@@ -240,6 +240,33 @@ def test_tiny_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(tmp
     assert [r["steps"] for r in collect_results(sweep_dir)["rows"]] == [2, 2]
 
 
+def test_a_cell_whose_recipe_finished_in_another_sweep_is_copied_not_trained(tmp_path, tiny_model_dir, problems_file):
+    path = tiny_sweep(tmp_path, tiny_model_dir, problems_file)
+    final = {"k": 2, "limit": 2, "max_new_tokens": 4}
+    first = run_sweep(load_sweep(path, [f"final_eval={json.dumps(final)}"]), reward_funcs=distinct_characters)
+    original = tmp_path / "sweep" / "cells" / "seed-0"
+    # a second sweep: seed 0 with the same recipe and final evaluation, seed 2 new, seed 1 with another rate
+    other = load_sweep(path, [f"output_dir={tmp_path / 'other'}", "grid.seed=[0, 2]", f"reuse=[{tmp_path / 'sweep'}]", f"final_eval={json.dumps(final)}"])
+    seen: list[tuple[str, str]] = []
+    results = run_sweep(other, reward_funcs=distinct_characters, on_cell=lambda i, n, cell, status: seen.append((cell.name, status)))
+    assert seen == [("seed-0", "reused"), ("seed-2", "start")]
+    reused = tmp_path / "other" / "cells" / "seed-0"
+    assert (reused / "reused_from.txt").read_text().strip() == str(original.resolve())
+    assert (reused / "metrics.jsonl").read_text() == (original / "metrics.jsonl").read_text()
+    assert (reused / "final_eval" / "metrics.json").read_text() == (original / "final_eval" / "metrics.json").read_text()
+    assert yaml.safe_load((reused / "config.yaml").read_text())["output_dir"] == str(reused)
+    assert not list(reused.glob("checkpoint-*")) and (reused / "model").is_dir()
+    assert not (tmp_path / "other" / "cells" / "seed-2" / "reused_from.txt").exists()
+    rows = {r["cell"]: r for r in results["rows"]}
+    assert rows["seed-0"]["train_reward_mean"] == first["rows"][0]["train_reward_mean"] and rows["seed-2"]["status"] == "done"
+    # a rerun finds the copy done and its config its own; another rate reuses nothing
+    seen.clear()
+    run_sweep(other, reward_funcs=distinct_characters, on_cell=lambda i, n, cell, status: seen.append((cell.name, status)))
+    assert seen == [("seed-0", "done"), ("seed-2", "done")]
+    run_sweep(load_sweep(path, [f"output_dir={tmp_path / 'third'}", "grid.seed=[0]", "lr=0.02", f"reuse=[{tmp_path / 'sweep'}]"]), reward_funcs=distinct_characters)
+    assert not (tmp_path / "third" / "cells" / "seed-0" / "reused_from.txt").exists()
+
+
 def test_problems_drawn_follows_trls_sampler_epoch_by_epoch():
     from sdlab.training.grpo import problems_drawn
 

@@ -358,6 +358,8 @@ class SweepConfig(StrictModel):
     select: SelectConfig | None = None  # e.g. choose each method's learning rate (recipes/sweeps/lr.yaml)
     remedies: RemediesConfig | None = None  # controls, knobs and goal of a remedies sweep (recipes/sweeps/remedies.yaml)
     final_eval: FinalEvalConfig | None = None
+    # other sweeps' directories: a cell whose very recipe finished there is copied, not trained again
+    reuse: list[str] = Field(default_factory=list)
 
     @field_validator("grid")
     @classmethod

@@ -22,6 +22,7 @@ from sdlab.config.sources import expand_data_dir, source_kind
 logger = logging.getLogger(__name__)
 
 SWEEP_FILE = "sweep.yaml"  # the resolved sweep, written into the sweep directory
+FINAL_EVAL_DIR = "final_eval"  # a trained cell's final evaluation (`final_eval:` in a sweep file)
 CELLS = "cells"
 
 
@@ -217,7 +218,7 @@ def cell_status(cell_dir: Path, *, needs_final_eval: bool) -> str:
 
 
 def final_eval_complete(cell_dir: Path) -> bool:
-    metrics, config = cell_dir / "final_eval" / "metrics.json", cell_dir / "final_eval" / "config.yaml"
+    metrics, config = cell_dir / FINAL_EVAL_DIR / "metrics.json", cell_dir / FINAL_EVAL_DIR / "config.yaml"
     if not metrics.exists() or not config.exists():
         return False
     expected = yaml.safe_load(config.read_text()).get("data") or []

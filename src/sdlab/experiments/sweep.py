@@ -20,6 +20,10 @@ Parts of one grid may run side by side into one directory (`'grid.method=[grpo]'
 process, `'grid.method=[sdpo]'` in another): its `sweep.yaml` records the union of their levels,
 so the results collect every part.
 
+`reuse: [DIR, ...]` names other sweeps' directories: a cell whose very recipe has finished in
+one of them is copied (with its final evaluation when that matches) instead of trained again,
+and `reused_from.txt` in the copy names the original.
+
 With a `final_eval:` section each trained model is also evaluated by `sdlab eval` (k samples,
 avg@k and the pass@k curve) into `cells/<cell>/final_eval/`. Under `accelerate launch` with
 several processes that step is skipped; running the same sweep again in one process finds
@@ -35,15 +39,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from sdlab import SdlabError
 from sdlab.config import build_config, dump_config, read_yaml
-from sdlab.config.schema import FinalEvalConfig, SweepConfig, TrainConfig
+from sdlab.config.schema import EvalConfig, FinalEvalConfig, SweepConfig, TrainConfig
 from sdlab.config.sources import expand_data_dir
 from sdlab.core.io import atomic_write_text, file_lock
-from sdlab.experiments.grid import SWEEP_FILE, Cell, base_recipe, cell_status, validate_sweep
+from sdlab.experiments.grid import FINAL_EVAL_DIR, SWEEP_FILE, Cell, base_recipe, cell_status, final_eval_complete, validate_sweep
 from sdlab.experiments.results import collect_results, write_results
 
 logger = logging.getLogger(__name__)
+REUSED_FILE = "reused_from.txt"  # in a cell copied from another sweep: the original's directory
 
 def check_same_config(cell: Cell, config: TrainConfig) -> None:
     saved = Path(config.output_dir) / "config.yaml"
@@ -54,22 +61,56 @@ def check_same_config(cell: Cell, config: TrainConfig) -> None:
         )
 
 
+def final_eval_config(config: TrainConfig, final: FinalEvalConfig) -> EvalConfig:
+    """The `sdlab eval` settings of a trained cell's final evaluation, into `<cell>/final_eval`."""
+    sources = expand_data_dir(final.sources, config.data_dir) or config.eval.sources
+    if not sources:
+        raise SdlabError("final_eval: no sources; set final_eval.sources or the recipe's eval.sources")
+    return EvalConfig(
+        model=str(Path(config.output_dir) / "model"), data=sources, k=final.k, out=str(Path(config.output_dir) / FINAL_EVAL_DIR),
+        max_new_tokens=final.max_new_tokens, temperature=final.temperature, top_p=final.top_p, top_k=final.top_k,
+        enable_thinking=config.enable_thinking, backend="auto", limit=final.limit, batch_size=final.batch_size, seed=config.seed,
+    )
+
+
 def run_final_eval(config: TrainConfig, final: FinalEvalConfig) -> None:
-    from sdlab.config.schema import EvalConfig
     from sdlab.evaluation.evaluate import run_eval
     from sdlab.training.args import apply_threads
 
     apply_threads(config)  # as training did (a rerun may only evaluate)
-    out = Path(config.output_dir) / "final_eval"
-    sources = expand_data_dir(final.sources, config.data_dir) or config.eval.sources
-    if not sources:
-        raise SdlabError("final_eval: no sources; set final_eval.sources or the recipe's eval.sources")
-    eval_config = EvalConfig(
-        model=str(Path(config.output_dir) / "model"), data=sources, k=final.k, out=str(out), max_new_tokens=final.max_new_tokens,
-        temperature=final.temperature, top_p=final.top_p, top_k=final.top_k, enable_thinking=config.enable_thinking,
-        backend="auto", limit=final.limit, batch_size=final.batch_size, seed=config.seed,
-    )
-    run_eval(eval_config, resume=out.exists(), force=False)
+    eval_config = final_eval_config(config, final)
+    run_eval(eval_config, resume=Path(eval_config.out).exists(), force=False)
+
+
+def reuse_finished_cell(config: TrainConfig, final: FinalEvalConfig | None, sources: list[str]) -> Path | None:
+    """Copy in a finished cell of another sweep that trained this cell's very recipe (its
+    `config.yaml` equal but for `output_dir`) instead of training it again, with its final
+    evaluation when that ran with this sweep's settings; `reused_from.txt` names the original.
+    Returns the original, or None when no source has one. Training is deterministic on one
+    CPU class, so the copy is the run this cell would have been."""
+    target = Path(config.output_dir)
+    for source in sources:
+        for saved in sorted(Path(source).glob("cells/*/config.yaml")):
+            original = saved.parent
+            if original.resolve() == target.resolve() or not (original / "summary.json").exists():
+                continue
+            original_dir = (yaml.safe_load(saved.read_text()) or {}).get("output_dir")
+            if not isinstance(original_dir, str) or saved.read_text() != dump_config(config.model_copy(update={"output_dir": original_dir})):
+                continue
+            as_original = config.model_copy(update={"output_dir": original_dir})
+            evaluated = final is not None and final_eval_complete(original) and (original / FINAL_EVAL_DIR / "config.yaml").read_text() == dump_config(final_eval_config(as_original, final))
+            staging = target.with_name(f".{target.name}.reusing")
+            shutil.rmtree(staging, ignore_errors=True)
+            skipped = ["checkpoint-*", REUSED_FILE] + ([] if evaluated else [FINAL_EVAL_DIR])
+            shutil.copytree(original, staging, ignore=shutil.ignore_patterns(*skipped))
+            atomic_write_text(staging / "config.yaml", dump_config(config))  # versions.json stays the original's
+            if evaluated:
+                atomic_write_text(staging / FINAL_EVAL_DIR / "config.yaml", dump_config(final_eval_config(config, final)))
+            atomic_write_text(staging / REUSED_FILE, f"{original.resolve()}\n")
+            shutil.rmtree(target, ignore_errors=True)  # a cell that had not started: at most its header
+            staging.rename(target)
+            return original
+    return None
 
 
 CellCallback = Callable[[int, int, Cell, str], None]  # (index, total, cell, status before running)
@@ -101,13 +142,18 @@ def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback
         record_levels(resolved, sweep_dir)
     for index, (cell, train_config) in enumerate(cells):
         status = cell_status(Path(train_config.output_dir), needs_final_eval=config.final_eval is not None)
+        if status == "start" and config.reuse and is_main_process() and (original := reuse_finished_cell(train_config, config.final_eval, config.reuse)):
+            logger.info("sweep %s: cell %s copied from %s (the same recipe, finished)", config.name, cell.name, original)
+            status = cell_status(Path(train_config.output_dir), needs_final_eval=config.final_eval is not None)
+            if status == "done":
+                status = "reused"
         if on_cell:
             on_cell(index, len(cells), cell, status)
         if status in ("start", "resume"):
             logger.info("sweep %s: cell %d/%d %s (%s)", config.name, index + 1, len(cells), cell.name, status)
             # A cell without a checkpoint starts over: rows logged before an interruption would be stale.
             run_training(train_config, resume=status == "resume", force=status == "start", reward_funcs=reward_funcs)
-        if status != "done" and config.final_eval is not None:
+        if status not in ("done", "reused") and config.final_eval is not None:
             if distributed:
                 logger.warning("cell %s: final evaluation skipped under %d processes; rerun this sweep in one process to evaluate it", cell.name, world_size())
             else:
