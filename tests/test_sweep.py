@@ -213,6 +213,8 @@ def test_tiny_sweep_runs_skips_finished_cells_and_resumes_an_interrupted_one(tmp
     assert rows[0]["train_reward_mean"] > 0 and rows[0]["distinct_train_problems"] == 8
     assert [p["step"] for p in results["cells"][0]["curve"]] == [0, 1, 2]
     assert {"step0_id_avg@k", "step2_id_avg@k", "step2_ood_avg@k"} <= set(rows[0]) and "step2_id_avg@k_mean" in results["aggregate"][0]
+    rewards = [r["reward_mean"] for r in results["cells"][0]["training"] if "reward_mean" in r]
+    assert (rows[0]["step1_train_reward"], rows[0]["step2_train_reward"]) == tuple(rewards) and "step0_train_reward" not in rows[0]
     assert results["shared"]["batch"] == 2 and results["aggregate"][0]["n"] == 2
     assert results["aggregate"][0]["train_reward_mean_mean"] == pytest.approx((rows[0]["train_reward_mean"] + rows[1]["train_reward_mean"]) / 2)
     for name in ("results.csv", "results_steps.csv", "aggregate.csv", "results.json"):
@@ -289,6 +291,14 @@ def test_a_coverage_sweep_refuses_levels_its_steps_do_not_cover(tmp_path, proble
         validate_sweep(load_sweep(write_sweep(tmp_path / "s.yaml", data)))
     data["base"]["steps"] = 4  # 8 prompts over one epoch of 8 rows: all covered
     assert len(validate_sweep(load_sweep(write_sweep(tmp_path / "s.yaml", data)))) == 8
+
+
+def test_training_reward_is_averaged_over_the_steps_since_the_previous_evaluation():
+    from sdlab.experiments.results import reward_by_window
+
+    training = [{"step": s, "reward_mean": r} for s, r in [(1, 0.0), (2, 1.0), (3, 0.5), (4, 0.25), (5, 1.0)]] + [{"step": 5, "eval": 1}]
+    assert reward_by_window(training, [0, 2, 4]) == {2: 0.5, 4: 0.375}  # step 5 lies after the last evaluation
+    assert reward_by_window(training, [0]) == {} and reward_by_window([], [0, 2]) == {}
 
 
 def test_last_third_mean_and_the_rate_rule():

@@ -6,7 +6,8 @@ intervals over seeds.
                        model's step-0 evaluation, distinct training problems (in the data,
                        and drawn as prompts at least once), and the
                        periodic evaluation as `step<N>_id_avg@k` / `step<N>_ood_avg@k`
-                       (and `id_curve_mean`, its ID mean after step 0)
+                       (and `id_curve_mean`, its ID mean after step 0), with the training
+                       reward since the previous evaluation as `step<N>_train_reward`
     results_steps.csv  one row per cell, evaluation step and data set (periodic evaluation)
     aggregate.csv      one row per group of cells that differ only in `aggregate_over`
                        (seeds): n, then mean / ci_low / ci_high of every numeric column
@@ -76,6 +77,18 @@ def last_third_mean(values: list[float | None]) -> float | None:
     return fmean(tail) if tail else None
 
 
+def reward_by_window(training: list[dict[str, Any]], eval_steps: list[int]) -> dict[int, float]:
+    """Mean training reward over the steps since the previous periodic evaluation, at each one
+    after step 0 ({20: mean of steps 1-20, 40: of 21-40, ...}): the training-reward curve at the
+    steps where the ID and OOD curves are measured, so that methods compare at matched steps."""
+    out = {}
+    for before, step in zip([0, *eval_steps], eval_steps):
+        window = [r["reward_mean"] for r in training if before < r.get("step", 0) <= step and is_number(r.get("reward_mean"))]
+        if step > 0 and window:
+            out[step] = fmean(window)
+    return out
+
+
 def id_curve_mean(steps: dict[int, dict[str, dict[str, Any]]], id_dataset: str | None) -> float | None:
     """Mean ID avg@k over the periodic evaluations after step 0: how high and how early the ID
     curve rises, one number a knob-selection rule can use (docs/remedies.md)."""
@@ -127,6 +140,7 @@ def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, An
     id_dataset = dataset_name(sources[0]) if sources else None
     summary = json.loads((cell_dir / "summary.json").read_text()) if (cell_dir / "summary.json").exists() else {}
     steps = eval_by_step(read_jsonl(cell_dir / "eval.jsonl"))
+    training = read_jsonl(cell_dir / "metrics.jsonl")
     final = json.loads((final_dir / "metrics.json").read_text()) if (final_dir / "metrics.json").exists() else None
     if final is None and steps and summary:
         final = steps[max(steps)]
@@ -144,7 +158,7 @@ def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, An
         "wall_time_s": summary.get("wall_time_s"),
         "early_warning_step": summary.get("early_warning_step"),
         **{f"train_{name}": train_final.get(name) for name in TRAIN_FIELDS},
-        "train_reward_last_third": last_third_mean([r.get("reward_mean") for r in read_jsonl(cell_dir / "metrics.jsonl")]),
+        "train_reward_last_third": last_third_mean([r.get("reward_mean") for r in training]),
         "id_curve_mean": id_curve_mean(steps, id_dataset),
         "id_dataset": id_dataset,
     }
@@ -157,6 +171,8 @@ def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, An
     # the run's own interval over ID problems: the only interval a one-seed group has
     row["id_avg@k_problems_ci_low"], row["id_avg@k_problems_ci_high"] = ((final or {}).get(id_dataset) or {}).get("avg@k_ci95") or (None, None)
     curve = [{"step": step, **{f"{r}_avg@k": v for r, v in role_scores(by_dataset, id_dataset).items()}, "datasets": by_dataset} for step, by_dataset in steps.items()]
+    for step, reward in reward_by_window(training, sorted(steps)).items():
+        row[f"step{step}_train_reward"] = reward
     for point in curve:  # the periodic evaluation, wide, so that seeds aggregate per step too
         row[f"step{point['step']}_id_avg@k"], row[f"step{point['step']}_ood_avg@k"] = point["id_avg@k"], point["ood_avg@k"]
         for name, metrics in point["datasets"].items():  # and per data set, as the final evaluation is
@@ -165,7 +181,7 @@ def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, An
         "row": row,
         "curve": curve,
         "pass_curves": {name: m.get("pass_curve") for name, m in (final or {}).items() if m.get("pass_curve")},
-        "training": read_jsonl(cell_dir / "metrics.jsonl"),
+        "training": training,
     }
 
 

@@ -93,12 +93,14 @@ def periodic_steps(rows: list[dict[str, Any]]) -> list[int]:
 
 
 def matched_steps_table(rows: list[dict[str, Any]], steps: list[int], label: Callable[[dict[str, Any]], str]) -> str:
-    """ID and OOD avg@k of every group at each periodic-evaluation step (mean over seeds): the
-    comparison at matched steps, so that a final checkpoint cannot be a lucky one. The columns
-    are the final tables' (`score_columns`): each OOD set its own when there are two or more."""
+    """Training reward since the previous evaluation, then ID and OOD avg@k, of every group at
+    each periodic-evaluation step (mean over seeds): the comparison at matched steps, so that a
+    final checkpoint cannot be a lucky one. The score columns are the final tables'
+    (`score_columns`): each OOD set its own when there are two or more."""
     columns = score_columns(rows)
-    header = ["group"] + [f"{name} step {s}" for name, _ in columns for s in steps]
-    body = [[label(r)] + [fmt(r.get(f"{at_step(key, s)}_mean")) for _, key in columns for s in steps] for r in rows]
+    rewarded = [s for s in steps if any(r.get(f"step{s}_train_reward_mean") is not None for r in rows)]  # windows after step 0
+    header = ["group"] + [f"train reward to step {s}" for s in rewarded] + [f"{name} step {s}" for name, _ in columns for s in steps]
+    body = [[label(r)] + [fmt(r.get(f"step{s}_train_reward_mean")) for s in rewarded] + [fmt(r.get(f"{at_step(key, s)}_mean")) for _, key in columns for s in steps] for r in rows]
     return markdown_table(header, body)
 
 
