@@ -12,9 +12,10 @@ import pytest
 import yaml
 
 from sdlab import SdlabError
+from sdlab.config import dump_config
 from sdlab.experiments.grid import expand_grid, load_sweep, shared_settings, validate_sweep, varied_keys
 from sdlab.experiments.results import aggregate, collect_results
-from sdlab.experiments.sweep import run_sweep
+from sdlab.experiments.sweep import run_sweep, with_recorded_levels
 from tests.conftest import REPO_ROOT, SHARED_DATA
 from tests.test_train import distinct_characters
 
@@ -267,6 +268,15 @@ def test_a_cell_whose_recipe_finished_in_another_sweep_is_copied_not_trained(tmp
     assert seen == [("seed-0", "done"), ("seed-2", "done")]
     run_sweep(load_sweep(path, [f"output_dir={tmp_path / 'third'}", "grid.seed=[0]", "lr=0.02", f"reuse=[{tmp_path / 'sweep'}]"]), reward_funcs=distinct_characters)
     assert not (tmp_path / "third" / "cells" / "seed-0" / "reused_from.txt").exists()
+
+
+def test_parts_that_differ_only_in_what_they_reuse_record_the_union_of_their_levels(tmp_path, problems_file):
+    path = write_sweep(tmp_path / "s.yaml", grid_sweep(tmp_path, problems_file))
+    recorded = tmp_path / "sweep.yaml"
+    recorded.write_text(dump_config(load_sweep(path, ["grid.seed=[0]"])))
+    part = load_sweep(path, ["grid.seed=[1]", f"reuse=[{tmp_path / 'elsewhere'}]"])
+    assert with_recorded_levels(part, recorded).grid["seed"] == [0, 1]
+    assert with_recorded_levels(load_sweep(path, ["grid.seed=[1]", "steps=3"]), recorded).grid["seed"] == [1]  # other settings: another sweep
 
 
 def test_problems_drawn_follows_trls_sampler_epoch_by_epoch():

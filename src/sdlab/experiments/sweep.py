@@ -178,15 +178,16 @@ def record_levels(resolved: SweepConfig, sweep_dir: Path) -> None:
 def with_recorded_levels(resolved: SweepConfig, recorded_file: Path) -> SweepConfig:
     """A sweep run in parts into one directory (`grid.method=[grpo]` in one process,
     `grid.method=[sdpo]` in another) records the union of the parts' levels, so that its results
-    collect every part and not only the last one started. Anything else that differs (another
-    sweep, other settings, other axes, a level redefined) is recorded as given."""
+    collect every part and not only the last one started (`reuse` aside, which changes no
+    result). Anything else that differs (another sweep, other settings, other axes, a level
+    redefined) is recorded as given."""
     if not recorded_file.is_file():
         return resolved
     try:
         recorded = build_config(SweepConfig, read_yaml(recorded_file), source=str(recorded_file))
     except SdlabError:
         return resolved
-    if recorded.model_dump(exclude={"grid"}) != resolved.model_dump(exclude={"grid"}) or list(recorded.grid) != list(resolved.grid):
+    if recorded.model_dump(exclude={"grid", "reuse"}) != resolved.model_dump(exclude={"grid", "reuse"}) or list(recorded.grid) != list(resolved.grid):
         return resolved
     grid: dict[str, Any] = {}
     for axis, levels in resolved.grid.items():
