@@ -82,35 +82,44 @@ def run_final_eval(config: TrainConfig, final: FinalEvalConfig) -> None:
     run_eval(eval_config, resume=Path(eval_config.out).exists(), force=False)
 
 
-def reuse_finished_cell(config: TrainConfig, final: FinalEvalConfig | None, sources: list[str]) -> Path | None:
-    """Copy in a finished cell of another sweep that trained this cell's very recipe (its
-    `config.yaml` equal but for `output_dir`) instead of training it again, with its final
-    evaluation when that ran with this sweep's settings; `reused_from.txt` names the original.
-    Returns the original, or None when no source has one. Training is deterministic on one
-    CPU class, so the copy is the run this cell would have been."""
-    target = Path(config.output_dir)
+def find_finished_cell(config: TrainConfig, sources: list[str]) -> tuple[Path, TrainConfig] | None:
+    """A finished cell of another sweep that trained this cell's very recipe (its `config.yaml`
+    equal but for `output_dir`), and this cell's config as the original ran it; or None."""
+    target = Path(config.output_dir).resolve()
     for source in sources:
         for saved in sorted(Path(source).glob("cells/*/config.yaml")):
             original = saved.parent
-            if original.resolve() == target.resolve() or not (original / "summary.json").exists():
+            if original.resolve() == target or not (original / "summary.json").exists():
                 continue
             original_dir = (yaml.safe_load(saved.read_text()) or {}).get("output_dir")
-            if not isinstance(original_dir, str) or saved.read_text() != dump_config(config.model_copy(update={"output_dir": original_dir})):
-                continue
-            as_original = config.model_copy(update={"output_dir": original_dir})
-            evaluated = final is not None and final_eval_complete(original) and (original / FINAL_EVAL_DIR / "config.yaml").read_text() == dump_config(final_eval_config(as_original, final))
-            staging = target.with_name(f".{target.name}.reusing")
-            shutil.rmtree(staging, ignore_errors=True)
-            skipped = ["checkpoint-*", REUSED_FILE] + ([] if evaluated else [FINAL_EVAL_DIR])
-            shutil.copytree(original, staging, ignore=shutil.ignore_patterns(*skipped))
-            atomic_write_text(staging / "config.yaml", dump_config(config))  # versions.json stays the original's
-            if evaluated:
-                atomic_write_text(staging / FINAL_EVAL_DIR / "config.yaml", dump_config(final_eval_config(config, final)))
-            atomic_write_text(staging / REUSED_FILE, f"{original.resolve()}\n")
-            shutil.rmtree(target, ignore_errors=True)  # a cell that had not started: at most its header
-            staging.rename(target)
-            return original
+            as_original = config.model_copy(update={"output_dir": original_dir}) if isinstance(original_dir, str) else None
+            if as_original is not None and saved.read_text() == dump_config(as_original):
+                return original, as_original
     return None
+
+
+def reuse_finished_cell(config: TrainConfig, final: FinalEvalConfig | None, sources: list[str]) -> Path | None:
+    """Copy in a finished cell of another sweep with this cell's very recipe instead of training
+    it again, with its final evaluation when that ran with this sweep's settings;
+    `reused_from.txt` names the original, which is returned (None when no source has one).
+    Training is deterministic on one CPU class, so the copy is the run this cell would have been."""
+    found = find_finished_cell(config, sources)
+    if found is None:
+        return None
+    original, as_original = found
+    evaluated = final is not None and final_eval_complete(original) and (original / FINAL_EVAL_DIR / "config.yaml").read_text() == dump_config(final_eval_config(as_original, final))
+    target = Path(config.output_dir)
+    staging = target.with_name(f".{target.name}.reusing")
+    shutil.rmtree(staging, ignore_errors=True)
+    skipped = ["checkpoint-*", REUSED_FILE] + ([] if evaluated else [FINAL_EVAL_DIR])
+    shutil.copytree(original, staging, ignore=shutil.ignore_patterns(*skipped))
+    atomic_write_text(staging / "config.yaml", dump_config(config))  # versions.json stays the original's
+    if evaluated:
+        atomic_write_text(staging / FINAL_EVAL_DIR / "config.yaml", dump_config(final_eval_config(config, final)))
+    atomic_write_text(staging / REUSED_FILE, f"{original.resolve()}\n")
+    shutil.rmtree(target, ignore_errors=True)  # a cell that had not started: at most its header
+    staging.rename(target)
+    return original
 
 
 CellCallback = Callable[[int, int, Cell, str], None]  # (index, total, cell, status before running)
