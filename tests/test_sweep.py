@@ -13,6 +13,7 @@ import yaml
 
 from sdlab import SdlabError
 from sdlab.config import dump_config
+from sdlab.core.io import read_jsonl
 from sdlab.experiments.grid import expand_grid, load_sweep, shared_settings, validate_sweep, varied_keys
 from sdlab.experiments.results import aggregate, collect_results
 from sdlab.experiments.sweep import run_sweep, with_recorded_levels
@@ -268,6 +269,22 @@ def test_a_cell_whose_recipe_finished_in_another_sweep_is_copied_not_trained(tmp
     assert seen == [("seed-0", "done"), ("seed-2", "done")]
     run_sweep(load_sweep(path, [f"output_dir={tmp_path / 'third'}", "grid.seed=[0]", "lr=0.02", f"reuse=[{tmp_path / 'sweep'}]"]), reward_funcs=distinct_characters)
     assert not (tmp_path / "third" / "cells" / "seed-0" / "reused_from.txt").exists()
+
+
+def test_cells_share_the_step0_evaluation_and_training_is_the_same_without_it(tmp_path, tiny_model_dir, problems_file):
+    from sdlab.training.run import run_training
+
+    path = tiny_sweep(tmp_path, tiny_model_dir, problems_file)
+    results = run_sweep(load_sweep(path, ["grid={lr: [0.01, 0.02]}"]), reward_funcs=distinct_characters)
+    cells = [tmp_path / "sweep" / "cells" / name for name in ("lr-0.01", "lr-0.02")]
+    assert len(list((tmp_path / "sweep" / "start_eval").glob("*.jsonl"))) == 1  # one model, one seed: one evaluation
+    step0 = [[row for row in read_jsonl(cell / "eval.jsonl") if row["step"] == 0] for cell in cells]
+    assert step0[0] == step0[1] and step0[0]
+    # the second cell read its step 0 from the cache; run alone it computes the same, and trains the same
+    alone = run_training(validate_sweep(load_sweep(path, ["grid={lr: [0.02]}", f"output_dir={tmp_path / 'alone'}"]))[0][1], reward_funcs=distinct_characters)
+    assert [row for row in read_jsonl(tmp_path / "alone" / "cells" / "lr-0.02" / "eval.jsonl") if row["step"] == 0] == step0[1]
+    assert [r["loss"] for r in read_jsonl(tmp_path / "alone" / "cells" / "lr-0.02" / "metrics.jsonl") if "loss" in r] == [r["loss"] for r in read_jsonl(cells[1] / "metrics.jsonl") if "loss" in r]
+    assert alone["steps"] == results["rows"][1]["steps"]
 
 
 def test_parts_that_differ_only_in_what_they_reuse_record_the_union_of_their_levels(tmp_path, problems_file):

@@ -20,6 +20,9 @@ Parts of one grid may run side by side into one directory (`'grid.method=[grpo]'
 process, `'grid.method=[sdpo]'` in another): its `sweep.yaml` records the union of their levels,
 so the results collect every part.
 
+Cells that start from the same model with the same seed share its step-0 evaluation
+(`SWEEP_DIR/start_eval/`), the same numbers each would compute.
+
 `reuse: [DIR, ...]` names other sweeps' directories: a cell whose very recipe has finished in
 one of them is copied (with its final evaluation when that matches) instead of trained again,
 and `reused_from.txt` in the copy names the original.
@@ -51,6 +54,7 @@ from sdlab.experiments.results import collect_results, write_results
 
 logger = logging.getLogger(__name__)
 REUSED_FILE = "reused_from.txt"  # in a cell copied from another sweep: the original's directory
+START_EVAL_DIR = "start_eval"  # the untrained model's step-0 evaluations, shared by the cells (`PeriodicEval`)
 
 def check_same_config(cell: Cell, config: TrainConfig) -> None:
     saved = Path(config.output_dir) / "config.yaml"
@@ -161,7 +165,7 @@ def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback
         if status in ("start", "resume"):
             logger.info("sweep %s: cell %d/%d %s (%s)", config.name, index + 1, len(cells), cell.name, status)
             # A cell without a checkpoint starts over: rows logged before an interruption would be stale.
-            run_training(train_config, resume=status == "resume", force=status == "start", reward_funcs=reward_funcs)
+            run_training(train_config, resume=status == "resume", force=status == "start", reward_funcs=reward_funcs, start_eval_cache=sweep_dir / START_EVAL_DIR)
         if status not in ("done", "reused") and config.final_eval is not None:
             if distributed:
                 logger.warning("cell %s: final evaluation skipped under %d processes; rerun this sweep in one process to evaluate it", cell.name, world_size())

@@ -19,6 +19,7 @@ two events sent with `dispatch`, the same mechanism TRL's SDPO uses for its own 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -29,7 +30,7 @@ import torch
 from transformers import TrainerCallback
 
 from sdlab.config.schema import PeriodicEvalConfig
-from sdlab.core.io import append_jsonl, read_json, read_jsonl, write_json
+from sdlab.core.io import append_jsonl, atomic_write_text, library_versions, read_json, read_jsonl, write_json
 from sdlab.core.losses import concat_occurrences, split_by_mask, split_by_occurrence
 
 logger = logging.getLogger(__name__)
@@ -290,23 +291,59 @@ class TeacherAuditEcho(TrainerCallback):
             self.show(self.path.read_text())
 
 
+START_CACHE_MAX_BYTES = 64 * 2**20  # larger models are evaluated every time: hashing their weights costs more than it saves
+
+
+def start_eval_key(model_path: str | Path, config: PeriodicEvalConfig, *, seed: int, enable_thinking: bool | None) -> str | None:
+    """What the step-0 evaluation depends on, hashed: the weights' bytes, the evaluation settings,
+    the seed and the library versions; None for a model not on disk or over the size limit."""
+    import hashlib
+
+    files = sorted(Path(model_path).glob("*.safetensors")) if Path(model_path).is_dir() else []
+    if not files or sum(f.stat().st_size for f in files) > START_CACHE_MAX_BYTES:
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.read_bytes())
+    settings = {"eval": config.model_dump(mode="json", exclude={"every"}), "seed": seed, "enable_thinking": enable_thinking, "versions": library_versions()}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
 class PeriodicEval(TrainerCallback):
     """Evaluates the live model on ID/OOD sources every `every` optimizer updates and appends one
     row per source to eval.jsonl: accuracy curves, not only end points. Sampling runs under a
-    forked, seeded RNG so that evaluating does not change the training trajectory."""
+    forked, seeded RNG so that evaluating does not change the training trajectory.
 
-    def __init__(self, *, path: Path, config: PeriodicEvalConfig, every: int, enable_thinking: bool | None, seed: int):
+    With `start_cache` (a directory) the step-0 evaluation, of the untrained model, is kept there
+    and reused by every later run of the same model, settings and seed: the cells of a sweep
+    share it, a few minutes each on the organism. Training never sees the difference (the RNG is
+    forked either way)."""
+
+    def __init__(self, *, path: Path, config: PeriodicEvalConfig, every: int, enable_thinking: bool | None, seed: int,
+                 model_path: str | Path | None = None, start_cache: Path | None = None):
         self.path, self.config, self.every, self.enable_thinking, self.seed = path, config, every, enable_thinking, seed
+        self.model_path, self.start_cache = model_path, start_cache
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if self.config.at_start and state.global_step == 0:
-            self._evaluate(state.global_step, **kwargs)
+        if not (self.config.at_start and state.global_step == 0):
+            return
+        key = start_eval_key(self.model_path, self.config, seed=self.seed, enable_thinking=self.enable_thinking) if self.start_cache and self.model_path else None
+        cached = self.start_cache / f"{key}.jsonl" if key else None
+        if cached is not None and cached.is_file():
+            for row in read_jsonl(cached):
+                append_jsonl(self.path, row)
+            return
+        rows = self._evaluate(state.global_step, **kwargs)
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(cached, "".join(json.dumps(row, default=float) + "\n" for row in rows))
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.every == 0:
             self._evaluate(state.global_step, **kwargs)
 
-    def _evaluate(self, step: int, *, model, processing_class, **_):
+    def _evaluate(self, step: int, *, model, processing_class, **_) -> list[dict[str, Any]]:
         import torch
 
         from sdlab.core.io import append_jsonl
@@ -323,5 +360,7 @@ class PeriodicEval(TrainerCallback):
                 results = evaluate(generator, self.config.sources, k=self.config.k, sampling=sampling, limit=self.config.limit, enable_thinking=self.enable_thinking)
         finally:
             model.train(was_training)
-        for name, metrics in results.items():
-            append_jsonl(self.path, {"step": step, "dataset": name, **metrics})
+        rows = [{"step": step, "dataset": name, **metrics} for name, metrics in results.items()]
+        for row in rows:
+            append_jsonl(self.path, row)
+        return rows

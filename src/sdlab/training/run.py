@@ -103,12 +103,15 @@ def run_training(
     on_teacher_audit: Callable[[str], None] | None = None,
     extra_callbacks: list | None = None,
     reward_funcs: Any = None,
+    start_eval_cache: Path | None = None,
 ) -> dict[str, Any]:
     """Train `config` into `config.output_dir`; returns (and writes) the run summary.
 
     `show_teacher` overrides `sdpo.show_teacher` (teacher inputs audited per batch);
     `on_teacher_audit` receives the rendered audit once the first batch has been trained on;
-    `reward_funcs` replaces the 0/1 math reward (TRL's reward-function signature)."""
+    `reward_funcs` replaces the 0/1 math reward (TRL's reward-function signature);
+    `start_eval_cache` is a directory where the step-0 evaluation is shared between runs
+    (a sweep's cells: `PeriodicEval`)."""
     from transformers import set_seed
 
     from sdlab.training.callbacks import EpistemicMonitor, report_first
@@ -152,7 +155,8 @@ def run_training(
         if config.eval.every:
             if world_size() > 1:
                 raise SdlabError("eval.every: periodic evaluation runs the live model in one process; with several processes set eval.every=0 and evaluate the checkpoints with `sdlab eval` (docs/training.md)")
-            callbacks.append(PeriodicEval(path=run_dir / "eval.jsonl", config=config.eval, every=config.eval.every * config.updates_per_step, enable_thinking=config.enable_thinking, seed=config.seed))
+            callbacks.append(PeriodicEval(path=run_dir / "eval.jsonl", config=config.eval, every=config.eval.every * config.updates_per_step, enable_thinking=config.enable_thinking,
+                                          seed=config.seed, model_path=model_path, start_cache=start_eval_cache))
         trainer = build_trainer(config, model_path=model_path, run_dir=run_dir, callbacks=callbacks, show_teacher=config.sdpo.show_teacher if show_teacher is None else show_teacher,
             reward_funcs=reward_funcs,
         )
