@@ -93,8 +93,9 @@ def model_options(spec: str) -> dict[str, Any]:
         key, equals, value = (part.strip() for part in item.partition("="))
         if not equals or not key or not value:
             raise SdlabError(f"model {spec!r}: options are key=value separated by commas (e.g. {provider.name}:seed=1)")
-        if key not in provider.model_options:
-            raise SdlabError(f"model {spec!r}: unknown option {key!r}; {provider.name} takes {', '.join(provider.model_options)}")
+        allowed = getattr(provider, "model_options", ())  # a provider written before options existed takes none
+        if key not in allowed:
+            raise SdlabError(f"model {spec!r}: unknown option {key!r}; {provider.name} takes {', '.join(allowed) or 'no options'}")
         options[key] = yaml.safe_load(value)
     return options
 
