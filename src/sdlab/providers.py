@@ -19,6 +19,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import yaml
+
+from sdlab import SdlabError
+
 if TYPE_CHECKING:
     from sdlab.core.problem import Problem
 
@@ -80,10 +84,6 @@ def model_options(spec: str) -> dict[str, Any]:
     """`organism:seed=1,size=small` -> {"seed": 1, "size": "small"}: build options carried by a
     provider's model name, so a recipe or sweep names another build without a machine's path.
     SdlabError names a malformed or unknown option."""
-    import yaml
-
-    from sdlab import SdlabError
-
     provider = model_provider(spec)
     _, colon, text = spec.partition(":")
     if provider is None or not colon:

@@ -95,9 +95,10 @@ def find_finished_cell(config: TrainConfig, sources: list[str]) -> tuple[Path, T
             original = saved.parent
             if original.resolve() == target or not (original / "summary.json").exists():
                 continue
-            original_dir = (yaml.safe_load(saved.read_text()) or {}).get("output_dir")
+            text = saved.read_text()
+            original_dir = (yaml.safe_load(text) or {}).get("output_dir")
             as_original = config.model_copy(update={"output_dir": original_dir}) if isinstance(original_dir, str) else None
-            if as_original is not None and saved.read_text() == dump_config(as_original):
+            if as_original is not None and text == dump_config(as_original):
                 return original, as_original
     return None
 

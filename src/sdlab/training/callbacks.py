@@ -331,22 +331,26 @@ class PeriodicEval(TrainerCallback):
         key = start_eval_key(self.model_path, self.config, seed=self.seed, enable_thinking=self.enable_thinking) if self.start_cache and self.model_path else None
         cached = self.start_cache / f"{key}.jsonl" if key else None
         if cached is not None and cached.is_file():
-            for row in read_jsonl(cached):
-                append_jsonl(self.path, row)
+            self._record(read_jsonl(cached))
             return
         rows = self._evaluate(state.global_step, **kwargs)
+        self._record(rows)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(cached, "".join(json.dumps(row, default=float) + "\n" for row in rows))
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.every == 0:
-            self._evaluate(state.global_step, **kwargs)
+            self._record(self._evaluate(state.global_step, **kwargs))
+
+    def _record(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            append_jsonl(self.path, row)
 
     def _evaluate(self, step: int, *, model, processing_class, **_) -> list[dict[str, Any]]:
+        """One row per source at this step (not yet written)."""
         import torch
 
-        from sdlab.core.io import append_jsonl
         from sdlab.evaluation.evaluate import evaluate
         from sdlab.evaluation.generation import make_generator
 
@@ -360,7 +364,4 @@ class PeriodicEval(TrainerCallback):
                 results = evaluate(generator, self.config.sources, k=self.config.k, sampling=sampling, limit=self.config.limit, enable_thinking=self.enable_thinking)
         finally:
             model.train(was_training)
-        rows = [{"step": step, "dataset": name, **metrics} for name, metrics in results.items()]
-        for row in rows:
-            append_jsonl(self.path, row)
-        return rows
+        return [{"step": step, "dataset": name, **metrics} for name, metrics in results.items()]
