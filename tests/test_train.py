@@ -107,7 +107,7 @@ def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path):
 
 # -- end-to-end runs on the tiny model ----------------------------------------------------------
 
-TIMING_KEYS = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
+TIMING_KEYS = {"elapsed_s", "step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
 
 
 def tiny_overrides(tiny_model_dir, problems_file, out_dir, *extra) -> list[str]:
@@ -283,6 +283,8 @@ def test_killed_run_resumes_to_the_same_metrics(method, recipe, tiny_model_dir, 
     assert comparable(cut) == comparable(full)
     assert len({r["loss"] for r in full}) > 1 and any(r["grad_norm"] for r in full)  # it really trained
     assert read_jsonl(tmp_path / "cut" / "samples.jsonl") == read_jsonl(tmp_path / "full" / "samples.jsonl")
+    elapsed = [r["elapsed_s"] for r in cut]  # the clock goes on across the sittings
+    assert elapsed == sorted(elapsed) and summary["wall_time_s"] == elapsed[-1] > elapsed[1]
 
 
 def test_run_killed_after_its_last_checkpoint_resumes_without_training_again(recipe, tiny_model_dir, problems_file, tmp_path):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,8 @@ class EpistemicMonitor(TrainerCallback):
         self._rollouts: list[dict[str, Any]] = []
         self._token_stats: list[dict[str, torch.Tensor]] = []
         self.problems_seen: dict[str, int] = {}
+        self._elapsed_before = 0.0  # seconds of earlier sittings, up to the checkpoint resumed from
+        self._sitting_start = time.perf_counter()
 
     # -- events from the trainers -------------------------------------------------------------
     def on_rollouts(self, args, state, control, *, processing_class=None, **payload):
@@ -166,7 +169,9 @@ class EpistemicMonitor(TrainerCallback):
     # -- HF callback hooks ----------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
         """On resume, earlier rows set the marker-density baseline and any warning already given,
-        and the problems drawn so far carry over (the resumed sampler draws the same ones again)."""
+        the problems drawn so far carry over (the resumed sampler draws the same ones again), and
+        the clock goes on from the last kept row's `elapsed_s`."""
+        self._sitting_start = time.perf_counter()
         seen = self.path.parent / PROBLEMS_SEEN
         if seen.exists():
             self.problems_seen = read_json(seen)
@@ -175,6 +180,7 @@ class EpistemicMonitor(TrainerCallback):
                 self.densities.append(row["markers_per_1k_tokens"])
             if row.get("early_warning_step") is not None:
                 self.early_warning_step = row["early_warning_step"]
+            self._elapsed_before = row.get("elapsed_s", self._elapsed_before)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -185,6 +191,7 @@ class EpistemicMonitor(TrainerCallback):
         row.update(self._drain())
         self._check_early_warning(row, state.global_step)
         row["early_warning_step"] = self.early_warning_step
+        row["elapsed_s"] = round(self._elapsed_before + time.perf_counter() - self._sitting_start, 2)  # training time over every sitting
         # The same numbers for TRL's `report_to` trackers (trackio, TensorBoard, W&B), which read
         # this `logs` dict after this callback (see `report_first`).
         logs.update({f"{REPORT_PREFIX}{key}": row[key] for key in MONITOR_FIELDS if row.get(key) is not None})

@@ -179,11 +179,13 @@ def run_training(
 
 
 def summarize(run_dir: Path, *, wall_time_s: float, resumed_from: Path | None) -> dict[str, Any]:
+    """The run's summary. `wall_time_s` is this sitting's; a resumed run's summary counts every
+    sitting, from the monitor's `elapsed_s` (up to the last logged step)."""
     rows = read_jsonl(run_dir / "metrics.jsonl")
     evals = read_jsonl(run_dir / "eval.jsonl")
     return {
         "steps": rows[-1].get("step") if rows else 0,
-        "wall_time_s": round(wall_time_s, 2),
+        "wall_time_s": round(rows[-1].get("elapsed_s", wall_time_s) if rows and resumed_from else wall_time_s, 2),
         "resumed_from": resumed_from.name if resumed_from else None,
         "early_warning_step": rows[-1].get("early_warning_step") if rows else None,  # the monitor carries it in every row
         "distinct_problems_seen": rows[-1].get("distinct_problems_seen") if rows else None,  # training prompts drawn at least once
