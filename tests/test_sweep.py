@@ -139,6 +139,7 @@ def test_aggregate_gives_mean_and_student_t_interval_over_seeds():
         {"cell": "a0", "method": "grpo", "seed": "0", "status": "done", "id_avg@k": 0.2, "train_accuracy": 0.2, "id_tokens": 0.2, "early_warning_step": 0.2, "id_dataset": "x"},
         {"cell": "a1", "method": "grpo", "seed": "1", "status": "done", "id_avg@k": 0.4, "train_accuracy": 0.4, "id_tokens": 0.4, "early_warning_step": 0.4, "id_dataset": "x"},
         {"cell": "a2", "method": "grpo", "seed": "2", "status": "done", "id_avg@k": 0.6, "train_accuracy": 0.6, "id_tokens": 0.6, "early_warning_step": 0.6, "id_dataset": "x"},
+        {"cell": "a3", "method": "grpo", "seed": "3", "status": "partial", "id_avg@k": 0.9, "train_accuracy": 0.9, "id_dataset": "x"},  # stopped midway: left out
         {"cell": "b0", "method": "sdpo", "seed": "0", "status": "partial", "id_avg@k": 0.5, "id_dataset": "x"},
         {"cell": "b1", "method": "sdpo", "seed": "1", "status": "pending", "id_avg@k": None, "id_dataset": "x"},
     ]
@@ -150,7 +151,7 @@ def test_aggregate_gives_mean_and_student_t_interval_over_seeds():
     assert (grpo["train_accuracy_ci_low"], grpo["train_accuracy_ci_high"]) == (0.0, pytest.approx(0.4 + half))
     assert (grpo["id_tokens_ci_low"], grpo["id_tokens_ci_high"]) == (0.0, pytest.approx(0.4 + half))
     assert (grpo["early_warning_step_ci_low"], grpo["early_warning_step_ci_high"]) == (pytest.approx(0.4 - half), pytest.approx(0.4 + half))  # ... others nowhere
-    assert (grpo["n"], grpo["finished"], grpo["id_dataset"]) == (3, 3, "x")
+    assert (grpo["n"], grpo["finished"], grpo["id_dataset"]) == (4, 3, "x")
     assert sdpo["id_avg@k_mean"] == 0.5 and sdpo["id_avg@k_ci_low"] is None and (sdpo["n"], sdpo["finished"]) == (2, 0)
     assert "seed" not in grpo and "cell_mean" not in grpo
 

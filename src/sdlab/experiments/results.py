@@ -202,7 +202,9 @@ def column_range(column: str) -> tuple[float, float] | None:
 
 def aggregate(rows: list[dict[str, Any]], *, group_by: list[str], over: list[str]) -> list[dict[str, Any]]:
     """Group rows by `group_by` columns; per numeric column the mean and Student-t 95% interval
-    over the group (seeds are the unit); `n` counts the rows with a value."""
+    over the group (seeds are the unit). Once a group has a finished cell, only its finished cells
+    count, so a cell stopped at step 23 never mixes with final values; until then its unfinished
+    cells give a progress view. `n` counts the group's cells, `finished` the finished ones."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(tuple(row.get(key) for key in group_by), []).append(row)
@@ -211,7 +213,9 @@ def aggregate(rows: list[dict[str, Any]], *, group_by: list[str], over: list[str
     for key, members in groups.items():
         record: dict[str, Any] = dict(zip(group_by, key))
         record["n"] = len(members)
-        record["finished"] = sum(m.get("status") == "done" for m in members)
+        finished = [m for m in members if m.get("status", "done") == "done"]
+        record["finished"] = len(finished)
+        members = finished or members
         columns = [c for c in dict.fromkeys(c for m in members for c in m) if c not in skip]
         for column in columns:
             values = [m[column] for m in members if is_number(m.get(column))]
