@@ -162,6 +162,11 @@ def test_a_knob_is_chosen_on_its_rule_once_every_cell_has_finished():
     rows[-1]["status"] = "partial"
     assert choose_knobs(rows, axis="remedy", knobs={"blend": ["blend-0.5", "blend-0.75"]}, choose_by=["id_curve_mean"])["blend"]["chosen"] is None
     assert not math.isnan(choices["marker"]["scores"]["marker-0.5"])
+    # screened on seed 0: its cells alone choose, and the other levels need no other seed
+    rows[0]["train_reward_last_third"] = 0.76  # marker-0, seed 0: 0.58 against marker-0.5's 0.55; over both seeds 0.54
+    screened = [row for row in rows if row["seed"] == 0 or row["remedy"] == "marker-0"]
+    assert choose_knobs(screened, axis="remedy", knobs={"marker": ["marker-0", "marker-0.5"]}, choose_by=["train_reward_last_third", "id_curve_mean"], screen_seeds=[0])["marker"]["chosen"] == "marker-0"
+    assert choose_knobs(rows, axis="remedy", knobs={"marker": ["marker-0", "marker-0.5"]}, choose_by=["train_reward_last_third", "id_curve_mean"])["marker"]["chosen"] == "marker-0.5"
 
 
 def test_a_remedies_rule_must_name_levels_of_its_axis_and_never_choose_on_ood():

@@ -373,3 +373,20 @@ def test_a_rate_sweep_chooses_by_its_fixed_rule(tmp_path, tiny_model_dir, proble
     assert all(score is not None for score in by_rate.values())
     [choice] = results["selection"]
     assert choice["method"] == "grpo" and choice["scores"] == by_rate and choice["lr"] == choose_level(by_rate)
+
+
+def test_remedies_run_in_screening_parts_keep_their_rule_and_record_every_level(tmp_path):
+    """The remedies protocol: every level on seed 0, then the chosen ones on seeds 1 and 2. A
+    part that keeps some levels of the remedy axis still validates (the rule names levels of the
+    file), and the sweep records the union of the parts."""
+    path = REPO_ROOT / "recipes" / "sweeps" / "remedies.yaml"
+    screen = load_sweep(path, ["grid.seed=[0]"])
+    chosen = load_sweep(path, ["grid.remedy=[grpo, sdpo, marker-0, agreeing]", "grid.seed=[1, 2]"])
+    assert list(chosen.grid["remedy"]) == ["grpo", "sdpo", "marker-0", "agreeing"] and chosen.remedies == screen.remedies
+    assert chosen.remedies.screen_seeds == [0] and "marker-0.5" in chosen.remedies.knobs["marker"]
+    recorded = tmp_path / "sweep.yaml"
+    recorded.write_text(dump_config(screen))
+    union = with_recorded_levels(chosen, recorded)
+    assert list(union.grid["remedy"]) == list(screen.grid["remedy"]) and union.grid["seed"] == [0, 1, 2]
+    with pytest.raises(SdlabError, match="has no level marker-7"):
+        load_sweep(path, ["grid.remedy=[grpo, marker-7]"])

@@ -51,7 +51,9 @@ class RemediesConfig(StrictModel):
     """How the report judges a remedies sweep (docs/remedies.md), fixed before any result: the
     `axis` levels that are the controls, each remedy's knob levels (one chosen per remedy: the
     highest mean over seeds of the mean of the `choose_by` columns, ties to the earlier listed;
-    training reward and ID curves only, never OOD), and the goal's share `keep`."""
+    training reward and ID curves only, never OOD), and the goal's share `keep`. With
+    `screen_seeds` the knob is chosen on those seeds alone, so only the chosen level needs the
+    other seeds: a cheaper protocol, fixed before any result like the rest."""
 
     axis: str = "remedy"
     sdpo: str = "sdpo"
@@ -59,6 +61,7 @@ class RemediesConfig(StrictModel):
     knobs: dict[str, list[str]] = Field(min_length=1)  # remedy -> its levels of `axis`
     choose_by: list[str] = Field(default_factory=lambda: ["train_reward_last_third", "id_curve_mean"], min_length=1)
     keep: float = Field(0.8, gt=0, le=1)  # the share of SDPO's length reduction (and ID gain) a remedy must keep
+    screen_seeds: list[int] | None = None  # choose on these seeds' cells alone (run every level on them, then the chosen one on the rest)
 
     @field_validator("choose_by")
     @classmethod

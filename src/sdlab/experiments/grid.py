@@ -137,9 +137,10 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
     """Sweep file + overrides. An override whose first key is not a sweep field goes to `base`
     (`steps=2` means `base.steps=2`); `grid.<axis>=[...]` replaces one axis, whose name may be
     a dotted recipe key (`grid.sdpo.context=[regenerated]`). On an axis of named levels a list
-    of labels keeps those levels (`'grid.coverage=[1x64, 671]'`)."""
+    of labels keeps those levels (`'grid.coverage=[1x64, 671]'`), after the whole file is
+    validated, so a remedies rule still names every level of the file."""
     data = read_yaml(path)
-    sweep_level, recipe_level = [], []
+    sweep_level, recipe_level, selections = [], [], []
     for override in overrides or []:
         (sweep_level if override.split("=", 1)[0].split(".")[0] in SweepConfig.model_fields else recipe_level).append(override)
     for override in sweep_level:
@@ -149,10 +150,12 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
                 raise SdlabError(f"override {override!r}: {path} has no grid to set an axis of")
             data["grid"][".".join(path_parts[1:])] = value
         elif path_parts[0] == "grid" and len(path_parts) == 2 and isinstance(value, list) and isinstance((data.get("grid") or {}).get(path_parts[1]), dict):
-            data["grid"][path_parts[1]] = named_levels(data["grid"][path_parts[1]], value, override, path)
+            selections.append((path_parts[1], value, override))
         else:
             apply_overrides(data, [override])
     config = build_config(SweepConfig, data, source=str(path))
+    for axis, labels, override in selections:
+        config = config.model_copy(update={"grid": {**config.grid, axis: named_levels(config.grid[axis], labels, override, path)}})
     set_by_grid = grid_keys(config)
     for override in recipe_level:
         path_parts, value = parse_override(override)

@@ -80,17 +80,19 @@ def scores_by_arm(rows: list[dict[str, Any]], *, axis: str) -> tuple[dict[str, S
     return arms, {seed: {key: fmean(values) for key, values in scores.items()} for seed, scores in base.items()}
 
 
-def choose_knobs(rows: list[dict[str, Any]], *, axis: str, knobs: dict[str, list[str]], choose_by: list[str]) -> dict[str, dict[str, Any]]:
+def choose_knobs(rows: list[dict[str, Any]], *, axis: str, knobs: dict[str, list[str]], choose_by: list[str], screen_seeds: list[int] | None = None) -> dict[str, dict[str, Any]]:
     """Per remedy, the knob level its rule chooses: the highest mean over seeds of the mean of the
     `choose_by` columns, ties to the earlier listed, only once all the remedy's cells have finished
-    (`sdlab.experiments.results.select_levels`). {remedy: {"scores": {level: score}, "finished", "chosen"}}."""
+    (`sdlab.experiments.results.select_levels`); with `screen_seeds`, those seeds' cells alone
+    choose. {remedy: {"scores": {level: score}, "finished", "chosen"}}."""
     from sdlab.experiments.results import is_number, select_levels
 
+    screened = None if screen_seeds is None else {str(seed) for seed in screen_seeds}
     out = {}
     for remedy, levels in knobs.items():
         scored = []
         for row in rows:
-            if row.get(axis) in levels:
+            if row.get(axis) in levels and (screened is None or str(row.get("seed")) in screened):
                 values = [row.get(column) for column in choose_by]
                 score = fmean(values) if all(is_number(v) for v in values) else None
                 scored.append({**row, "knob_index": levels.index(row[axis]), "rule_score": score})
@@ -104,7 +106,7 @@ def judge_sweep(rows: list[dict[str, Any]], rule: dict[str, Any]) -> list[dict[s
     """Every knob level of every remedy judged (a `RemediesConfig` as `rule`), marking the level
     its remedy's rule chose: one row each, the chosen level's verdict being the remedy's."""
     arms, base = scores_by_arm(rows, axis=rule["axis"])
-    choices = choose_knobs(rows, axis=rule["axis"], knobs=rule["knobs"], choose_by=rule["choose_by"])
+    choices = choose_knobs(rows, axis=rule["axis"], knobs=rule["knobs"], choose_by=rule["choose_by"], screen_seeds=rule.get("screen_seeds"))
     out = []
     for remedy, levels in rule["knobs"].items():
         for level in levels:

@@ -215,6 +215,8 @@ def remedies_table(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]], 
             f"(step-0 evaluation), with OOD avg@k at least GRPO's ({rule['grpo']}); if SDPO's ID gain is not positive, keep {keep} of its length "
             "reduction with ID and OOD avg@k both at least GRPO's. Margins are per seed, then mean [95% interval] over seeds; a remedy meets the "
             "goal when every margin's mean is at least 0. Each remedy's verdict is its chosen level's: the highest mean over seeds of the mean of "
-            f"{', '.join(rule['choose_by'])} (ties to the level listed first; never an OOD set); the other levels are shown for completeness.")
+            f"{', '.join(rule['choose_by'])} (ties to the level listed first; never an OOD set)"
+            + (f", on seed {', '.join(map(str, rule['screen_seeds']))} alone" if rule.get("screen_seeds") else "")
+            + "; the other levels are shown for completeness.")
     return note, flat, rows
 
