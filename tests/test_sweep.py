@@ -134,6 +134,17 @@ def test_every_shipped_sweep_expands_and_every_cell_validates(path, monkeypatch)
     assert len({c.output_dir for c in configs}) == len(configs)
 
 
+def test_a_method_axis_keeps_its_labels_apart(tmp_path):
+    """Two arms of one trainer (GRPO at two rates, SDPO with two contexts) are different rows of
+    the comparison, never one group."""
+    from sdlab.experiments.results import collect_cell
+
+    rows = [collect_cell(tmp_path / label, levels={"method": label, "seed": "0"}, recipe={"method": "grpo"}, status="pending")["row"] for label in ("grpo", "grpo-1e-4")]
+    assert [row["method"] for row in rows] == ["grpo", "grpo-1e-4"]
+    assert collect_cell(tmp_path / "x", levels={"seed": "0"}, recipe={"method": "sdpo"}, status="pending")["row"]["method"] == "sdpo"  # no such axis: the recipe's
+    assert len(aggregate(rows, group_by=["method"], over=["seed"])) == 2
+
+
 def test_aggregate_gives_mean_and_student_t_interval_over_seeds():
     rows = [
         {"cell": "a0", "method": "grpo", "seed": "0", "status": "done", "id_avg@k": 0.2, "train_accuracy": 0.2, "id_tokens": 0.2, "early_warning_step": 0.2, "id_dataset": "x"},
