@@ -148,9 +148,9 @@ def collect_cell(cell_dir: Path, *, levels: dict[str, str], recipe: dict[str, An
     train_final = summary.get("final") or {}
     row: dict[str, Any] = {
         "cell": cell_dir.name,
-        "method": recipe.get("method"),
-        **levels,  # a grid axis named `method` keeps its labels (grpo-1e-4, sdpo-nothink): they are the arms compared
+        **levels,
         "status": status,
+        "method": levels.get("method", recipe.get("method")),  # an axis named `method` keeps its labels (grpo-1e-4, sdpo-nothink): the arms compared
         "train_data": (recipe.get("data") or {}).get("train") or ((recipe.get("sft") or {}).get("dataset")),
         "distinct_train_problems": distinct_problems((recipe.get("data") or {}).get("train")),
         "distinct_problems_seen": summary.get("distinct_problems_seen"),  # drawn as prompts at least once
