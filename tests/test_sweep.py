@@ -16,7 +16,7 @@ from sdlab.config import dump_config
 from sdlab.core.io import read_jsonl
 from sdlab.experiments.grid import expand_grid, load_sweep, shared_settings, validate_sweep, varied_keys
 from sdlab.experiments.results import aggregate, collect_results
-from sdlab.experiments.sweep import run_sweep, with_recorded_levels
+from sdlab.experiments.sweep import record_levels, recorded_sweep, run_sweep, with_recorded_levels
 from tests.conftest import REPO_ROOT, SHARED_DATA
 from tests.test_train import distinct_characters
 
@@ -401,3 +401,19 @@ def test_remedies_run_in_screening_parts_keep_their_rule_and_record_every_level(
     assert list(union.grid["remedy"]) == list(screen.grid["remedy"]) and union.grid["seed"] == [0, 1, 2]
     with pytest.raises(SdlabError, match="has no level marker-7"):
         load_sweep(path, ["grid.remedy=[grpo, marker-7]"])
+
+
+def test_a_remedies_part_run_first_records_a_sweep_its_results_can_read(tmp_path):
+    """A part without the controls or some knobs (the second build's chosen levels, or one lane of
+    the screen) may be the first to write the directory: what it records must still validate, so
+    it keeps every level of the remedy axis, the ones it does not run left pending."""
+    from sdlab.experiments.results import collect_results
+
+    path = REPO_ROOT / "recipes" / "sweeps" / "remedies.yaml"
+    part = load_sweep(path, ["grid.remedy=[lambda-0.5, agreeing]", "grid.seed=[1]", f"output_dir={tmp_path}"])
+    assert [cell.levels["remedy"] for cell in expand_grid(part)] == ["lambda-0.5", "agreeing"]
+    record_levels(recorded_sweep(part), tmp_path)
+    results = collect_results(tmp_path)
+    file_levels = list(load_sweep(path).grid["remedy"])
+    assert [cell["levels"]["remedy"] for cell in results["cells"]] == file_levels
+    assert {cell["levels"]["seed"] for cell in results["cells"]} == {"1"} and {row["status"] for row in results["rows"]} == {"pending"}

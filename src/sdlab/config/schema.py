@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveInt, PrivateAttr, field_validator, model_validator
 
 from sdlab.config import StrictModel
 from sdlab.config.remedies import ContextScheduleConfig, RemediesConfig, remedy_problem
@@ -360,6 +360,15 @@ class SweepConfig(StrictModel):
     final_eval: FinalEvalConfig | None = None
     # other sweeps' directories: a cell whose very recipe finished there is copied, not trained again
     reuse: list[str] = Field(default_factory=list)
+    # the remedies axis as the file defines it, when a part runs some of its levels (`load_sweep`)
+    _remedy_levels: dict[str, dict[str, Any]] | None = PrivateAttr(default=None)
+
+    def recorded_grid(self) -> dict[str, Any]:
+        """The grid a sweep directory records: the levels run, except that a remedies axis keeps
+        every level of the file, since its rule names them all (the ones not run stay pending)."""
+        if self.remedies is None or self._remedy_levels is None:
+            return self.grid
+        return {**self.grid, self.remedies.axis: self._remedy_levels}
 
     @field_validator("grid")
     @classmethod

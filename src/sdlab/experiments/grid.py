@@ -138,7 +138,8 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
     (`steps=2` means `base.steps=2`); `grid.<axis>=[...]` replaces one axis, whose name may be
     a dotted recipe key (`grid.sdpo.context=[regenerated]`). On an axis of named levels a list
     of labels keeps those levels (`'grid.coverage=[1x64, 671]'`), after the whole file is
-    validated, so a remedies rule still names every level of the file."""
+    validated, so a remedies rule still names every level of the file (and the sweep
+    directory records them all: `SweepConfig.recorded_grid`)."""
     data = read_yaml(path)
     sweep_level, recipe_level, selections = [], [], []
     for override in overrides or []:
@@ -155,7 +156,10 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
             apply_overrides(data, [override])
     config = build_config(SweepConfig, data, source=str(path))
     for axis, labels, override in selections:
-        config = config.model_copy(update={"grid": {**config.grid, axis: named_levels(config.grid[axis], labels, override, path)}})
+        file_levels = config.grid[axis]
+        config = config.model_copy(update={"grid": {**config.grid, axis: named_levels(file_levels, labels, override, path)}})
+        if config.remedies is not None and axis == config.remedies.axis:
+            config._remedy_levels = file_levels
     set_by_grid = grid_keys(config)
     for override in recipe_level:
         path_parts, value = parse_override(override)

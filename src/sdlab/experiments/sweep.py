@@ -144,7 +144,7 @@ def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback
     for cell, train_config in cells:
         check_same_config(cell, train_config)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    resolved = config.model_copy(update={"recipe": None, "base": base_recipe(config)})  # self-contained: reports need only this directory
+    resolved = recorded_sweep(config)
 
     def record_and_collect() -> dict[str, Any]:
         """Record this part's levels again before every collection (a part started with --force
@@ -179,6 +179,12 @@ def run_sweep(config: SweepConfig, *, force: bool = False, on_cell: CellCallback
     results = record_and_collect()
     write_results(sweep_dir, results)
     return results
+
+
+def recorded_sweep(config: SweepConfig) -> SweepConfig:
+    """The sweep as its directory records it: self-contained (the recipe file folded into
+    `base`, so reports need only the directory) and valid alone, whichever part runs first."""
+    return config.model_copy(update={"recipe": None, "base": base_recipe(config), "grid": config.recorded_grid()})
 
 
 def record_levels(resolved: SweepConfig, sweep_dir: Path) -> None:
