@@ -407,8 +407,6 @@ def test_a_remedies_part_run_first_records_a_sweep_its_results_can_read(tmp_path
     """A part without the controls or some knobs (the second build's chosen levels, or one lane of
     the screen) may be the first to write the directory: what it records must still validate, so
     it keeps every level of the remedy axis, the ones it does not run left pending."""
-    from sdlab.experiments.results import collect_results
-
     path = REPO_ROOT / "recipes" / "sweeps" / "remedies.yaml"
     part = load_sweep(path, ["grid.remedy=[lambda-0.5, agreeing]", "grid.seed=[1]", f"output_dir={tmp_path}"])
     assert [cell.levels["remedy"] for cell in expand_grid(part)] == ["lambda-0.5", "agreeing"]
