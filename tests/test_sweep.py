@@ -415,3 +415,20 @@ def test_a_remedies_part_run_first_records_a_sweep_its_results_can_read(tmp_path
     file_levels = list(load_sweep(path).grid["remedy"])
     assert [cell["levels"]["remedy"] for cell in results["cells"]] == file_levels
     assert {cell["levels"]["seed"] for cell in results["cells"]} == {"1"} and {row["status"] for row in results["rows"]} == {"pending"}
+
+
+SECOND_BUILD_KNOBS = "remedies.knobs={marker: [marker-0.5], clip: [clip-0.05], blend: [lambda-0.75], schedule: [nothink-to-full-30], agreeing: [agreeing]}"
+
+
+def test_the_second_build_records_only_the_levels_chosen_on_the_first(tmp_path):
+    """The second build runs the levels chosen on the shipped build and names only them as knobs,
+    so its rule has one level per remedy to choose, and no unrun level waits as pending."""
+    path = REPO_ROOT / "recipes" / "sweeps" / "remedies.yaml"
+    chosen = ["grpo", "sdpo", "marker-0.5", "clip-0.05", "lambda-0.75", "nothink-to-full-30", "agreeing"]
+    part = load_sweep(path, [f"grid.remedy=[{', '.join(chosen)}]", "grid.seed=[2]", SECOND_BUILD_KNOBS, f"output_dir={tmp_path}"])
+    assert all(len(levels) == 1 for levels in part.remedies.knobs.values())
+    record_levels(recorded_sweep(part), tmp_path)
+    results = collect_results(tmp_path)
+    assert [cell["levels"]["remedy"] for cell in results["cells"]] == chosen
+    whole_file = load_sweep(path, [f"grid.remedy=[{', '.join(chosen)}]", "grid.seed=[2]"])
+    assert "marker-0" in whole_file.recorded_grid()["remedy"]  # without the override the file's every level is named

@@ -70,12 +70,16 @@ class RemediesConfig(StrictModel):
             raise ValueError(f"choose_by {columns}: a knob is chosen on training reward and ID curves only, never on an OOD column")
         return columns
 
+    def named_levels(self) -> list[str]:
+        """The levels of `axis` the rule judges: the two controls, then every knob level."""
+        return [self.sdpo, self.grpo, *(label for labels in self.knobs.values() for label in labels)]
+
     def check_levels(self, grid: dict[str, Any]) -> None:
         """The controls and knobs name distinct levels of the sweep's named-levels `axis`."""
         levels = grid.get(self.axis)
         if not isinstance(levels, dict):
             raise ValueError(f"remedies: the grid needs a named-levels axis {self.axis!r} (e.g. {self.axis}: {{sdpo: {{}}, grpo: {{method: grpo}}}})")
-        named = [self.sdpo, self.grpo, *(label for labels in self.knobs.values() for label in labels)]
+        named = self.named_levels()
         unknown = [str(label) for label in named if label not in levels]
         if unknown or len(set(named)) != len(named):
             raise ValueError(f"remedies: {', '.join(unknown) or 'a level named twice'}: each control and knob must be one distinct level of grid.{self.axis} ({', '.join(map(str, levels))})")

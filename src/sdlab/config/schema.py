@@ -365,7 +365,7 @@ class SweepConfig(StrictModel):
 
     def recorded_grid(self) -> dict[str, Any]:
         """The grid a sweep directory records: the levels run, except that a remedies axis keeps
-        every level of the file, since its rule names them all (the ones not run stay pending)."""
+        every level its rule names (the ones not run stay pending)."""
         if self.remedies is None or self._remedy_levels is None:
             return self.grid
         return {**self.grid, self.remedies.axis: self._remedy_levels}

@@ -139,7 +139,9 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
     a dotted recipe key (`grid.sdpo.context=[regenerated]`). On an axis of named levels a list
     of labels keeps those levels (`'grid.coverage=[1x64, 671]'`), after the whole file is
     validated, so a remedies rule still names every level of the file (and the sweep
-    directory records them all: `SweepConfig.recorded_grid`)."""
+    directory records every level the rule names: `SweepConfig.recorded_grid`; overriding
+    `remedies.knobs` with the levels chosen elsewhere, as the second build does, leaves the
+    others out)."""
     data = read_yaml(path)
     sweep_level, recipe_level, selections = [], [], []
     for override in overrides or []:
@@ -159,7 +161,8 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
         file_levels = config.grid[axis]
         config = config.model_copy(update={"grid": {**config.grid, axis: named_levels(file_levels, labels, override, path)}})
         if config.remedies is not None and axis == config.remedies.axis:
-            config._remedy_levels = file_levels
+            named = config.remedies.named_levels()
+            config._remedy_levels = {label: setting for label, setting in file_levels.items() if label in named}
     set_by_grid = grid_keys(config)
     for override in recipe_level:
         path_parts, value = parse_override(override)
