@@ -138,10 +138,10 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
     (`steps=2` means `base.steps=2`); `grid.<axis>=[...]` replaces one axis, whose name may be
     a dotted recipe key (`grid.sdpo.context=[regenerated]`). On an axis of named levels a list
     of labels keeps those levels (`'grid.coverage=[1x64, 671]'`), after the whole file is
-    validated, so a remedies rule still names every level of the file (and the sweep
-    directory records every level the rule names: `SweepConfig.recorded_grid`; overriding
-    `remedies.knobs` with the levels chosen elsewhere, as the second build does, leaves the
-    others out)."""
+    validated, so a remedies rule may name levels the selection leaves out; the sweep
+    directory records every level the rule names (`SweepConfig.recorded_grid`), which is
+    every level of the file unless `remedies.knobs` is overridden, as the second build does
+    with the levels chosen on the first."""
     data = read_yaml(path)
     sweep_level, recipe_level, selections = [], [], []
     for override in overrides or []:
