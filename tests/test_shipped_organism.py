@@ -75,8 +75,7 @@ def test_the_build_command_says_whether_it_reproduced_the_shipped_weights(tmp_pa
     (reference / BUILD_FILE).write_text(json.dumps({**record, "weights_sha256": "0" * 64}))
     shutil.rmtree(tmp_path / "again")
     result = CliRunner().invoke(app, ["organism", "build", "--size", "test", "--out", str(tmp_path / "again")])
-    said = " ".join(result.output.split())  # the console wraps at its width, wherever the CPU's name puts the breaks
-    assert result.exit_code == 0 and "other weights than the shipped ones" in said and " ".join(record["cpu"].split()) in said
+    assert result.exit_code == 0 and "other weights than the shipped ones" in result.output and record["cpu"] in result.output
 
 
 def test_a_model_name_with_options_names_another_build_and_bad_options_are_named(shipped: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,7 +49,8 @@ def organism_build(
             console.print(
                 f"[yellow]other weights than the shipped ones[/] (sha256 {record['weights_sha256'][:12]}..., built on {record['cpu']}, "
                 f"{record['threads']} thread(s), {record['precision']}; this CPU: {cpu_class()}, {threads} thread(s)). "
-                "Runs use the shipped organism unless given this directory as their model."
+                "Runs use the shipped organism unless given this directory as their model.",
+                soft_wrap=True,  # one line, as errors are: its sha256 and CPU name stay whole for copy and grep
             )
 
 
