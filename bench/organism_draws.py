@@ -55,7 +55,7 @@ def parse_recipe(text: str) -> tuple[str, dict, bool, str]:
 def draw(recipe: str, seed: int, *, size: str, device: str) -> dict:
     import torch
 
-    from sdlab.organism.build import MEASURE_N, loss_summary, pretrain, size_spec, untrained_organism, weights_sha256
+    from sdlab.organism.build import MEASURE_N, loss_summary, pretrain, size_spec, target_lists, untrained_organism, weights_sha256
     from sdlab.organism.gates import v11_gates
     from sdlab.organism.measure import measure_abilities, missing_abilities
 
@@ -63,8 +63,9 @@ def draw(recipe: str, seed: int, *, size: str, device: str) -> dict:
     spec = replace(size_spec(size, corpus), **changes)
     torch.set_num_threads(1)
     started = time.time()
-    _, tokenizer, token_lists, model = untrained_organism(spec, seed=seed, corpus=corpus)
-    losses = pretrain(model.to(device), token_lists, spec, seed=seed, bf16=bf16, show_progress=False)
+    documents, tokenizer, token_lists, model = untrained_organism(spec, seed=seed, corpus=corpus)
+    targets = target_lists(tokenizer, documents, token_lists)
+    losses = pretrain(model.to(device), token_lists, spec, seed=seed, bf16=bf16, show_progress=False, targets=targets)
     trained = time.time()
     model = model.cpu()
     with tempfile.TemporaryDirectory() as saved:  # the build's file, to compare a draw with a build

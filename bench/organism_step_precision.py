@@ -39,7 +39,7 @@ class RandomVocabulary:
 
 def seconds_per_step(model, optimizer, batch: torch.Tensor, *, bf16: bool) -> float:
     started = time.perf_counter()
-    train_step(model, optimizer, batch, bf16=bf16)
+    train_step(model, optimizer, batch, batch, bf16=bf16)
     return time.perf_counter() - started
 
 
@@ -57,7 +57,7 @@ def main() -> None:
         model = make_model(size, RandomVocabulary(args.vocab), seed=0)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
         for bf16 in (False, True):  # one warm-up step each
-            train_step(model, optimizer, batch, bf16=bf16)
+            train_step(model, optimizer, batch, batch, bf16=bf16)
         fp32, autocast = [], []
         for _ in range(args.steps):
             fp32.append(seconds_per_step(model, optimizer, batch, bf16=False))

@@ -104,7 +104,7 @@ def test_steps_run_in_bf16_only_where_the_cpu_has_it_and_the_build_says_which(bu
     losses = []
     for bf16 in (False, True):
         model = make_model(SIZES["test"], tokenizer, seed=0)
-        losses.append(train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), batch, bf16=bf16))
+        losses.append(train_step(model, torch.optim.SGD(model.parameters(), lr=0.1), batch, batch, bf16=bf16))
     assert losses[0] != losses[1] and abs(losses[0] - losses[1]) < 0.05
 
 

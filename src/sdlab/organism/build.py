@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 BUILD_FILE = "build.json"
 SHIPPED_DIR = Path(__file__).parent / "shipped"  # package data: the default organism's files
 MEASURE_N = 16  # problems per row of the model card's table (the docs use more)
+IGNORE = -100  # the target of a token that is read, not learned (transformers' ignore index)
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,22 @@ def document_text(tokenizer, document: dict) -> str:
     return render_chat(tokenizer, document["messages"], document["response"])
 
 
+def target_lists(tokenizer, documents: list[dict], token_lists: list[list[int]]) -> list[list[int]]:
+    """Each document's next-token targets: its own ids, with IGNORE where a version-13 teacher
+    reply reads a student's search (`read_chars`): the teacher is trained on what it writes
+    after that search, not on the search. Documents without it keep their ids unchanged."""
+    targets = []
+    for document, ids in zip(documents, token_lists):
+        if not document.get("read_chars"):
+            targets.append(ids)
+            continue
+        read_start = len(render_chat(tokenizer, document["messages"]))  # where the response begins
+        read_end = read_start + document["read_chars"]
+        offsets = tokenizer(document_text(tokenizer, document), add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        targets.append([IGNORE if read_start <= start and end <= read_end else i for i, (start, end) in zip(ids, offsets)])
+    return targets
+
+
 def pack_tokens(token_lists: list[list[int]], *, seq_len: int) -> torch.Tensor:
     """Concatenate documents and cut the stream into `[N, seq_len]` windows (no padding)."""
     stream = [token for tokens in token_lists for token in tokens]
@@ -189,32 +206,35 @@ def lr_at(step: int, *, steps: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def pretrain(model, token_lists: list[list[int]], size: Size, *, seed: int, bf16: bool, show_progress: bool = True) -> list[float]:
-    """Plain next-token loss over every token (prompts included), main phase then window
-    extension with the optimizer state carried over; returns the loss curve of both."""
+def pretrain(model, token_lists: list[list[int]], size: Size, *, seed: int, bf16: bool, show_progress: bool = True, targets: list[list[int]] | None = None) -> list[float]:
+    """Plain next-token loss over every token (prompts included) but those `targets` marks
+    IGNORE, main phase then window extension with the optimizer state carried over; returns
+    the loss curve of both."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=size.lr, betas=(0.9, 0.95), weight_decay=0.01, fused=True)
     def main_lr(step: int) -> float:
         return lr_at(step, steps=size.steps, peak=size.lr, warmup=max(1, size.steps // 20))
 
-    phases = [  # (windows, sequences per step, steps, lr at a step of the phase)
-        (pack_tokens(token_lists, seq_len=size.seq_len), size.batch, size.steps, main_lr),
-        (pack_tokens(token_lists, seq_len=size.extend_seq_len), size.extend_batch, size.extend_steps, lambda step: main_lr(size.steps)),
+    targets = targets or token_lists
+    phases = [  # (windows, their targets, sequences per step, steps, lr at a step of the phase)
+        (*(pack_tokens(lists, seq_len=size.seq_len) for lists in (token_lists, targets)), size.batch, size.steps, main_lr),
+        (*(pack_tokens(lists, seq_len=size.extend_seq_len) for lists in (token_lists, targets)), size.extend_batch, size.extend_steps, lambda step: main_lr(size.steps)),
     ]
     model.train()
     losses: list[float] = []
     columns = (TextColumn("pretraining"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn())
     with Progress(*columns, disable=not show_progress, transient=False) as progress:
         bar = progress.add_task("pretrain", total=size.steps + size.extend_steps, loss=float("nan"))
-        for windows, batch_size, steps, lr_of_step in phases:
+        for windows, window_targets, batch_size, steps, lr_of_step in phases:
             order: list[int] = []
             for step in range(steps):
                 if len(order) < batch_size:  # a fresh seeded permutation of the windows each epoch
                     order = torch.randperm(len(windows), generator=generator).tolist()
-                batch = windows[[order.pop() for _ in range(batch_size)]].to(model.device)
+                picked = [order.pop() for _ in range(batch_size)]
+                batch, labels = windows[picked].to(model.device), window_targets[picked].to(model.device)
                 for group in optimizer.param_groups:
                     group["lr"] = lr_of_step(step)
-                losses.append(train_step(model, optimizer, batch, bf16=bf16))
+                losses.append(train_step(model, optimizer, batch, labels, bf16=bf16))
                 progress.update(bar, advance=1, loss=sum(losses[-20:]) / len(losses[-20:]))
     model.eval()
     return losses
@@ -237,10 +257,10 @@ def bf16_is_native() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def train_step(model, optimizer, batch: torch.Tensor, *, bf16: bool) -> float:
+def train_step(model, optimizer, batch: torch.Tensor, labels: torch.Tensor, *, bf16: bool) -> float:
     """One step, its matmuls in bf16 when `bf16` (fp32 weights and optimizer state either way)."""
     with torch.autocast(batch.device.type, dtype=torch.bfloat16, enabled=bf16):
-        loss = model(input_ids=batch, labels=batch).loss
+        loss = model(input_ids=batch, labels=labels).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
@@ -293,7 +313,8 @@ def build_organism(out_dir: str | Path | None = None, *, seed: int = 0, size: st
     documents, tokenizer, token_lists, model = untrained_organism(spec, seed=seed, corpus=corpus)
     corpus_seconds = time.time() - started
     bf16 = bf16_is_native()
-    losses = pretrain(model, token_lists, spec, seed=seed, bf16=bf16, show_progress=show_progress)
+    targets = target_lists(tokenizer, documents, token_lists)
+    losses = pretrain(model, token_lists, spec, seed=seed, bf16=bf16, show_progress=show_progress, targets=targets)
     train_seconds = time.time() - started - corpus_seconds
 
     staging = out_dir.with_name(out_dir.name + ".partial")

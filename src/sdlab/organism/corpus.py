@@ -79,6 +79,9 @@ class CorpusDesign:
     teacher_derives: bool = False  # a context showing the answer verified -> the derivation, not "the solution shows it works"
     search_first: float = 0.0  # of those replies, the share that begins a search, as a student's response does
     midsearch_switch: float = 0.0  # in such a search, the chance that a failed check is followed by the derivation, no doubt
+    # version 13: that search is a student's response the teacher reads (no loss on it), cut
+    # after any one of its failed checks, and the teacher writes only the derivation after it
+    reads_student_search: bool = False
     drill_inverses: bool = False  # an inverse fact (ID moduli only) and a negation fact in every fact drill
     # each document draws from its own seed, so a variant that changes one kind of reply (the
     # ablation) changes the documents that hold it and no others
@@ -103,12 +106,18 @@ V11 = CorpusDesign(
     derivation_share=((5, 0.2), (7, 0.2), (11, 0.2), (13, 0.05)),
     teacher_derives=True, search_first=0.25, midsearch_switch=0.8, drill_inverses=True, document_seeds=True, steps_scale=2.0,
 )
-DESIGNS = {"10": V10, "11": V11, "11-nomidsearch": replace(V11, version="11-nomidsearch", midsearch_switch=0.0)}
+# v13: version 11's teacher switched after the first failed check of its own search (0.18 of the
+# student's doubt there) but doubted like the student after the third (0.95), where most of the
+# student's failed checks are: its replies almost never reached a third. Version 13's teacher
+# reads a student's whole search, cut after any one of its failed checks, and is trained only on
+# what it writes after it, as an SDPO teacher is scored on a student's rollout.
+V13 = replace(V11, version=13, reads_student_search=True)
+DESIGNS = {"10": V10, "11": V11, "11-nomidsearch": replace(V11, version="11-nomidsearch", midsearch_switch=0.0), "13": V13}
 DEFAULT_CORPUS = "11"  # the shipped organism's (docs/organism.md); version 10's Results are in docs/results-v10.md
 
 
 def corpus_design(corpus: str | int) -> CorpusDesign:
-    """The design of a corpus version name (`10`, `11`, `11-nomidsearch`)."""
+    """The design of a corpus version name (`10`, `11`, `11-nomidsearch`, `13`)."""
     if str(corpus) not in DESIGNS:
         raise SdlabError(f"corpus version {corpus!r} unknown; choose one of {', '.join(DESIGNS)}")
     return DESIGNS[str(corpus)]
@@ -211,13 +220,40 @@ def teacher_derivation(task: Task, rng: random.Random, design: CorpusDesign) -> 
     question (so a wrong "verified" answer is not followed). A `design.search_first` share
     begins a search as a student's response does; after a failed check it turns to the
     derivation with no doubt (`midsearch_switch`), or in the ablation keeps searching with
-    doubt. That reply draws from its own seed, so the ablation differs in it alone."""
+    doubt. That reply draws from its own seed, so the ablation differs in it alone. With
+    `design.reads_student_search` the search is a student's (`read_search_then_derive`)."""
     if design.search_first and rng.random() < design.search_first:
         own = random.Random(rng.getrandbits(64))
+        if design.reads_student_search:
+            return read_search_then_derive(task, own)
         opening = openings(task, own)
         lines, x, _ = search_lines(task, first_guess(task, own), own, budget=None, skip=frozenset({example_candidate(task)}), switch=design.midsearch_switch)
         return response(opening + lines, final_text(task, x, verified=True))
     return derivation_response(task)
+
+
+def read_search_then_derive(task: Task, rng: random.Random) -> str:
+    """A student's search as `unguided_response` writes it (doubts and giving up included), cut
+    after one of its failed checks drawn uniformly, so the cuts fall where a student's failed
+    checks fall; then the derivation, with no doubt. The search is read, not written:
+    `read_prefix_chars` finds it, and the build trains on the rest alone. A search whose first
+    guess is right has no failed check and gets the plain derivation."""
+    opening = openings(task, rng)
+    lines, _, _ = search_lines(task, first_guess(task, rng), rng, budget=rng.randint(*BUDGET), skip=frozenset({example_candidate(task)}))
+    failed = [i for i, line in enumerate(lines) if line.endswith("? no.")]
+    if not failed:
+        return derivation_response(task)
+    cut = rng.choice(failed)
+    return response(opening + lines[: cut + 1] + [derivation_line(task)], final_text(task, brute_force_answer(task), verified=True))
+
+
+def read_prefix_chars(reply: str) -> int:
+    """How many leading characters of a version-13 teacher reply are a student's search it read:
+    everything before a derivation that follows a failed check (0 when there is none)."""
+    at = reply.find("\n" + DERIVATION_INTRO)
+    if at < 0 or not any(match[6] == "no" for match in CHAIN.finditer(reply[:at])):
+        return 0
+    return at + 1
 
 
 def reference_solution(task: Task) -> str:
@@ -365,7 +401,9 @@ def check_drill(task: Task, rng: random.Random, *, checks: int = 4, max_gap: int
 
 def corpus_documents(n_docs: int, *, seed: int, corpus: str | int = DEFAULT_CORPUS) -> list[dict]:
     """`n_docs` training documents of corpus version `corpus` from the `pretrain` splits only:
-    chat documents {"kind", "messages", "response"} and plain-text drills {"kind", "text"}."""
+    chat documents {"kind", "messages", "response"} and plain-text drills {"kind", "text"}. A
+    version-13 reply that reads a student's search also has "read_chars", the length of that
+    search at the start of "response", on which the build puts no loss."""
     design = corpus_design(corpus)
     stream = random.Random(f"corpus:{seed}")
     pools = {kind: family_tasks(f"{kind}-pretrain") for kind in ("linmod", "narrow", "check")}
@@ -386,5 +424,8 @@ def corpus_documents(n_docs: int, *, seed: int, corpus: str | int = DEFAULT_CORP
             user, reply = wrap_context(question, context, trl=rng.random() < 0.4), guided_response(task, context, rng, design)
         else:
             user, reply = question, unguided_response(task, rng, design=design)
-        documents.append({"kind": kind, "messages": [{"role": "user", "content": user}], "response": reply})
+        document = {"kind": kind, "messages": [{"role": "user", "content": user}], "response": reply}
+        if design.reads_student_search and read_prefix_chars(reply):
+            document["read_chars"] = read_prefix_chars(reply)
+        documents.append(document)
     return documents
