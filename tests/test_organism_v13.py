@@ -1,8 +1,9 @@
-"""Corpus version 13: version 11 whose teacher reads a student's search instead of writing one.
+"""Corpus versions 13 and 14: version 11 whose teacher reads a student's search instead of writing one.
 
 Version 11's teacher switched to the derivation after the first failed check of a search it
 wrote itself, and kept doubting after the third. Version 13's search-first replies are a
-student's search, cut after any one of its failed checks, on which the build puts no loss."""
+student's search, cut after any one of its failed checks, on which the build puts no loss;
+version 14 has twice as many of them."""
 
 from __future__ import annotations
 
@@ -54,6 +55,13 @@ def test_version_13_differs_from_11_only_in_the_teachers_search_first_replies() 
     read = [d for d in v13 if "read_chars" in d]
     assert read and all(d["read_chars"] == read_prefix_chars(d["response"]) > 0 for d in read)
     assert not any("read_chars" in d for d in v11)
+
+
+def test_version_14_reads_twice_as_many_searches_and_differs_from_13_in_those_replies_alone() -> None:
+    v13, v14 = corpus_documents(9000, seed=0, corpus="13"), corpus_documents(9000, seed=0, corpus="14")
+    read13, read14 = (sum("read_chars" in d for d in docs) for docs in (v13, v14))
+    assert 1.6 < read14 / read13 < 2.4
+    assert {a["kind"] for a, b in zip(v13, v14) if a != b} == {"linmod_context"}
 
 
 def test_the_build_puts_no_loss_on_the_search_the_teacher_reads() -> None:
