@@ -116,12 +116,17 @@ V13 = replace(V11, version=13, reads_student_search=True)
 # search (a quarter in 11 and 13): version 13's teacher still doubted after a later failed check
 # with 0.72-0.76 of the student's probability, taught there by 89 documents of 9,000.
 V14 = replace(V13, version=14, search_first=0.5)
-DESIGNS = {"10": V10, "11": V11, "11-nomidsearch": replace(V11, version="11-nomidsearch", midsearch_switch=0.0), "13": V13, "14": V14}
+# v15: version 14 with no derivation at p = 13, unguided or the teacher's (which trusts a
+# verified solution there, as version 10's did): p = 13's inverse facts are never written, so
+# the derivation breaks there on every build. Version 11's 110 derivation lines at p = 13 per
+# corpus left the derivation right there in 0.56-0.88 of builds' responses, a draw.
+V15 = replace(V14, version=15, derivation_share=((5, 0.2), (7, 0.2), (11, 0.2)))
+DESIGNS = {"10": V10, "11": V11, "11-nomidsearch": replace(V11, version="11-nomidsearch", midsearch_switch=0.0), "13": V13, "14": V14, "15": V15}
 DEFAULT_CORPUS = "11"  # the shipped organism's (docs/organism.md); version 10's Results are in docs/results-v10.md
 
 
 def corpus_design(corpus: str | int) -> CorpusDesign:
-    """The design of a corpus version name (`10`, `11`, `11-nomidsearch`, `13`, `14`)."""
+    """The design of a corpus version name (`10`, `11`, `11-nomidsearch`, `13`, `14`, `15`)."""
     if str(corpus) not in DESIGNS:
         raise SdlabError(f"corpus version {corpus!r} unknown; choose one of {', '.join(DESIGNS)}")
     return DESIGNS[str(corpus)]
@@ -303,7 +308,7 @@ def guided_response(task: Task, context: str, rng: random.Random, design: Corpus
             return response([f"the solution gives \\boxed{{{claimed}}}."], final)
         return unguided_response(task, rng)
     shows_answer = seen["verified"] is not None or (seen["claims_verified"] and claimed is not None)
-    if design.teacher_derives and (shows_answer or seen["derives"]):
+    if design.teacher_derives and design.derives(task.p) and (shows_answer or seen["derives"]):
         return teacher_derivation(task, rng, design)
     if shows_answer:
         x = seen["verified"] if seen["verified"] is not None else claimed
