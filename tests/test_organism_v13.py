@@ -1,22 +1,25 @@
-"""Corpus versions 13 and 14: version 11 whose teacher reads a student's search instead of writing one.
+"""Corpus versions 13 to 15: version 11 whose teacher reads a student's search instead of writing one.
 
 Version 11's teacher switched to the derivation after the first failed check of a search it
 wrote itself, and kept doubting after the third. Version 13's search-first replies are a
 student's search, cut after any one of its failed checks, on which the build puts no loss;
-version 14 has twice as many of them."""
+version 14 has twice as many of them; version 15 never derives at p = 13."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
+import re
 from collections import Counter
 
 from sdlab.core.epistemic import count_markers
 from sdlab.core.grading import extract_answer, split_think
 from sdlab.organism.build import IGNORE, size_spec, target_lists, untrained_organism
-from sdlab.organism.corpus import V13, corpus_documents, guided_response, read_prefix_chars
+from sdlab.organism.corpus import V13, V15, corpus_documents, guided_response, read_prefix_chars
 from sdlab.organism.derivation import strategy_of
 from sdlab.organism.problems import to_problem
-from sdlab.organism.tasks import family_tasks
+from sdlab.organism.tasks import Task, family_tasks
 
 
 def think_of(text: str) -> str:
@@ -77,3 +80,21 @@ def test_the_build_puts_no_loss_on_the_search_the_teacher_reads() -> None:
         assert tokenizer.decode([ids[i] for i in ignored]) == document["response"][: document["read_chars"]]
         assert tokenizer.decode(ids[ignored[-1] + 1:]).startswith("directly: ")  # what the teacher writes is learned
         assert target[ignored[-1] + 1:] == ids[ignored[-1] + 1:] and target[: ignored[0]] == ids[: ignored[0]]
+
+
+def test_version_11_writes_the_documents_its_shipped_build_trained_on() -> None:
+    """Later versions share version 11's writers; its documents (sha256 taken before version 13
+    existed) must not move, or the shipped weights no longer reproduce."""
+    documents = corpus_documents(300, seed=0, corpus="11")
+    assert hashlib.sha256(json.dumps(documents, sort_keys=True).encode()).hexdigest() == "f02c0475cc3246670bbd7f2f11f243f16eaa4e1b8d8b7161edc67c80cc58de18"
+
+
+def test_version_15_never_writes_a_derivation_at_p13_and_derives_at_the_id_moduli() -> None:
+    documents = corpus_documents(9000, seed=0, corpus="15")
+    assert not any(re.search(r"\(mod 13\): -\d+=", json.dumps(d)) for d in documents)
+    rng = random.Random(0)
+    p13 = Task("linmod", 13, 4, 2, 5)
+    reply = guided_response(p13, to_problem(p13, family="linmod-hard").solution, rng, V15)
+    assert reply.startswith("<think>\nthe solution shows it works: \\boxed{") and extract_answer(reply) == str(to_problem(p13, family="linmod-hard").answer)
+    id_task = Task("linmod", 7, 4, 2, 5)
+    assert strategy_of(think_of(guided_response(id_task, to_problem(id_task, family="linmod-eval").solution, random.Random(3), V15))) in ("derivation", "switch")
