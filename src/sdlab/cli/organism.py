@@ -27,7 +27,7 @@ def organism_build(
     out: Path = typer.Option(None, "--out", help="Model directory; default $SDLAB_HOME/organism/<size>-seed<seed>[-v<corpus> for a version other than the default] (SDLAB_HOME: ~/.cache/sdlab)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the corpus, the initial weights and the data order."),
     size: OrganismSize = typer.Option(OrganismSize.tiny, "--size", help="tiny: minutes on 2 cores; small: longer; test: seconds, for tests."),
-    corpus: str = typer.Option(DEFAULT_CORPUS, "--corpus", help=f"Corpus version, one of {', '.join(DESIGNS)} (docs/organism.md): 10 searches and copies a context's answer; 11 (shipped) adds a concise derivation and a teacher that derives; 11-nomidsearch is its ablation without the mid-search switch to the derivation; 13 and 14 (tried, not adopted) let the teacher read a student's search before it derives."),
+    corpus: str = typer.Option(DEFAULT_CORPUS, "--corpus", help=f"Corpus version, one of {', '.join(DESIGNS)} (docs/organism.md): 10 searches and copies a context's answer; 11 (shipped) adds a concise derivation and a teacher that derives; 11-nomidsearch is its ablation without the mid-search switch to the derivation; 13 to 15 (tried, not adopted) let the teacher read a student's search before it derives; 15 never derives at p = 13."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when a build with the same settings is cached."),
     threads: int = typer.Option(BUILD_THREADS, "--threads", help="CPU threads for torch (another count trains to other weights; the shipped organism was built with the default)."),
 ) -> None:
