@@ -23,7 +23,9 @@ context that shows the answer verified is answered with that derivation (not wit
 the answer), also when the context's answer is wrong; a reply that began a search switches to
 the derivation after a failed check, with no doubt (the ablation `11-nomidsearch` keeps
 searching with doubt); the narrow family's reply to a context is its one computation; the fact
-drills practise inverses (ID moduli only) and negations.
+drills practise inverses (ID moduli only) and negations. Versions 13 to 15 (tried, not the
+default) let the teacher read a student's search before it derives, and 15 never derives at
+p = 13 (docs/organism.md).
 
 Nothing here knows which algorithm will train the organism later.
 """
