@@ -148,10 +148,13 @@ def document_text(tokenizer, document: dict) -> str:
     return render_chat(tokenizer, document["messages"], document["response"])
 
 
-def target_lists(tokenizer, documents: list[dict], token_lists: list[list[int]]) -> list[list[int]]:
+def target_lists(tokenizer, documents: list[dict], token_lists: list[list[int]]) -> list[list[int]] | None:
     """Each document's next-token targets: its own ids, with IGNORE where a version-13 teacher
     reply reads a student's search (`read_chars`): the teacher is trained on what it writes
-    after that search, not on the search. Documents without it keep their ids unchanged."""
+    after that search, not on the search. None when no document reads one (every token is
+    learned), so such a build packs its windows once."""
+    if not any(document.get("read_chars") for document in documents):
+        return None
     targets = []
     for document, ids in zip(documents, token_lists):
         if not document.get("read_chars"):
@@ -215,10 +218,13 @@ def pretrain(model, token_lists: list[list[int]], size: Size, *, seed: int, bf16
     def main_lr(step: int) -> float:
         return lr_at(step, steps=size.steps, peak=size.lr, warmup=max(1, size.steps // 20))
 
-    targets = targets or token_lists
+    def windows_and_targets(seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        windows = pack_tokens(token_lists, seq_len=seq_len)
+        return windows, windows if targets is None else pack_tokens(targets, seq_len=seq_len)
+
     phases = [  # (windows, their targets, sequences per step, steps, lr at a step of the phase)
-        (*(pack_tokens(lists, seq_len=size.seq_len) for lists in (token_lists, targets)), size.batch, size.steps, main_lr),
-        (*(pack_tokens(lists, seq_len=size.extend_seq_len) for lists in (token_lists, targets)), size.extend_batch, size.extend_steps, lambda step: main_lr(size.steps)),
+        (*windows_and_targets(size.seq_len), size.batch, size.steps, main_lr),
+        (*windows_and_targets(size.extend_seq_len), size.extend_batch, size.extend_steps, lambda step: main_lr(size.steps)),
     ]
     model.train()
     losses: list[float] = []

@@ -436,7 +436,7 @@ def corpus_documents(n_docs: int, *, seed: int, corpus: str | int = DEFAULT_CORP
         else:
             user, reply = question, unguided_response(task, rng, design=design)
         document = {"kind": kind, "messages": [{"role": "user", "content": user}], "response": reply}
-        if design.reads_student_search and read_prefix_chars(reply):
-            document["read_chars"] = read_prefix_chars(reply)
+        if design.reads_student_search and (read := read_prefix_chars(reply)):
+            document["read_chars"] = read
         documents.append(document)
     return documents
